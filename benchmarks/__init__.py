@@ -1,0 +1,1 @@
+"""Measured performance (latency in cycles, Fmax, throughput); run with make bench."""

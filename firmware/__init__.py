@@ -1,0 +1,1 @@
+"""Per-board top-levels, bitstream builds with manifests, exported register map."""

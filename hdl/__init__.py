@@ -1,0 +1,1 @@
+"""Board-independent gateware: one wiring.Component per block; wire formats as data.Struct."""

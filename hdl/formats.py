@@ -1,0 +1,107 @@
+"""Wire formats shared by the gateware and the host: plain Python, no Amaranth.
+
+Everything that crosses the host/card boundary is defined here once. The gateware builds its
+`data.Struct` layouts from these tables (`hdl.itch`), and the reference models in `host/model/`
+read them directly, so the two can never disagree about a field.
+
+All wire integers are big-endian.
+"""
+
+import enum
+
+__all__ = [
+    "ETH_MIN_FRAME", "ETH_MAX_FRAME", "FCS_LEN", "ETHERTYPE_IPV4", "ETHERTYPE_VLAN",
+    "IP_PROTO_UDP", "MOLD_HEADER_LEN", "MOLD_HEARTBEAT", "MOLD_END_OF_SESSION", "SESSION_LEN",
+    "N_SUBSCRIPTIONS", "Drop", "ITCH_LENGTHS", "ITCH_TYPES", "ITCH_HEADER", "ITCH_BODIES",
+    "ITCH_HEADER_LEN", "ITCH_MAX_BODY", "multicast_mac",
+]
+
+# Ethernet frame sizes count the destination MAC through the FCS, not preamble/SFD.
+ETH_MIN_FRAME = 64
+ETH_MAX_FRAME = 1522          # 1518 + one 802.1Q tag
+FCS_LEN = 4
+ETHERTYPE_IPV4 = 0x0800
+ETHERTYPE_VLAN = 0x8100
+IP_PROTO_UDP = 17
+
+MOLD_HEADER_LEN = 20          # session (10), sequence number (8), message count (2)
+SESSION_LEN = 10
+MOLD_HEARTBEAT = 0
+MOLD_END_OF_SESSION = 0xFFFF
+
+N_SUBSCRIPTIONS = 4
+
+
+def multicast_mac(group: int) -> int:
+    """The Ethernet MAC an IPv4 multicast group maps to (RFC 1112: 01:00:5e + low 23 bits)."""
+    return 0x01005E000000 | (group & 0x7FFFFF)
+
+
+class Drop(enum.IntEnum):
+    """Why a frame was dropped. A frame is counted once, under the first reason in this order:
+    MAC errors (known only at the end of the frame) first, then the layers in the order the
+    bytes flow through them. `NONE` means the frame was good."""
+    NONE = 0
+    MAC_PHY_ERROR = 1         # the PHY raised RX_ER during the frame
+    MAC_PREAMBLE = 2          # the frame did not start with 0x55... 0xD5
+    MAC_OVERSIZE = 3          # longer than ETH_MAX_FRAME
+    MAC_RUNT = 4              # shorter than ETH_MIN_FRAME
+    MAC_FCS = 5               # CRC-32 mismatch
+    ETH_DST = 6               # neither our unicast MAC nor a subscribed group's multicast MAC
+    ETH_TYPE = 7              # not IPv4 after zero or one 802.1Q tag
+    IP_VERSION = 8            # version != 4 or IHL < 5
+    IP_LENGTH = 9             # total length below header + UDP header, or frame shorter
+    IP_FRAGMENT = 10          # MF set or fragment offset != 0
+    IP_PROTO = 11             # not UDP
+    IP_CHECKSUM = 12          # header checksum wrong
+    UDP_NO_SUB = 13           # destination group:port not in the subscription table
+    UDP_LENGTH = 14           # UDP length != IPv4 payload length
+    MOLD_SESSION = 15         # session differs from the subscription's
+    MOLD_DUPLICATE = 16       # every message already seen
+    MOLD_TRUNCATED = 17       # payload ends inside the header or before `count` blocks
+    MOLD_TRAILING = 18        # bytes after the last counted block
+    MOLD_EMPTY_BLOCK = 19     # a message block of length 0
+    ITCH_UNKNOWN_TYPE = 20    # message type not in ITCH 5.0; rest of the packet dropped
+    ITCH_BAD_LENGTH = 21      # block length differs from the type's length; rest dropped
+
+
+# ITCH 5.0 message lengths, type byte included. Every known type; the decoder skips the ones
+# without a body table below by their length.
+ITCH_LENGTHS: dict[str, int] = {
+    "S": 12, "R": 39, "H": 25, "Y": 20, "L": 26, "V": 35, "W": 12, "K": 28, "J": 35, "h": 21,
+    "A": 36, "F": 40, "E": 31, "C": 36, "X": 23, "D": 19, "U": 35, "P": 44, "Q": 40, "B": 19,
+    "I": 50, "N": 20, "O": 48,
+}
+# Counter order for messages_by_type.
+ITCH_TYPES: tuple[str, ...] = tuple(ITCH_LENGTHS)
+
+# Common header of every ITCH 5.0 message: (field, bytes), in wire order.
+ITCH_HEADER: tuple[tuple[str, int], ...] = (
+    ("type", 1), ("locate", 2), ("tracking", 2), ("timestamp", 6),
+)
+ITCH_HEADER_LEN = sum(n for _, n in ITCH_HEADER)
+
+# Bodies (after the common header) of the decoded types: (field, bytes), in wire order.
+# Text fields (stock, codes) stay integers: big-endian ASCII, first character most significant.
+ITCH_BODIES: dict[str, tuple[tuple[str, int], ...]] = {
+    "S": (("event_code", 1),),
+    "R": (("stock", 8), ("market_category", 1), ("financial_status", 1),
+          ("round_lot_size", 4), ("round_lots_only", 1), ("issue_classification", 1),
+          ("issue_subtype", 2), ("authenticity", 1), ("short_sale_threshold", 1),
+          ("ipo_flag", 1), ("luld_tier", 1), ("etp_flag", 1), ("etp_leverage", 4),
+          ("inverse", 1)),
+    "H": (("stock", 8), ("trading_state", 1), ("reserved", 1), ("reason", 4)),
+    "A": (("order_ref", 8), ("side", 1), ("shares", 4), ("stock", 8), ("price", 4)),
+    "F": (("order_ref", 8), ("side", 1), ("shares", 4), ("stock", 8), ("price", 4),
+          ("attribution", 4)),
+    "E": (("order_ref", 8), ("shares", 4), ("match", 8)),
+    "C": (("order_ref", 8), ("shares", 4), ("match", 8), ("printable", 1), ("price", 4)),
+    "X": (("order_ref", 8), ("shares", 4)),
+    "D": (("order_ref", 8),),
+    "U": (("order_ref", 8), ("new_ref", 8), ("shares", 4), ("price", 4)),
+    "P": (("order_ref", 8), ("side", 1), ("shares", 4), ("stock", 8), ("price", 4),
+          ("match", 8)),
+}
+for _t, _fields in ITCH_BODIES.items():
+    assert ITCH_HEADER_LEN + sum(n for _, n in _fields) == ITCH_LENGTHS[_t], _t
+ITCH_MAX_BODY = max(ITCH_LENGTHS[t] for t in ITCH_BODIES) - ITCH_HEADER_LEN

@@ -1,0 +1,113 @@
+"""IPv4 receiver: version and IHL (options skipped), header checksum, no fragments, protocol UDP,
+total length consistent with the frame.
+
+Every header check is made when the last header byte (options included) arrives, in the order
+of `Drop`, so the first payload byte already knows whether to pass. Whether the frame really
+held `total length` bytes is known only at its end; the verdict then says so.
+"""
+
+from amaranth import Cat, Mux, Module, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from hdl.beats import Beat, IpBeat, be_layout, beats
+from hdl.formats import ETH_MAX_FRAME, FCS_LEN, IP_PROTO_UDP, Drop
+
+__all__ = ["Ipv4Rx", "IPV4_HEADER"]
+
+IPV4_HEADER = be_layout((
+    ("version_ihl", 1), ("tos", 1), ("total_length", 2), ("ident", 2), ("flags_fragment", 2),
+    ("ttl", 1), ("protocol", 1), ("checksum", 2), ("src", 4), ("dst", 4),
+))
+"""| bytes | field |
+|---|---|
+| 0 | version (high nibble), IHL in 32-bit words (low nibble) |
+| 1 | DSCP/ECN |
+| 2-3 | total length, header included |
+| 4-5 | identification |
+| 6-7 | flags (bit 13: MF), fragment offset (bits 12-0) |
+| 8 | TTL |
+| 9 | protocol (17 = UDP) |
+| 10-11 | header checksum |
+| 12-15 | source address |
+| 16-19 | destination address |
+| 20- | options, IHL*4 - 20 bytes |"""
+
+
+class Ipv4Rx(wiring.Component):
+    sink: In(beats(Beat))
+    source: Out(beats(IpBeat))
+
+    def elaborate(self, platform):
+        m = Module()
+        beat = self.sink.payload
+        count = Signal(range(ETH_MAX_FRAME + 1))    # bytes seen, padding and FCS included
+        header = Signal(8 * 19)                     # the first 19 bytes, then frozen
+        view = data.View(IPV4_HEADER, Cat(beat.data, header))   # valid at byte 19
+        ihl = Signal(4)
+        hlen = Signal(range(61))
+        total = Signal(16)
+        dst = Signal(32)
+        early = Signal(Drop)        # the checks on the fixed header, made at byte 19
+        # Ones'-complement sum of the header as 16-bit words, folded at the end.
+        acc = Signal(21)
+        passing = Signal()
+        reason = Signal(Drop)
+        done = Signal()             # header complete
+
+        add = Mux(count[0], beat.data, beat.data << 8)
+        acc_next = Signal(21)
+        m.d.comb += acc_next.eq(acc + add)
+        fold1 = (acc_next[:16] + acc_next[16:])
+        fold2 = fold1[:16] + fold1[16:]
+
+        # The checks on the fixed 20 bytes, in the order of `Drop`; meaningful at byte 19.
+        fixed = Signal(Drop)
+        with m.If((view.version_ihl[4:] != 4) | (ihl < 5)):
+            m.d.comb += fixed.eq(Drop.IP_VERSION)
+        with m.Elif(view.total_length < hlen + 8):
+            m.d.comb += fixed.eq(Drop.IP_LENGTH)
+        with m.Elif(view.flags_fragment[:14] != 0):        # MF or a fragment offset
+            m.d.comb += fixed.eq(Drop.IP_FRAGMENT)
+        with m.Elif(view.protocol != IP_PROTO_UDP):
+            m.d.comb += fixed.eq(Drop.IP_PROTO)
+
+        with m.If(self.sink.valid & ~beat.end):
+            m.d.sync += count.eq(count + 1)
+            with m.If(count < 19):
+                m.d.sync += header.eq(Cat(beat.data, header))
+            with m.If(count == 0):
+                m.d.sync += [ihl.eq(beat.data[:4]),
+                             hlen.eq(Mux(beat.data[:4] < 5, 20, beat.data[:4] * 4))]
+            with m.If(~done):
+                m.d.sync += acc.eq(acc_next)
+            with m.If(count == 19):
+                m.d.sync += [total.eq(view.total_length), dst.eq(view.dst), early.eq(fixed)]
+            with m.If(~done & (count == hlen - 1)):
+                m.d.sync += done.eq(1)
+                first = Mux(count == 19, fixed, early)    # no options: the header ends now
+                with m.If(first != Drop.NONE):
+                    m.d.sync += reason.eq(first)
+                with m.Elif(fold2[:16] != 0xFFFF):
+                    m.d.sync += reason.eq(Drop.IP_CHECKSUM)
+                with m.Else():
+                    m.d.sync += passing.eq(1)
+            m.d.comb += [
+                self.source.valid.eq(passing & (count < total)),
+                self.source.payload.data.eq(beat.data),
+            ]
+        m.d.comb += [
+            self.source.payload.dst_addr.eq(dst),
+            self.source.payload.payload_len.eq(total - hlen),
+        ]
+        with m.If(self.sink.valid & beat.end):
+            m.d.comb += [self.source.valid.eq(1), self.source.payload.end.eq(1)]
+            with m.If(beat.drop != Drop.NONE):
+                m.d.comb += self.source.payload.drop.eq(beat.drop)
+            with m.Elif(reason != Drop.NONE):
+                m.d.comb += self.source.payload.drop.eq(reason)
+            with m.Elif(~done | (count < total + FCS_LEN)):
+                m.d.comb += self.source.payload.drop.eq(Drop.IP_LENGTH)
+            m.d.sync += [count.eq(0), passing.eq(0), reason.eq(Drop.NONE), early.eq(Drop.NONE),
+                         done.eq(0), acc.eq(0)]
+        return m

@@ -1,0 +1,123 @@
+"""ITCH 5.0 decoder: MoldUDP64 message bytes in, decoded `ItchMessage` structs out.
+
+The message is shifted into registers as it arrives: the common header into `header`, the
+body into `body`, first byte most significant, so each type's body is the low bytes of `body`
+and every field reads as a plain integer through that type's `be_layout` (see `hdl.formats`
+for the field tables, which the host model shares). The struct is valid the cycle after the
+message's last byte reached the decoder: with the MAC's input register, LATENCY = 2 cycles from
+the last byte on the GMII pins.
+
+The block length must be the type's ITCH length; an unknown type or a wrong length is counted
+and the rest of the packet dropped, because the bytes after it can no longer be trusted.
+Known types without a body table are skipped by their length; every type is counted.
+"""
+
+from amaranth import Cat, Module, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from hdl.beats import MsgBeat, be_layout, beats
+from hdl.formats import (
+    ITCH_BODIES, ITCH_HEADER, ITCH_HEADER_LEN, ITCH_LENGTHS, ITCH_MAX_BODY, ITCH_TYPES,
+    N_SUBSCRIPTIONS, Drop,
+)
+from hdl.mac_rx import MacRx
+
+__all__ = ["ItchMessage", "ItchDecoder", "Verdict", "BODY"]
+
+HEADER = be_layout(ITCH_HEADER[1:])
+BODY = data.UnionLayout({
+    kind: be_layout(fields) for kind, fields in ITCH_BODIES.items()
+} | {"raw": 8 * ITCH_MAX_BODY})
+"""One member per decoded type, named by its type letter: `msg.body.A.price`."""
+
+
+class ItchMessage(data.Struct):
+    """A decoded ITCH message of one of the types in `ITCH_BODIES`, with where it came from."""
+    type: 8                 # ASCII type letter
+    locate: 16
+    tracking: 16
+    timestamp: 48           # ns since midnight
+    body: BODY
+    seq: 64                 # MoldUDP64 sequence number
+    sub: range(N_SUBSCRIPTIONS)
+    rx_cycle: 48            # cycle its last byte was on the GMII pins
+
+
+class Verdict(data.Struct):
+    """One per frame, after its end: why it was dropped, or Drop.NONE."""
+    drop: Drop
+
+
+class ItchDecoder(wiring.Component):
+    LATENCY = MacRx.LATENCY + 1
+
+    cycle: In(48)                           # free-running cycle counter
+    sink: In(beats(MsgBeat))
+    message: Out(beats(ItchMessage))
+    verdict: Out(beats(Verdict))
+    by_type: Out(data.ArrayLayout(32, len(ITCH_TYPES)))
+
+    def elaborate(self, platform):
+        m = Module()
+        beat = self.sink.payload
+        offset = Signal(range(max(ITCH_LENGTHS.values()) + 1))   # byte within the message
+        kind = Signal(8)
+        kind_index = Signal(range(len(ITCH_TYPES)))
+        decoded = Signal()          # the type has a body table: emit it
+        header = Signal(8 * (ITCH_HEADER_LEN - 1))
+        body = Signal(8 * ITCH_MAX_BODY)
+        seq = Signal(64)
+        sub = Signal(range(N_SUBSCRIPTIONS))
+        rx_cycle = Signal(48)
+        valid = Signal()
+        reason = Signal(Drop)       # latched: the rest of the packet is dropped
+
+        msg = self.message.payload
+        m.d.comb += [
+            self.message.valid.eq(valid),
+            msg.type.eq(kind),
+            msg.seq.eq(seq),
+            msg.sub.eq(sub),
+            msg.rx_cycle.eq(rx_cycle),
+            msg.body.raw.eq(body),
+        ]
+        hv = data.View(HEADER, header)
+        m.d.comb += [msg.locate.eq(hv.locate), msg.tracking.eq(hv.tracking),
+                     msg.timestamp.eq(hv.timestamp)]
+
+        count = Signal()
+        m.d.sync += [valid.eq(0), self.verdict.valid.eq(0)]
+        with m.If(self.sink.valid & ~beat.end & (reason == Drop.NONE)):
+            m.d.sync += offset.eq(offset + 1)
+            with m.If(beat.first):
+                m.d.sync += [kind.eq(beat.data), offset.eq(1), body.eq(0), seq.eq(beat.seq),
+                             sub.eq(beat.sub)]
+                m.d.sync += reason.eq(Drop.ITCH_UNKNOWN_TYPE)
+                with m.Switch(beat.data):
+                    for i, t in enumerate(ITCH_TYPES):
+                        with m.Case(ord(t)):
+                            m.d.sync += [kind_index.eq(i), decoded.eq(t in ITCH_BODIES)]
+                            with m.If(beat.length == ITCH_LENGTHS[t]):
+                                m.d.sync += reason.eq(Drop.NONE)
+                            with m.Else():
+                                m.d.sync += reason.eq(Drop.ITCH_BAD_LENGTH)
+            with m.Elif(offset < ITCH_HEADER_LEN):
+                m.d.sync += header.eq(Cat(beat.data, header))
+            with m.Else():
+                m.d.sync += body.eq(Cat(beat.data, body))
+            with m.If(beat.last & ~beat.first):
+                m.d.sync += [valid.eq(decoded), rx_cycle.eq(self.cycle - MacRx.LATENCY)]
+                m.d.comb += count.eq(1)
+
+        for i in range(len(ITCH_TYPES)):
+            with m.If(count & (kind_index == i)):
+                m.d.sync += self.by_type[i].eq(self.by_type[i] + 1)
+
+        with m.If(self.sink.valid & beat.end):
+            m.d.sync += [self.verdict.valid.eq(1), self.verdict.payload.drop.eq(beat.drop),
+                         reason.eq(Drop.NONE)]
+            with m.If(beat.drop == Drop.NONE):
+                m.d.sync += self.verdict.payload.drop.eq(reason)
+        return m
+

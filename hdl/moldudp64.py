@@ -1,0 +1,175 @@
+"""MoldUDP64 receiver: session check, per-subscription sequence tracking, gap detection,
+duplicate suppression, and framing of the message blocks.
+
+A packet whose messages were all seen is dropped; in a packet that is partly new, the old
+messages are framed but not passed on. The sequence state changes only at the end of a frame
+that every layer up to UDP accepted: a corrupt frame's sequence number cannot be trusted. Then
+the next expected sequence number becomes max(expected, seq + blocks framed), and a gap
+(expected < seq) is reported with its first missing sequence number and count. A next expected
+sequence number of 0 means "not synchronised": the first accepted packet sets it, with no gap.
+Heartbeats (count 0) and end of session (count 0xFFFF) carry no blocks but the next sequence
+number, so they reveal gaps too.
+"""
+
+from amaranth import Cat, Module, Mux, Signal
+from amaranth.lib import data, enum, wiring
+from amaranth.lib.wiring import In, Out
+
+from hdl.beats import MsgBeat, Subscription, UdpBeat, be_layout, beats
+from hdl.formats import MOLD_END_OF_SESSION, MOLD_HEARTBEAT, N_SUBSCRIPTIONS, Drop
+
+__all__ = ["MoldUdp64Rx", "MOLD_HEADER", "GapReport"]
+
+MOLD_HEADER = be_layout((("session", 10), ("seq", 8), ("count", 2)))
+"""| bytes | field |
+|---|---|
+| 0-9 | session, ASCII |
+| 10-17 | sequence number of the first message |
+| 18-19 | message count (0: heartbeat, 0xFFFF: end of session) |
+| 20- | message blocks: length (2) + message |"""
+
+
+class GapReport(data.Struct):
+    sub: range(N_SUBSCRIPTIONS)
+    first: 64               # first missing sequence number
+    count: 64               # how many are missing
+
+
+class MoldUdp64Rx(wiring.Component):
+    subs: In(data.ArrayLayout(Subscription, N_SUBSCRIPTIONS))
+    sub_written: In(N_SUBSCRIPTIONS)        # one-hot: the host wrote this row now
+    sink: In(beats(UdpBeat))
+    source: Out(beats(MsgBeat))
+    gap: Out(beats(GapReport))
+
+    def elaborate(self, platform):
+        m = Module()
+        beat = self.sink.payload
+
+        class State(enum.Enum, shape=3):
+            HEADER = 0
+            LEN_HI = 1
+            LEN_LO = 2
+            MESSAGE = 3
+            DONE = 4        # all blocks framed; any further byte is trailing garbage
+            DROP = 5        # reason latched; ignore the rest of the frame
+
+        state = Signal(State)
+        index = Signal(range(21))
+        header = Signal(8 * 19)
+        view = data.View(MOLD_HEADER, Cat(beat.data, header))      # valid at byte 19
+        next_seq = Signal(data.ArrayLayout(64, N_SUBSCRIPTIONS))
+        expected = Signal(64)           # next_seq of this frame's row, read at byte 17
+        ahead = Signal(65)              # expected - seq, two's complement, at byte 18
+        seq = Signal(64)
+        blocks = Signal(16)
+        framed = Signal(16)
+        msg_seq = Signal(64)            # sequence number of the current block
+        skip = Signal(16)               # blocks still to skip: already seen
+        new_next = Signal(64)           # max(expected, seq + framed)
+        length = Signal(16)
+        offset = Signal(16)
+        accepted = Signal()
+        reason = Signal(Drop)
+
+        synced = expected != 0
+        new_blocks = blocks != 0
+        fresh = skip == 0
+
+        with m.If(self.sink.valid & ~beat.end):
+            with m.Switch(state):
+                with m.Case(State.HEADER):
+                    m.d.sync += [index.eq(index + 1), header.eq(Cat(beat.data, header))]
+                    with m.If(index == 17):
+                        # The 64-bit subtraction gets a cycle of its own, off the byte path.
+                        exp = next_seq[beat.sub]
+                        m.d.sync += [expected.eq(exp), seq.eq(Cat(beat.data, header[:56]))]
+                    with m.If(index == 18):
+                        m.d.sync += ahead.eq(expected - seq)
+                    with m.If(index == 19):
+                        count = view.count
+                        n = Mux((count == MOLD_HEARTBEAT) | (count == MOLD_END_OF_SESSION),
+                                0, count)
+                        behind = ahead[64]                  # seq > expected
+                        # seq + n <= expected, i.e. expected - seq >= n with seq <= expected.
+                        seen_all = ~behind & ((ahead[16:64] != 0) | (ahead[:16] >= n))
+                        with m.If(view.session != self.subs[beat.sub].session):
+                            m.d.sync += [state.eq(State.DROP), reason.eq(Drop.MOLD_SESSION)]
+                        with m.Elif(synced & (n != 0) & seen_all):
+                            m.d.sync += [state.eq(State.DROP), reason.eq(Drop.MOLD_DUPLICATE)]
+                        with m.Else():
+                            m.d.sync += [
+                                accepted.eq(1),
+                                blocks.eq(n),
+                                msg_seq.eq(seq),
+                                state.eq(State.LEN_HI),
+                            ]
+                            with m.If(n == 0):
+                                m.d.sync += state.eq(State.DONE)
+                            with m.If(synced & ~behind):
+                                m.d.sync += [skip.eq(ahead[:16]), new_next.eq(expected)]
+                            with m.Else():
+                                m.d.sync += [skip.eq(0), new_next.eq(seq)]
+                with m.Case(State.LEN_HI):
+                    m.d.sync += [length[8:].eq(beat.data), state.eq(State.LEN_LO)]
+                with m.Case(State.LEN_LO):
+                    m.d.sync += [length[:8].eq(beat.data), offset.eq(0), state.eq(State.MESSAGE)]
+                    with m.If((length[8:] == 0) & (beat.data == 0)):
+                        m.d.sync += [state.eq(State.DROP), reason.eq(Drop.MOLD_EMPTY_BLOCK)]
+                with m.Case(State.MESSAGE):
+                    last = offset == length - 1
+                    m.d.sync += offset.eq(offset + 1)
+                    m.d.comb += [
+                        self.source.valid.eq(fresh),
+                        self.source.payload.first.eq(offset == 0),
+                        self.source.payload.last.eq(last),
+                    ]
+                    with m.If(last):
+                        m.d.sync += [framed.eq(framed + 1), msg_seq.eq(msg_seq + 1)]
+                        with m.If(fresh):
+                            m.d.sync += new_next.eq(msg_seq + 1)
+                        with m.Else():
+                            m.d.sync += skip.eq(skip - 1)
+                        with m.If(framed + 1 == blocks):
+                            m.d.sync += state.eq(State.DONE)
+                        with m.Else():
+                            m.d.sync += state.eq(State.LEN_HI)
+                with m.Case(State.DONE):
+                    m.d.sync += [state.eq(State.DROP), reason.eq(Drop.MOLD_TRAILING)]
+        m.d.comb += [
+            self.source.payload.data.eq(beat.data),
+            self.source.payload.length.eq(length),
+            self.source.payload.seq.eq(msg_seq),
+            self.source.payload.sub.eq(beat.sub),
+        ]
+
+        with m.If(self.sink.valid & beat.end):
+            m.d.comb += [
+                self.source.valid.eq(1),
+                self.source.payload.end.eq(1),
+                self.source.payload.drop.eq(beat.drop),
+            ]
+            with m.If(beat.drop == Drop.NONE):
+                with m.If(reason != Drop.NONE):
+                    m.d.comb += self.source.payload.drop.eq(reason)
+                with m.Elif(state != State.DONE):
+                    m.d.comb += self.source.payload.drop.eq(Drop.MOLD_TRUNCATED)
+                with m.If(accepted):
+                    m.d.sync += next_seq[beat.sub].eq(new_next)
+                    with m.If(synced & ahead[64]):
+                        m.d.sync += [
+                            self.gap.valid.eq(1),
+                            self.gap.payload.sub.eq(beat.sub),
+                            self.gap.payload.first.eq(expected),
+                            self.gap.payload.count.eq(-ahead),
+                        ]
+            m.d.sync += [state.eq(State.HEADER), index.eq(0), reason.eq(Drop.NONE),
+                         accepted.eq(0), framed.eq(0)]
+        with m.Else():
+            m.d.sync += self.gap.valid.eq(0)
+
+        # A host write restarts its row; it wins over a commit in the same cycle.
+        for i in range(N_SUBSCRIPTIONS):
+            with m.If(self.sub_written[i]):
+                m.d.sync += next_seq[i].eq(self.subs[i].next_seq)
+        return m

@@ -1,0 +1,1 @@
+"""Host software: reference models, device transports, controller, strategies, risk/PnL, hostctl."""

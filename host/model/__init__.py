@@ -1,0 +1,1 @@
+"""Reference models of every gateware block in plain Python (no Amaranth): the specification."""

@@ -1,0 +1,1 @@
+"""Simulation: cocotb helpers, the Verilator co-simulation server, exchange simulator, traffic."""

@@ -1,0 +1,148 @@
+"""The feed handler gateware in Verilator, behind the same interface as the model.
+
+`Schedule` is the wire-side program both engines run: the subscription table, then GMII bursts
+with the idle cycles before each. It knows the cycle each burst starts on, so the model can
+stamp `rx_cycle` exactly as the gateware does and the two outputs compare field for field.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from amaranth.lib import data
+
+from hdl.feed import FeedHandler, SubscriptionWrite
+from hdl.formats import ITCH_TYPES, N_SUBSCRIPTIONS, Drop
+from hdl.itch import ItchMessage
+from hdl.moldudp64 import GapReport
+from host.model import pack
+from host.model.feed import FeedModel, Gap, Subscription
+from sim.verilated import Stimulus, Verilated
+
+__all__ = ["Burst", "Schedule", "Outcome", "run_model", "FeedRtl", "unpack"]
+
+IFG = 12            # minimum inter-frame gap, in byte times
+PREAMBLE = 7
+
+
+@dataclass
+class Burst:
+    data: bytes                     # GMII bytes: preamble, SFD, frame, FCS
+    idle_before: int = IFG
+    error_at: int | None = None
+
+
+@dataclass
+class Schedule:
+    own_mac: int = 0x02_00_00_00_00_01
+    subscriptions: list[Subscription | None] = field(
+        default_factory=lambda: [None] * N_SUBSCRIPTIONS)
+    bursts: list[Burst] = field(default_factory=list)
+
+    def add_frame(self, frame: bytes, *, idle_before: int = IFG, fcs: bool = True,
+                  preamble: int = PREAMBLE, error_at: int | None = None) -> None:
+        """Add an Ethernet frame without FCS (appended unless `fcs=False`)."""
+        body = pack.with_fcs(frame) if fcs else frame
+        self.bursts.append(Burst(pack.gmii(body, preamble), idle_before, error_at))
+
+    def start_cycles(self) -> list[int]:
+        """The cycle each burst's first byte is on the pins (the config writes come first)."""
+        cycle, out = N_SUBSCRIPTIONS, []
+        for b in self.bursts:
+            cycle += b.idle_before
+            out.append(cycle)
+            cycle += len(b.data)
+        return out
+
+
+@dataclass
+class Outcome:
+    messages: list[dict[str, Any]]
+    verdicts: list[Drop]
+    gaps: list[Gap]
+    counters: dict[str, Any]
+    cycles: int = 0
+    seconds: float = 0.0
+    emitted_at: list[int] = field(default_factory=list)   # cycle each message was valid (rtl)
+
+
+def run_model(schedule: Schedule) -> Outcome:
+    model = FeedModel(schedule.own_mac, [
+        Subscription(s.group, s.port, s.session, s.next_seq) if s else None
+        for s in schedule.subscriptions])
+    messages, verdicts, gaps = [], [], []
+    for burst, start in zip(schedule.bursts, schedule.start_cycles()):
+        r = model.receive(burst.data, burst.error_at, start)
+        messages += r.messages
+        verdicts.append(r.drop)
+        if r.gap:
+            gaps.append(r.gap)
+    return Outcome(messages, verdicts, gaps, model.counters())
+
+
+def unpack(layout: Any, value: int) -> dict[str, Any]:
+    """A flat struct value as {field: int}; nested layouts become nested dicts."""
+    out: dict[str, Any] = {}
+    for name, f in data.Layout.cast(layout):
+        v = (value >> f.offset) & ((1 << f.width) - 1)
+        shape = f.shape
+        out[name] = unpack(shape, v) if isinstance(shape, data.StructLayout) else v
+    return out
+
+
+class FeedRtl:
+    """Builds (once, cached on disk) and runs the FeedHandler in Verilator."""
+
+    def __init__(self, build_dir: Path = Path("build/verilated")) -> None:
+        self.sim = Verilated(FeedHandler(), name="feed_handler",
+                             gmii=("gmii__rxd", "gmii__rx_dv", "gmii__rx_er"),
+                             streams=("message", "verdict", "gap"), build_dir=build_dir)
+
+    def run(self, schedule: Schedule) -> Outcome:
+        st = Stimulus().set("own_mac", schedule.own_mac)
+        for i, s in enumerate(schedule.subscriptions):
+            row = {} if s is None else {
+                "valid": 1, "group": s.group, "port": s.port,
+                "session": int.from_bytes(s.session, "big"), "next_seq": s.next_seq,
+            }
+            write = SubscriptionWrite.const({"index": i, "row": row}).as_value().value
+            st.set("sub_write__payload", write).pulse("sub_write__valid")
+        for b in schedule.bursts:
+            st.idle(b.idle_before)
+            st.gmii(b.data, error_at=b.error_at)
+        r = self.sim.run(st, drain=64)
+
+        messages, emitted = [], []
+        for cycle, value in r.events["message"]:
+            messages.append(_message(value))
+            emitted.append(cycle)
+        verdicts = [Drop(unpack(data.StructLayout({"drop": Drop}), v)["drop"])
+                    for _, v in r.events["verdict"]]
+        gaps = [Gap(**unpack(GapReport, v)) for _, v in r.events["gap"]]
+        return Outcome(messages, verdicts, gaps, _counters(r.final), r.cycles, r.seconds,
+                       emitted)
+
+
+def _message(value: int) -> dict[str, Any]:
+    fields = unpack(ItchMessage, value)
+    kind = chr(fields.pop("type"))
+    body = fields.pop("body")
+    body_field = data.Layout.cast(ItchMessage)["body"]
+    layout, offset = body_field.shape[kind].shape, body_field.offset
+    del body
+    return {"type": kind, **unpack(layout, value >> offset), **fields}
+
+
+def _counters(final: dict[str, int]) -> dict[str, Any]:
+    def array(name: str, n: int) -> list[int]:
+        v = final[name]
+        return [(v >> (32 * i)) & 0xFFFFFFFF for i in range(n)]
+    drops = array("counters__drops", len(Drop))
+    by_type = array("counters__messages_by_type", len(ITCH_TYPES))
+    return {
+        "frames_ok": final["counters__frames_ok"],
+        "messages_by_type": {t: n for t, n in zip(ITCH_TYPES, by_type) if n},
+        "drops": {r.name.lower(): drops[r] for r in Drop if r is not Drop.NONE and drops[r]},
+        "gaps": final["counters__gaps"],
+    }
+

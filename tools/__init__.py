@@ -1,0 +1,1 @@
+"""Developer scripts run by hand: synthesis/Fmax reports, pcap utilities, plots."""
