@@ -6,7 +6,7 @@ of `Drop`, so the first payload byte already knows whether to pass. Whether the 
 held `total length` bytes is known only at its end; the verdict then says so.
 """
 
-from amaranth import Cat, Mux, Module, Signal
+from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 

@@ -18,8 +18,14 @@ from amaranth.lib.wiring import In, Out
 
 from hdl.beats import MsgBeat, be_layout, beats
 from hdl.formats import (
-    ITCH_BODIES, ITCH_HEADER, ITCH_HEADER_LEN, ITCH_LENGTHS, ITCH_MAX_BODY, ITCH_TYPES,
-    N_SUBSCRIPTIONS, Drop,
+    ITCH_BODIES,
+    ITCH_HEADER,
+    ITCH_HEADER_LEN,
+    ITCH_LENGTHS,
+    ITCH_MAX_BODY,
+    ITCH_TYPES,
+    N_SUBSCRIPTIONS,
+    Drop,
 )
 from hdl.mac_rx import MacRx
 

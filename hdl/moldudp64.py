@@ -73,7 +73,6 @@ class MoldUdp64Rx(wiring.Component):
         reason = Signal(Drop)
 
         synced = expected != 0
-        new_blocks = blocks != 0
         fresh = skip == 0
 
         with m.If(self.sink.valid & ~beat.end):

@@ -5,6 +5,7 @@ with the idle cycles before each. It knows the cycle each burst starts on, so th
 stamp `rx_cycle` exactly as the gateware does and the two outputs compare field for field.
 """
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ from host.model import pack
 from host.model.feed import FeedModel, Gap, Subscription
 from sim.verilated import Stimulus, Verilated
 
-__all__ = ["Burst", "Schedule", "Outcome", "run_model", "FeedRtl", "unpack"]
+__all__ = ["Burst", "Schedule", "Outcome", "run_model", "FeedRtl", "unpack", "decode_message",
+           "decode_counters"]
 
 IFG = 12            # minimum inter-frame gap, in byte times
 PREAMBLE = 7
@@ -64,6 +66,7 @@ class Outcome:
     cycles: int = 0
     seconds: float = 0.0
     emitted_at: list[int] = field(default_factory=list)   # cycle each message was valid (rtl)
+    verdict_at: list[int] = field(default_factory=list)   # cycle each verdict was valid (rtl)
 
 
 def run_model(schedule: Schedule) -> Outcome:
@@ -71,7 +74,7 @@ def run_model(schedule: Schedule) -> Outcome:
         Subscription(s.group, s.port, s.session, s.next_seq) if s else None
         for s in schedule.subscriptions])
     messages, verdicts, gaps = [], [], []
-    for burst, start in zip(schedule.bursts, schedule.start_cycles()):
+    for burst, start in zip(schedule.bursts, schedule.start_cycles(), strict=True):
         r = model.receive(burst.data, burst.error_at, start)
         messages += r.messages
         verdicts.append(r.drop)
@@ -91,7 +94,13 @@ def unpack(layout: Any, value: int) -> dict[str, Any]:
 
 
 class FeedRtl:
-    """Builds (once, cached on disk) and runs the FeedHandler in Verilator."""
+    """Builds (once, cached on disk) and runs the FeedHandler in Verilator. `FeedRtl.shared()`
+    also skips the Amaranth conversion after the first use in a process."""
+
+    @staticmethod
+    @functools.cache
+    def shared() -> "FeedRtl":
+        return FeedRtl()
 
     def __init__(self, build_dir: Path = Path("build/verilated")) -> None:
         self.sim = Verilated(FeedHandler(), name="feed_handler",
@@ -114,16 +123,18 @@ class FeedRtl:
 
         messages, emitted = [], []
         for cycle, value in r.events["message"]:
-            messages.append(_message(value))
+            messages.append(decode_message(value))
             emitted.append(cycle)
         verdicts = [Drop(unpack(data.StructLayout({"drop": Drop}), v)["drop"])
                     for _, v in r.events["verdict"]]
         gaps = [Gap(**unpack(GapReport, v)) for _, v in r.events["gap"]]
-        return Outcome(messages, verdicts, gaps, _counters(r.final), r.cycles, r.seconds,
-                       emitted)
+        return Outcome(messages, verdicts, gaps, decode_counters(r.final), r.cycles, r.seconds,
+                       emitted, [cycle for cycle, _ in r.events["verdict"]])
 
 
-def _message(value: int) -> dict[str, Any]:
+def decode_message(value: int) -> dict[str, Any]:
+    """An `ItchMessage` payload value as the model's message dict: `type` as its letter, the
+    body fields of that type, then seq, sub and rx_cycle."""
     fields = unpack(ItchMessage, value)
     kind = chr(fields.pop("type"))
     body = fields.pop("body")
@@ -133,7 +144,9 @@ def _message(value: int) -> dict[str, Any]:
     return {"type": kind, **unpack(layout, value >> offset), **fields}
 
 
-def _counters(final: dict[str, int]) -> dict[str, Any]:
+def decode_counters(final: dict[str, int]) -> dict[str, Any]:
+    """The `counters__*` output port values (by Verilog port name) as `FeedModel.counters()`
+    gives them."""
     def array(name: str, n: int) -> list[int]:
         v = final[name]
         return [(v >> (32 * i)) & 0xFFFFFFFF for i in range(n)]
@@ -141,7 +154,7 @@ def _counters(final: dict[str, int]) -> dict[str, Any]:
     by_type = array("counters__messages_by_type", len(ITCH_TYPES))
     return {
         "frames_ok": final["counters__frames_ok"],
-        "messages_by_type": {t: n for t, n in zip(ITCH_TYPES, by_type) if n},
+        "messages_by_type": {t: n for t, n in zip(ITCH_TYPES, by_type, strict=True) if n},
         "drops": {r.name.lower(): drops[r] for r in Drop if r is not Drop.NONE and drops[r]},
         "gaps": final["counters__gaps"],
     }

@@ -1,9 +1,10 @@
-"""`make demo`: replay the sample ITCH captures through the gateware and print its counters.
+"""`make demo`: the real Nasdaq captures through the feed handler gateware, in Verilator.
 
     python tools/demo.py ../shared/data/nasdaq/Nasdaq.Equities.TotalView.Itch.v5.0 --out build/demo
 
-For each capture, runs `hostctl replay CAPTURE --out OUT/<name> --engine rtl` (in-process, via
-host.cli.main) and prints the counters.json it wrote. Exits non-zero if any replay fails.
+For each capture: the same job as `hostctl replay CAPTURE --out OUT/<name> --engine rtl`, then
+every decoded message as the gateware emitted it (sequence number, the cycle its last byte was
+on the GMII pins, type and fields) and the card's counters. Exits non-zero if a replay fails.
 """
 
 import argparse
@@ -12,41 +13,48 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # works without the editable install too
+
+from hdl.formats import ITCH_BODIES  # noqa: E402
+from host.model.itch import text  # noqa: E402
+from sim.replay import replay  # noqa: E402
+
+_TEXT = {"stock"}
+_CHAR = {"side", "event_code", "trading_state", "printable", "market_category"}
+
+
+def show(message: dict) -> str:
+    kind = message["type"]
+    fields = []
+    for name, _ in ITCH_BODIES[kind]:
+        v = message[name]
+        fields.append(f"{name}={text(v)!r}" if name in _TEXT else
+                      f"{name}={chr(v)!r}" if name in _CHAR else f"{name}={v}")
+    return (f"  seq {message['seq']:>9} cycle {message['rx_cycle']:>6}  {kind} "
+            f"locate={message['locate']} " + " ".join(fields))
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("captures", type=Path, help="folder of .pcap/.pcapng files, or one capture")
+    p.add_argument("captures", type=Path, help="folder of captures, or one capture")
     p.add_argument("--out", type=Path, default=REPO / "build" / "demo")
     p.add_argument("--engine", choices=["model", "rtl"], default="rtl")
     args = p.parse_args(argv)
 
-    sys.path.insert(0, str(REPO))  # works without the editable install too
-    from host.cli import main as hostctl  # imported late: host/ is being written alongside
-
-    if args.captures.is_dir():
-        captures = sorted(
-            c for c in args.captures.iterdir() if c.suffix in (".pcap", ".pcapng", ".gz")
-        )
-    else:
-        captures = [args.captures]
+    captures = sorted(args.captures.glob("*.pcap*")) if args.captures.is_dir() \
+        else [args.captures]
     if not captures:
-        print(f"no .pcap/.pcapng/.gz captures in {args.captures}", file=sys.stderr)
+        print(f"no captures in {args.captures}", file=sys.stderr)
         return 2
-
-    failed = 0
     for cap in captures:
         out = args.out / cap.name.split(".")[0]
-        print(f"== {cap.name} -> {out}", flush=True)
-        rc = hostctl(["replay", str(cap), "--out", str(out), "--engine", args.engine])
-        if rc:
-            print(f"   hostctl replay exited {rc}", file=sys.stderr)
-            failed += 1
-            continue
-        counters = json.loads((out / "counters.json").read_text())
-        print(json.dumps(counters, indent=2, sort_keys=True))
-    print(f"{len(captures) - failed} of {len(captures)} captures replayed; outputs in {args.out}")
-    return 1 if failed else 0
+        outcome = replay(cap, out, args.engine)
+        print(f"== {cap.name}: {len(outcome.messages)} decoded messages "
+              f"({args.engine}, {outcome.cycles} cycles) -> {out}/counters.json")
+        for message in outcome.messages:
+            print(show(message))
+        print("  counters: " + json.dumps(outcome.counters, sort_keys=True))
+    return 0
 
 
 if __name__ == "__main__":

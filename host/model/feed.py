@@ -28,9 +28,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hdl.formats import (
-    ETH_MAX_FRAME, ETH_MIN_FRAME, ETHERTYPE_IPV4, ETHERTYPE_VLAN, FCS_LEN, IP_PROTO_UDP,
-    ITCH_BODIES, ITCH_LENGTHS, ITCH_TYPES, MOLD_END_OF_SESSION, MOLD_HEADER_LEN,
-    MOLD_HEARTBEAT, N_SUBSCRIPTIONS, SESSION_LEN, Drop, multicast_mac,
+    ETH_MAX_FRAME,
+    ETH_MIN_FRAME,
+    ETHERTYPE_IPV4,
+    ETHERTYPE_VLAN,
+    FCS_LEN,
+    IP_PROTO_UDP,
+    ITCH_BODIES,
+    ITCH_LENGTHS,
+    ITCH_TYPES,
+    MOLD_END_OF_SESSION,
+    MOLD_HEADER_LEN,
+    MOLD_HEARTBEAT,
+    N_SUBSCRIPTIONS,
+    SESSION_LEN,
+    Drop,
+    multicast_mac,
 )
 from host.model import itch
 

@@ -48,7 +48,7 @@ def decode(msg: bytes | memoryview, offset: int = 0) -> Message:
     layout, names = _STRUCTS[kind]
     values = list(layout.unpack_from(msg, offset + 1))
     values[_TS:_TS + 2] = [(values[_TS] << 32) | values[_TS + 1]]
-    out: Message = dict(zip(names, values))
+    out: Message = dict(zip(names, values, strict=True))
     out["type"] = kind
     return out
 

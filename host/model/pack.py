@@ -27,7 +27,7 @@ __all__ = [
     "FEED_GROUP", "FEED_PORT", "FEED_SRC_IP", "FEED_SRC_PORT", "FEED_SRC_MAC", "FEED_VLAN",
     "IP_MTU", "MOLD_MAX_BLOCKS", "ETH_CRC_RESIDUE",
     "mold_packet", "mold_unpack", "mold_batches", "ipv4_checksum", "udp_frame", "fcs",
-    "with_fcs", "gmii", "payload_of", "ip",
+    "with_fcs", "gmii", "payload_of", "udp_endpoint", "ip",
 ]
 
 
@@ -177,6 +177,12 @@ def payload_of(frame: bytes) -> bytes | None:
     """The UDP payload of an Ethernet (+ one optional 802.1Q tag) IPv4/UDP frame, or None if the
     frame is not one. Checksums are ignored so the anonymised captures (zeroed addresses, wrong
     IPv4 checksum) can be re-framed; the length comes from the UDP header, so padding is cut."""
+    endpoint = udp_endpoint(frame)
+    return None if endpoint is None else endpoint[2]
+
+
+def udp_endpoint(frame: bytes) -> tuple[int, int, bytes] | None:
+    """(destination address, destination port, payload) of an IPv4/UDP frame, as `payload_of`."""
     pos = 12
     ethertype = int.from_bytes(frame[pos:pos + 2], "big")
     if ethertype == ETHERTYPE_VLAN:
@@ -194,4 +200,6 @@ def payload_of(frame: bytes) -> bytes | None:
     udp_len = int.from_bytes(frame[udp + 4:udp + 6], "big")
     if udp_len < 8 or udp + udp_len > len(frame):
         return None
-    return frame[udp + 8:udp + udp_len]
+    dst = int.from_bytes(frame[pos + 16:pos + 20], "big")
+    port = int.from_bytes(frame[udp + 2:udp + 4], "big")
+    return dst, port, frame[udp + 8:udp + udp_len]

@@ -1,0 +1,104 @@
+"""Fmax and utilisation of the whole feed handler on the ECPIX-5's FPGA (a measurement).
+
+`hdl.feed.FeedHandler()` through Yosys `synth_ecp5` and nextpnr-ecp5 (`tools.synth`, YoWASP)
+for an LFE5UM5G-85F, CABGA381, speed grade 8, out of context (no IO buffers: the decoded-message
+port is far wider than any package), one placer seed. 125 MHz is what 1 Gb/s GMII needs, 150 MHz
+the target that leaves room for the blocks after it. Prints Fmax, LUT4/FF/EBR use and the tool
+run times; when 150 MHz is missed, the critical path from nextpnr's report: its start and end
+cells, logic and routing delay, and the Amaranth source lines of the nets on it, so the gateware
+engineer knows where to cut. Logs and the report stay in build/synth/feed_handler/. A few
+minutes (the first YoWASP run on a machine adds ~35 s of compiling).
+
+The "85k" device nextpnr places on is the LFE5U-85F die; the UM5G (SERDES, 5G) variant has the
+same fabric and timing model for our purposes.
+"""
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from amaranth.hdl import Const, Value
+
+from hdl.feed import FeedHandler
+from tools.synth import REPO, synth_report
+
+NEEDED_MHZ = 125
+TARGET_MHZ = 150
+
+
+def component_ports(component: Any) -> dict[str, tuple[Value, None]]:
+    """The component's ports, skipping members that are constants (the `ready` of an
+    always-ready stream): Amaranth's default port collection rejects those, so
+    `synth_report(FeedHandler(), ...)` without `ports=` fails. Direction None lets Amaranth
+    infer it from the drivers."""
+    ports = {}
+    for path, _member, value in component.signature.flatten(component):
+        value = Value.cast(value)
+        if not isinstance(value, Const):
+            ports["__".join(map(str, path))] = (value, None)
+    return ports
+
+
+def _hdl_source(src: str) -> str | None:
+    """'/work/main/hdl/itch.py:87' -> 'hdl/itch.py:87'; None for library and tool files."""
+    path, _, line = src.partition(":")
+    try:
+        rel = Path(path).resolve().relative_to(REPO)
+    except ValueError:
+        return None
+    return f"{rel}:{line}" if rel.parts[0] == "hdl" else None
+
+
+def critical_path_lines(report: dict[str, Any], freq_mhz: float) -> list[str]:
+    """One summary per clock-to-clock critical path of a nextpnr --report JSON."""
+    lines = []
+    for cp in report.get("critical_paths", []):
+        path = cp.get("path", [])
+        if not path:
+            continue
+        total = sum(step["delay"] for step in path)
+        logic = sum(step["delay"] for step in path if step["type"] != "routing")
+        levels = sum(1 for step in path if step["type"] == "logic")
+        first, last = path[0]["from"], path[-1]["to"]
+        sources: list[str] = []
+        for step in path:
+            for src in step.get("sources", []):
+                s = _hdl_source(src)
+                if s and s not in sources:
+                    sources.append(s)
+        lines.append(
+            f"feed handler critical path ({cp.get('from')} -> {cp.get('to')}): "
+            f"{total:.2f} ns vs {1000 / freq_mhz:.2f} ns budget, {levels} logic levels, "
+            f"logic {logic:.2f} ns + routing {total - logic:.2f} ns; "
+            f"from {first['cell']}.{first['port']} to {last['cell']}.{last['port']}")
+        lines.append("  on the path, hdl sources: " + (", ".join(sources) or "(none recorded)"))
+    return lines
+
+
+@pytest.mark.bench
+def test_feed_handler_fmax(figure):
+    design = FeedHandler()
+    start = time.monotonic()
+    r = synth_report(design, "feed_handler", TARGET_MHZ, ports=component_ports(design))
+    wall = time.monotonic() - start
+    fmax = r["fmax_min_mhz"]
+    assert fmax is not None, "nextpnr reported no clock for the feed handler"
+
+    need = "met" if fmax >= NEEDED_MHZ else "MISSED"
+    target = "met" if fmax >= TARGET_MHZ else "MISSED"
+    figure(f"feed handler Fmax: {fmax:.1f} MHz on LFE5UM5G-85F-8 CABGA381 "
+           f"(needed {NEEDED_MHZ}: {need}; target {TARGET_MHZ}: {target}; seed 1)")
+    u = r["util"]
+    figure("feed handler utilisation: " + ", ".join(
+        f"{name} {u[key]['used']}/{u[key]['available']} "
+        f"({100 * u[key]['used'] / max(u[key]['available'], 1):.1f}%)"
+        for key, name in (("lut4", "LUT4"), ("ff", "FF"), ("ebr", "EBR"), ("dsp", "DSP"))))
+    s = r["seconds"]
+    figure(f"feed handler synthesis run time: {wall:.0f} s (yosys {s['yosys']:.0f} s, "
+           f"nextpnr {s['nextpnr']:.0f} s); logs in {Path(r['dir']).relative_to(REPO)}/")
+    if fmax < TARGET_MHZ:
+        report = json.loads((Path(r["dir"]) / "report.json").read_text())
+        for line in critical_path_lines(report, TARGET_MHZ):
+            figure(line)
