@@ -14,7 +14,7 @@ from amaranth.lib import data
 
 from hdl.feed import FeedHandler, SubscriptionWrite
 from hdl.formats import ITCH_TYPES, N_SUBSCRIPTIONS, Drop
-from hdl.itch import ItchMessage
+from hdl.itch import ItchMessage, Verdict
 from hdl.moldudp64 import GapReport
 from host.model import pack
 from host.model.feed import FeedModel, Gap, Subscription
@@ -84,13 +84,20 @@ def run_model(schedule: Schedule) -> Outcome:
 
 
 def unpack(layout: Any, value: int) -> dict[str, Any]:
-    """A flat struct value as {field: int}; nested layouts become nested dicts."""
+    """A struct value as {field: int}; nested structs become nested dicts (unions stay ints)."""
     out: dict[str, Any] = {}
-    for name, f in data.Layout.cast(layout):
-        v = (value >> f.offset) & ((1 << f.width) - 1)
-        shape = f.shape
-        out[name] = unpack(shape, v) if isinstance(shape, data.StructLayout) else v
+    for name, offset, mask, inner in _fields(layout):
+        v = (value >> offset) & mask
+        out[name] = v if inner is None else unpack(inner, v)
     return out
+
+
+@functools.cache
+def _fields(layout: Any) -> tuple[tuple[str, int, int, Any], ...]:
+    # Walking an Amaranth layout costs far more than the shifts; a replay decodes millions.
+    return tuple((name, f.offset, (1 << f.width) - 1,
+                  f.shape if isinstance(f.shape, data.StructLayout) else None)
+                 for name, f in data.Layout.cast(layout))
 
 
 class FeedRtl:
@@ -125,8 +132,7 @@ class FeedRtl:
         for cycle, value in r.events["message"]:
             messages.append(decode_message(value))
             emitted.append(cycle)
-        verdicts = [Drop(unpack(data.StructLayout({"drop": Drop}), v)["drop"])
-                    for _, v in r.events["verdict"]]
+        verdicts = [Drop(unpack(_VERDICT, v)["drop"]) for _, v in r.events["verdict"]]
         gaps = [Gap(**unpack(GapReport, v)) for _, v in r.events["gap"]]
         return Outcome(messages, verdicts, gaps, decode_counters(r.final), r.cycles, r.seconds,
                        emitted, [cycle for cycle, _ in r.events["verdict"]])
@@ -137,11 +143,14 @@ def decode_message(value: int) -> dict[str, Any]:
     body fields of that type, then seq, sub and rx_cycle."""
     fields = unpack(ItchMessage, value)
     kind = chr(fields.pop("type"))
-    body = fields.pop("body")
-    body_field = data.Layout.cast(ItchMessage)["body"]
-    layout, offset = body_field.shape[kind].shape, body_field.offset
-    del body
-    return {"type": kind, **unpack(layout, value >> offset), **fields}
+    del fields["body"]
+    return {"type": kind, **unpack(_BODIES[kind], value >> _BODY_OFFSET), **fields}
+
+
+_BODY = data.Layout.cast(ItchMessage)["body"]
+_BODY_OFFSET = _BODY.offset
+_BODIES = {name: f.shape for name, f in _BODY.shape}
+_VERDICT = data.Layout.cast(Verdict)
 
 
 def decode_counters(final: dict[str, int]) -> dict[str, Any]:

@@ -208,11 +208,14 @@ class FeedModel:
         sub = next((i for i, s in enumerate(self.subscriptions)
                     if s and s.group == group and s.port == port), None)
         if sub is None:
-            return Drop.UDP_NO_SUB, None
-        if int.from_bytes(f[udp + 4:udp + 6], "big") != total - hlen:
-            return Drop.UDP_LENGTH, None
-        # Bytes past the IPv4 total length are padding and FCS: never payload.
-        drop, commit = self._mold(f, udp + 8, min(ip + total, n), sub, base, out)
+            drop, commit = Drop.UDP_NO_SUB, None
+        elif int.from_bytes(f[udp + 4:udp + 6], "big") != total - hlen:
+            drop, commit = Drop.UDP_LENGTH, None
+        else:
+            # Bytes past the IPv4 total length are padding and FCS: never payload.
+            drop, commit = self._mold(f, udp + 8, min(ip + total, n), sub, base, out)
+        # A short frame is known only at its end, but IPv4 comes before UDP and MoldUDP64 in
+        # `Drop`'s order, so it wins over their reasons (header checks included).
         if ip_short:
             return Drop.IP_LENGTH, None
         return drop, commit

@@ -26,8 +26,13 @@ from hypothesis import strategies as st
 
 from hdl.feed import FeedHandler
 from hdl.formats import (
-    ETHERTYPE_IPV4, ETHERTYPE_VLAN, ITCH_BODIES, ITCH_LENGTHS, ITCH_TYPES, MOLD_END_OF_SESSION,
-    MOLD_HEADER_LEN, Drop, multicast_mac,
+    ETHERTYPE_VLAN,
+    ITCH_LENGTHS,
+    ITCH_TYPES,
+    MOLD_END_OF_SESSION,
+    MOLD_HEADER_LEN,
+    Drop,
+    multicast_mac,
 )
 from host.model import pack
 from host.model.feed import Subscription
@@ -294,3 +299,328 @@ def test_stream_rx_cycle_is_true_and_latency_is_fixed(
     assert [m["rx_cycle"] for m in rtl_out.messages] == [m["rx_cycle"] for m in model.messages]
     assert all(e - m["rx_cycle"] == FeedHandler.LATENCY
                for e, m in zip(rtl_out.emitted_at, rtl_out.messages, strict=True))
+
+
+# --- 2. one case per drop reason ----------------------------------------------------------------
+
+def _msgs(*kinds: str, seed: int = 1) -> list[bytes]:
+    rng = random.Random(seed)
+    return [random_message(rng, k) for k in kinds]
+
+
+GOOD = mold_frame(0, 1, _msgs("A", "E", "S"))
+PAYLOAD_BIT = (len(GOOD) - 10) * 8 + 3     # a bit in the last message
+
+
+def _flip(data: bytes, bit: int) -> bytes:
+    return data[:bit // 8] + bytes([data[bit // 8] ^ (1 << (bit % 8))]) + data[bit // 8 + 1:]
+
+
+def _oversize() -> bytes:
+    frame = mold_frame(0, 1, _msgs(*"I" * 30))       # 30 * 52 bytes of blocks: 1600+ bytes
+    assert len(frame) + 4 > 1522
+    return frame
+
+
+def _longer_than_frame(frame: bytes) -> bytes:
+    """IPv4 and UDP lengths agree but claim 10 bytes more than the frame (and its FCS) holds."""
+    total = len(frame) - ip_at(frame) + 10
+    return set_udp(set_ip(frame, 2, total.to_bytes(2, "big")), 4, (total - 20).to_bytes(2, "big"))
+
+
+# name -> (bursts, the last one's expected verdict); earlier bursts must be good.
+REASON_CASES: dict[str, tuple[Callable[[], list[Burst]], Drop]] = {
+    "good": (lambda: [burst(GOOD)], Drop.NONE),
+    "good_vlan_options_padding": (lambda: [burst(add_ip_options(
+        mold_frame(0, 1, _msgs("A"), vlan=9), 2) + bytes(30))], Drop.NONE),
+    "phy_error": (lambda: [burst(GOOD, error_at=40)], Drop.MAC_PHY_ERROR),
+    "preamble_bad_byte": (lambda: [Burst(b"\x54" + burst(GOOD).data[1:])], Drop.MAC_PREAMBLE),
+    "preamble_no_sfd": (lambda: [Burst(b"\x55" * 7 + pack.with_fcs(GOOD))], Drop.MAC_PREAMBLE),
+    "oversize": (lambda: [burst(_oversize())], Drop.MAC_OVERSIZE),
+    "runt": (lambda: [burst(GOOD[:50])], Drop.MAC_RUNT),
+    "fcs": (lambda: [Burst(pack.gmii(_flip(pack.with_fcs(GOOD), PAYLOAD_BIT)))], Drop.MAC_FCS),
+    "no_fcs": (lambda: [burst(GOOD, fcs=False)], Drop.MAC_FCS),
+    "eth_dst": (lambda: [burst(mold_frame(0, 1, _msgs("A"), dst_mac=OWN_MAC + 1))],
+                Drop.ETH_DST),
+    "eth_type": (lambda: [burst(GOOD[:12] + b"\x86\xdd" + GOOD[14:])], Drop.ETH_TYPE),
+    "eth_double_vlan": (lambda: [burst(vlan_tag(mold_frame(0, 1, _msgs("A"), vlan=5)))],
+                        Drop.ETH_TYPE),
+    "ip_version": (lambda: [burst(set_ip(GOOD, 0, b"\x65"))], Drop.IP_VERSION),
+    "ip_ihl_below_5": (lambda: [burst(set_ip(GOOD, 0, b"\x44"))], Drop.IP_VERSION),
+    "ip_length_in_header": (lambda: [burst(set_ip(GOOD, 2, (27).to_bytes(2, "big")))],
+                            Drop.IP_LENGTH),
+    "ip_length_beyond_frame": (lambda: [burst(_longer_than_frame(GOOD))], Drop.IP_LENGTH),
+    "ip_length_beyond_frame_udp_length": (
+        lambda: [burst(set_ip(GOOD, 2, len(GOOD).to_bytes(2, "big")))], Drop.IP_LENGTH),
+    "ip_fragment": (lambda: [burst(set_ip(GOOD, 6, b"\x20\x00"))], Drop.IP_FRAGMENT),
+    "ip_proto": (lambda: [burst(set_ip(GOOD, 9, b"\x06"))], Drop.IP_PROTO),
+    "ip_checksum": (lambda: [burst(set_ip(GOOD, 10, b"\x12\x34", checksum=False))],
+                    Drop.IP_CHECKSUM),
+    "udp_no_sub": (lambda: [burst(mold_frame(0, 1, _msgs("A"), port=1234))], Drop.UDP_NO_SUB),
+    "udp_length": (lambda: [burst(set_udp(GOOD, 4, (len(GOOD) - 41).to_bytes(2, "big")))],
+                   Drop.UDP_LENGTH),
+    "mold_session": (lambda: [burst(mold_frame(0, 1, _msgs("A"), session=b"TICKNIC999"))],
+                     Drop.MOLD_SESSION),
+    "mold_duplicate": (lambda: [burst(GOOD), burst(GOOD)], Drop.MOLD_DUPLICATE),
+    "mold_truncated_count": (lambda: [burst(mold_frame(0, 1, _msgs("A", "D"), count=3))],
+                             Drop.MOLD_TRUNCATED),
+    "mold_truncated_header": (lambda: [burst(pack.udp_frame(
+        b"TICKNIC001" + bytes(5), dst_ip=SUBS[0].group, dst_port=SUBS[0].port))],
+                              Drop.MOLD_TRUNCATED),
+    "mold_trailing": (lambda: [burst(mold_frame(0, 1, _msgs("A"), extra=b"\0\0\0"))],
+                      Drop.MOLD_TRAILING),
+    "mold_empty_block": (lambda: [burst(mold_frame(0, 1, [*_msgs("A"), b""]))],
+                         Drop.MOLD_EMPTY_BLOCK),
+    "itch_unknown_type": (lambda: [burst(mold_frame(0, 1, [b"Z" + bytes(11), *_msgs("A")]))],
+                          Drop.ITCH_UNKNOWN_TYPE),
+    "itch_bad_length": (lambda: [burst(mold_frame(0, 1, [*_msgs("D"), _msgs("A")[0][:35]]))],
+                        Drop.ITCH_BAD_LENGTH),
+}
+
+
+def test_reason_cases_cover_every_drop() -> None:
+    assert {expected for _, expected in REASON_CASES.values()} == set(Drop)
+
+
+@pytest.mark.parametrize("name", REASON_CASES)
+def test_each_reason(rtl: FeedRtl, name: str) -> None:
+    make, expected = REASON_CASES[name]
+    s = schedule()
+    s.bursts = make()
+    rtl_out, model = rtl.run(s), run_model(s)
+    assert model.verdicts == [Drop.NONE] * (len(s.bursts) - 1) + [expected]
+    assert_same(rtl_out, model, len(s.bursts))
+    if expected is not Drop.NONE:
+        assert model.counters["drops"] == {expected.name.lower(): 1}
+
+
+# --- 3. bad input, generated -------------------------------------------------------------------
+
+# Applied to a valid frame of one of the subscriptions (or at the end, to its GMII burst).
+MUTATIONS = (
+    "none", "vlan_frame", "padding", "unicast", "truncate", "bit_flip", "ip_total_length",
+    "ip_ihl", "ip_options", "ip_version", "udp_length", "mold_count", "block_length",
+    "ip_checksum", "ip_fragment", "ip_proto", "ethertype", "double_vlan", "dst_mac", "port",
+    "group", "session", "garbage", "itch_unknown_type", "itch_bad_length", "oversize", "runt",
+    "phy_error", "preamble", "no_fcs", "byte_errors",
+)
+SEQ_MODES = ("next", "next", "next", "gap", "repeat", "overlap", "zero")
+
+
+@dataclass
+class Mutated:
+    """A frame (no FCS) on its way to a burst: what is still to be done to it."""
+    frame: bytes
+    fcs: str = "good"               # "good", "none", or "kept" (the original FCS, after edits)
+    truncate_wire: int | None = None  # cut the frame + FCS here (after the FCS is appended)
+    wire_bit: int | None = None     # flip this bit of frame + FCS (after the FCS is appended)
+
+
+def _u16(draw: st.DrawFn, around: int) -> bytes:
+    value = draw(st.one_of(st.integers(0, 0xFFFF), st.integers(around - 40, around + 40)
+                           .map(lambda v: v & 0xFFFF)))
+    return value.to_bytes(2, "big")
+
+
+@st.composite
+def bad_schedules(draw: st.DrawFn) -> Schedule:
+    """1..24 frames of the four subscriptions, each valid or broken in one of `MUTATIONS`."""
+    rng = random.Random(draw(st.integers(0, 2**32 - 1)))   # field values only, not structure
+    next_seq = [1, 1, 995, 1 << 40]
+    sent: list[list[tuple[int, list[bytes]]]] = [[] for _ in SUBS]
+    s = schedule()
+    for _ in range(draw(st.integers(1, 24))):
+        row = draw(st.integers(0, len(SUBS) - 1))
+        mode = draw(st.sampled_from(SEQ_MODES))
+        mutation = draw(st.sampled_from(MUTATIONS))
+        kinds = draw(st.lists(st.sampled_from(ITCH_TYPES), max_size=10))
+        msgs = [random_message(rng, k) for k in kinds]
+        count = None
+        seq = next_seq[row]
+        if mode == "gap":
+            seq += draw(st.integers(1, 50))
+        elif mode == "overlap":
+            seq = max(1, seq - draw(st.integers(1, 10)))
+        elif mode == "zero":
+            seq = 0
+        elif mode == "repeat" and sent[row]:
+            seq, msgs = draw(st.sampled_from(sent[row]))
+        if not msgs and draw(st.booleans()):
+            count = MOLD_END_OF_SESSION
+        extra = b""
+        session = None
+        if mutation == "garbage":
+            extra = draw(st.binary(min_size=1, max_size=40))
+        elif mutation == "session":
+            session = draw(st.sampled_from([x.session for x in SUBS] + [b"TICKNIC00\0"]))
+        elif mutation == "mold_count":
+            count = int.from_bytes(_u16(draw, len(msgs)), "big")
+        elif mutation == "itch_unknown_type":
+            kind = draw(st.integers(0, 255).filter(lambda b: chr(b) not in ITCH_LENGTHS))
+            msgs.insert(draw(st.integers(0, len(msgs))),
+                        bytes([kind]) + rng.randbytes(draw(st.integers(0, 60))))
+        elif mutation == "itch_bad_length":
+            kind = draw(st.sampled_from(ITCH_TYPES))
+            length = draw(st.integers(1, 60).filter(lambda n, k=kind: n != ITCH_LENGTHS[k]))
+            msgs.insert(draw(st.integers(0, len(msgs))),
+                        (random_message(rng, kind) + rng.randbytes(60))[:length])
+        elif mutation == "oversize":
+            while sum(2 + len(m) for m in msgs) < 1500 + draw(st.integers(0, 60)):
+                msgs.append(random_message(rng, draw(st.sampled_from(ITCH_TYPES))))
+        vlan = draw(st.sampled_from((None, 5))) if mutation != "vlan_frame" else 4095
+        frame = mold_frame(row, seq, msgs, vlan=vlan, count=count, extra=extra, session=session)
+        if mutation in {"none", "vlan_frame", "garbage", "session", "mold_count", "oversize",
+                        "itch_unknown_type", "itch_bad_length"} and seq:
+            sent[row].append((seq, msgs))
+            next_seq[row] = max(next_seq[row], seq + len(msgs))
+        m = _mutate(draw, rng, Mutated(frame), mutation)
+        body = m.frame
+        if m.fcs == "good":
+            body = pack.with_fcs(body)
+        elif m.fcs == "kept":
+            body = body + pack.fcs(frame)
+        if m.truncate_wire is not None:
+            body = body[:m.truncate_wire]
+        if m.wire_bit is not None and body:
+            body = _flip(body, m.wire_bit % (8 * len(body)))
+        data = pack.gmii(body)
+        error_at = None
+        if mutation == "preamble":
+            data = _bad_preamble(draw, body)
+        elif mutation == "phy_error":
+            error_at = draw(st.integers(0, len(data) - 1))
+        idle = draw(st.one_of(st.just(IFG), st.integers(IFG, 300)))
+        s.bursts.append(Burst(data, idle, error_at))
+    return s
+
+
+def _bad_preamble(draw: st.DrawFn, body: bytes) -> bytes:
+    how = draw(st.sampled_from(("first_byte", "no_sfd", "bad_sfd", "short", "long", "late")))
+    if how == "first_byte":            # not 0x55 or 0xD5
+        return bytes([draw(st.integers(0, 255).filter(lambda b: b not in (0x55, 0xD5)))]) + \
+            pack.gmii(body)[1:]
+    if how == "no_sfd":
+        return b"\x55" * 7 + body
+    if how == "bad_sfd":
+        return b"\x55" * 7 + bytes([draw(st.sampled_from((0xD4, 0x5D, 0xF5, 0x00)))]) + body
+    if how == "late":                  # a bad byte inside the preamble
+        pre = bytearray(b"\x55" * 7)
+        pre[draw(st.integers(1, 6))] = draw(st.integers(0, 255).filter(lambda b: b != 0x55))
+        return bytes(pre) + b"\xd5" + body
+    # Any number of 0x55 then the SFD is a valid preamble.
+    return pack.gmii(body, draw(st.integers(0, 2) if how == "short" else st.integers(8, 20)))
+
+
+def _mutate(draw: st.DrawFn, rng: random.Random, m: Mutated, mutation: str) -> Mutated:
+    f = m.frame
+    ip = ip_at(f)
+    if mutation == "padding":          # Ethernet padding after the IPv4 packet: still good
+        m.frame = f + bytes(draw(st.integers(1, 100)))
+    elif mutation == "unicast":        # to our own MAC: still good
+        m.frame = OWN_MAC.to_bytes(6, "big") + f[6:]
+    elif mutation == "truncate":
+        how = draw(st.sampled_from(("recompute", "keep", "wire")))
+        cut = draw(st.integers(0, len(f) + 3))
+        if how == "wire":              # the burst simply stops early
+            m.truncate_wire = cut
+        else:                          # a shorter frame, with its own FCS or the original one
+            m.frame, m.fcs = f[:cut], "good" if how == "recompute" else "kept"
+    elif mutation == "bit_flip":
+        if draw(st.booleans()):        # FCS recomputed: only the layers can tell
+            m.frame = _flip(f, draw(st.integers(0, 8 * len(f) - 1)))
+        else:
+            m.wire_bit = draw(st.integers(0, 8 * (len(f) + 4) - 1))
+    elif mutation == "byte_errors":    # a few random bytes, FCS recomputed
+        b = bytearray(f)
+        for _ in range(draw(st.integers(1, 4))):
+            b[draw(st.integers(0, len(b) - 1))] = draw(st.integers(0, 255))
+        m.frame = bytes(b)
+    elif mutation == "ip_total_length":
+        total = int.from_bytes(f[ip + 2:ip + 4], "big")
+        m.frame = set_ip(f, 2, _u16(draw, total))
+        if draw(st.booleans()):        # keep UDP consistent with it
+            new = int.from_bytes(m.frame[ip + 2:ip + 4], "big")
+            m.frame = set_udp(m.frame, 4, ((new - 20) & 0xFFFF).to_bytes(2, "big"))
+    elif mutation == "ip_ihl":         # a header length the bytes do not follow
+        m.frame = set_ip(f, 0, bytes([0x40 | draw(st.integers(0, 15))]))
+    elif mutation == "ip_options":     # valid options: the frame stays good
+        fill = draw(st.sampled_from((b"\x01", b"\x00", b"\x94\x04\x00\x00")))
+        m.frame = add_ip_options(f, draw(st.integers(1, 10)), fill)
+    elif mutation == "ip_version":
+        m.frame = set_ip(f, 0, bytes([draw(st.integers(0, 15)) << 4 | 5]))
+    elif mutation == "udp_length":
+        u = udp_at(f)
+        m.frame = set_udp(f, 4, _u16(draw, int.from_bytes(f[u + 4:u + 6], "big")))
+    elif mutation == "block_length":
+        blocks = block_offsets(f)
+        if blocks:
+            at = draw(st.sampled_from(blocks))
+            length = draw(st.one_of(st.just(0), st.integers(0, 0xFFFF), st.integers(1, 60)))
+            m.frame = set_mold(f, at, length.to_bytes(2, "big"))
+    elif mutation == "ip_checksum":
+        bad = draw(st.integers(1, 0xFFFF))
+        c = int.from_bytes(f[ip + 10:ip + 12], "big")
+        m.frame = set_ip(f, 10, (c ^ bad).to_bytes(2, "big"), checksum=False)
+    elif mutation == "ip_fragment":
+        flags = draw(st.sampled_from((0x2000, 0x6000, 0x0001, 0x1FFF, 0x2001, 0x8000)))
+        m.frame = set_ip(f, 6, flags.to_bytes(2, "big"))   # 0x8000 (reserved bit): still good
+    elif mutation == "ip_proto":
+        m.frame = set_ip(f, 9, bytes([draw(st.integers(0, 255))]))
+    elif mutation == "ethertype":
+        t = draw(st.sampled_from((0x86DD, 0x0806, 0x88A8, 0x0000, 0xFFFF, 0x0801)))
+        m.frame = f[:ip - 2] + t.to_bytes(2, "big") + f[ip:]
+    elif mutation == "double_vlan":
+        tpid = draw(st.sampled_from((ETHERTYPE_VLAN, 0x88A8)))
+        m.frame = vlan_tag(f, tpid, draw(st.integers(0, 4095)))
+    elif mutation == "dst_mac":
+        mac = draw(st.sampled_from((OWN_MAC + 1, 0xFFFFFFFFFFFF, multicast_mac(UNSUBSCRIBED_GROUP),
+                                    *(multicast_mac(x.group) for x in SUBS), OWN_MAC)))
+        m.frame = mac.to_bytes(6, "big") + f[6:]
+    elif mutation == "port":
+        port = draw(st.sampled_from((*(x.port for x in SUBS), 0, 1234)))
+        m.frame = set_udp(f, 2, port.to_bytes(2, "big"))
+    elif mutation == "group":          # the MAC still that of the original group
+        group = draw(st.sampled_from((*(x.group for x in SUBS), UNSUBSCRIBED_GROUP)))
+        m.frame = set_ip(f, 16, group.to_bytes(4, "big"))
+    elif mutation == "runt":
+        m.frame = f[:draw(st.integers(0, 59))]
+    elif mutation == "no_fcs":
+        m.fcs = "none"
+    return m
+
+
+def ip_length_in_header(b: Burst) -> bool:
+    """Whether a frame's IPv4 total length is below its header + 8: a header-level rejection."""
+    f = b.data[b.data.index(0xD5) + 1:]
+    ip = ip_at(f)
+    if len(f) < ip + 20:
+        return True                    # cannot even hold the fixed header
+    hlen = max(f[ip] & 0xF, 5) * 4
+    return len(f) < ip + hlen + 8 or int.from_bytes(f[ip + 2:ip + 4], "big") < hlen + 8
+
+
+def check_cut_through(s: Schedule, rtl_out: Outcome, model: Outcome) -> None:
+    """Messages belong to the burst their last byte was in; a frame rejected by a header check
+    emits none, and every message is followed by its own frame's verdict."""
+    find = frame_of(s)
+    by_frame: dict[int, list[dict[str, Any]]] = {}
+    for msg, emitted in zip(rtl_out.messages, rtl_out.emitted_at, strict=True):
+        i = find(msg["rx_cycle"])
+        assert i >= 0, f"message {msg} outside every burst"
+        assert rtl_out.verdict_at[i] > emitted
+        by_frame.setdefault(i, []).append(msg)
+    for i, msgs in by_frame.items():
+        v = model.verdicts[i]
+        assert v not in HEADER_REJECTS, (i, v, msgs)
+        if v is Drop.IP_LENGTH:
+            assert not ip_length_in_header(s.bursts[i]), (i, msgs)
+        assert msgs == [m for m in model.messages if find(m["rx_cycle"]) == i]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[
+    HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(s=bad_schedules())
+def test_bad_input_matches_model(rtl: FeedRtl, s: Schedule) -> None:
+    rtl_out, model = rtl.run(s), run_model(s)
+    assert_same(rtl_out, model, len(s.bursts))
+    check_cut_through(s, rtl_out, model)
