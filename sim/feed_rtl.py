@@ -27,11 +27,15 @@ IFG = 12            # minimum inter-frame gap, in byte times
 PREAMBLE = 7
 
 
+Row = tuple[int, Subscription | None]     # a subscription table write: index, row (None: off)
+
+
 @dataclass
 class Burst:
     data: bytes                     # GMII bytes: preamble, SFD, frame, FCS
     idle_before: int = IFG
     error_at: int | None = None
+    writes: list[Row] = field(default_factory=list)   # table writes before it, a cycle each
 
 
 @dataclass
@@ -40,18 +44,25 @@ class Schedule:
     subscriptions: list[Subscription | None] = field(
         default_factory=lambda: [None] * N_SUBSCRIPTIONS)
     bursts: list[Burst] = field(default_factory=list)
+    _writes: list[Row] = field(default_factory=list)
+
+    def subscribe(self, index: int, sub: Subscription | None) -> None:
+        """Rewrite a table row at run time, between the frames added before and after."""
+        self._writes.append((index, sub))
 
     def add_frame(self, frame: bytes, *, idle_before: int = IFG, fcs: bool = True,
                   preamble: int = PREAMBLE, error_at: int | None = None) -> None:
         """Add an Ethernet frame without FCS (appended unless `fcs=False`)."""
         body = pack.with_fcs(frame) if fcs else frame
-        self.bursts.append(Burst(pack.gmii(body, preamble), idle_before, error_at))
+        self.bursts.append(Burst(pack.gmii(body, preamble), idle_before, error_at,
+                                 self._writes))
+        self._writes = []
 
     def start_cycles(self) -> list[int]:
-        """The cycle each burst's first byte is on the pins (the config writes come first)."""
+        """The cycle each burst's first byte is on the pins (the initial table comes first)."""
         cycle, out = N_SUBSCRIPTIONS, []
         for b in self.bursts:
-            cycle += b.idle_before
+            cycle += len(b.writes) + b.idle_before
             out.append(cycle)
             cycle += len(b.data)
         return out
@@ -75,6 +86,9 @@ def run_model(schedule: Schedule) -> Outcome:
         for s in schedule.subscriptions])
     messages, verdicts, gaps = [], [], []
     for burst, start in zip(schedule.bursts, schedule.start_cycles(), strict=True):
+        for index, sub in burst.writes:
+            model.subscribe(index, None if sub is None else Subscription(
+                sub.group, sub.port, sub.session, sub.next_seq))
         r = model.receive(burst.data, burst.error_at, start)
         messages += r.messages
         verdicts.append(r.drop)
@@ -116,14 +130,20 @@ class FeedRtl:
 
     def run(self, schedule: Schedule) -> Outcome:
         st = Stimulus().set("own_mac", schedule.own_mac)
-        for i, s in enumerate(schedule.subscriptions):
-            row = {} if s is None else {
-                "valid": 1, "group": s.group, "port": s.port,
-                "session": int.from_bytes(s.session, "big"), "next_seq": s.next_seq,
+
+        def write(index: int, sub: Subscription | None) -> None:
+            row = {} if sub is None else {
+                "valid": 1, "group": sub.group, "port": sub.port,
+                "session": int.from_bytes(sub.session, "big"), "next_seq": sub.next_seq,
             }
-            write = SubscriptionWrite.const({"index": i, "row": row}).as_value().value
-            st.set("sub_write__payload", write).pulse("sub_write__valid")
+            value = SubscriptionWrite.const({"index": index, "row": row}).as_value().value
+            st.set("sub_write__payload", value).pulse("sub_write__valid")
+
+        for index, sub in enumerate(schedule.subscriptions):
+            write(index, sub)
         for b in schedule.bursts:
+            for index, sub in b.writes:
+                write(index, sub)
             st.idle(b.idle_before)
             st.gmii(b.data, error_at=b.error_at)
         r = self.sim.run(st, drain=64)
