@@ -20,9 +20,11 @@ program ends, ``drain`` more idle cycles run (recording events) so the pipeline 
 ``Result.final`` is every output after the last rising edge.
 
 Stimulus program: ``idle(n)``, ``gmii(data)`` and ``pulse(port)`` take cycles; ``set(port, v)``
-takes none and holds from the next cycle on. GMII valid is 1 exactly on the cycles of ``gmii()``
-bytes: two ``gmii()`` calls with only ``set()`` between them are back to back (one contiguous
-burst); ``idle()`` or ``pulse()`` between them puts valid=0 cycles in between.
+takes none and holds from the next cycle on; ``pulse`` drives its port for one cycle of its own
+(GMII idle), then 0. ``Stimulus.cycles`` is the cycle the next op starts on. GMII valid is 1
+exactly on the cycles of ``gmii()`` bytes: two ``gmii()`` calls with only ``set()`` between them
+are back to back (one contiguous burst); ``idle()`` or ``pulse()`` between them puts valid=0
+cycles in between.
 
 Port naming (checked against Amaranth 0.5's ``back.verilog.convert``): each member of
 ``component.signature.flatten(component)`` becomes the Verilog port ``"__".join(map(str, path))``,
@@ -35,8 +37,12 @@ instead of re-deriving that rule.
 
 Builds are cached in ``build_dir/<sha256>/`` keyed on the Verilog text (converted without ``src``
 attributes, so editing comments does not force a rebuild), the harness source and the Verilator
-version; a cache hit costs the Amaranth conversion plus a hash. Concurrent builds of the same
-design (pytest-xdist) serialize on a lock file.
+version; a cache hit costs the Amaranth conversion plus a hash (~0.2 s). Concurrent builds of the
+same design (pytest-xdist) serialize on a lock file. Verilator's own runtime library, most of a
+small design's compile time, is compiled once and shared (``build_dir/runtime-<sha>/``).
+
+Values (``set``, payloads, ``final``) are raw bit patterns as unsigned ints; ``set`` also takes a
+negative value and stores its two's complement in the port's width.
 
 Binary formats (all little-endian; internal to this module, both ends generated here):
 
@@ -59,6 +65,7 @@ import json
 import operator
 import os
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -249,12 +256,11 @@ _VERILATOR_FLAGS = [
     # Amaranth initializes every register itself; no need for randomized X handling.
     "--x-assign", "fast", "--x-initial", "fast",
 ]  # fmt: skip
-# Optimization per object instead of `-CFLAGS -O2` (which also applies to Verilator's runtime
-# library): the model and harness (OPT_FAST) at -O2 are what run per cycle; the runtime at -O1 is
-# as fast per cycle as at -O2 but compiles in half the time (at -O0 the run is 40% slower); the
-# model's init-only "Slow" code keeps Verilator's default (no optimization). Measured on the test
-# design: -CFLAGS -O2 6.8 s build, this 3.8 s, same ~23M cycles/s.
-_MAKE_VARS = ["OPT_FAST=-O2", "OPT_GLOBAL=-O1"]
+# -O2 for the model and harness (OPT_FAST: the per-cycle code) and for Verilator's runtime
+# (OPT_GLOBAL, compiled once and shared, see _reuse_runtime); the model's init-only "Slow" code
+# keeps Verilator's default (no optimization). The runtime matters per cycle too: at -O0 the
+# test design runs 40% slower.
+_MAKE_VARS = ["OPT_FAST=-O2", "OPT_GLOBAL=-O2"]
 
 _HEADER_PORT = re.compile(r"VL_(IN|OUT)(8|16|64|W)?\(&(\w+),(\d+),(\d+)(?:,\d+)?\);")
 
@@ -407,21 +413,56 @@ class Verilated:
         for m in _HEADER_PORT.finditer(header):
             cnames[_decode_verilator_name(m[3])] = m[3]
         cpp.write_text(self._harness_cpp(cnames))
-        jobs = str(os.cpu_count() or 1)
         make = [
-            "make", "-C", str(mdir), "-f", f"V{self.name}.mk", "-j", jobs, *_MAKE_VARS,
+            "make", "-C", str(mdir), "-f", f"V{self.name}.mk", *_MAKE_VARS,
             # The wheel's verilated.mk may name a python that does not exist here.
             f"PYTHON3={sys.executable}",
         ]  # fmt: skip
-        self._run_tool(make, env, "C++ build")
+        runtime = self._reuse_runtime(make, env, mdir)
+        self._run_tool([*make, "-j", str(os.cpu_count() or 1)], env, "C++ build")
+        if runtime is not None:
+            self._share_runtime(runtime, mdir)
         os.replace(mdir / "sim", self.binary)  # last: its existence marks a complete build
 
+    # Verilator's runtime (verilated.cpp, verilated_threads.cpp) is the same for every design
+    # built with the same flags and is most of a small design's build (~5 of ~7 CPU seconds), so
+    # it is compiled once per distinct compile command and copied into later builds' obj_dir.
+    _RUNTIME_OBJS = ("verilated.o", "verilated_threads.o")
+
+    def _reuse_runtime(self, make: list[str], env: dict[str, str], mdir: Path) -> Path | None:
+        """Copy cached runtime objects into ``mdir``; return where to cache them if missing."""
+        dry = self._run_tool([*make, "-n"], env, "make -n")
+        commands = []
+        for obj in self._RUNTIME_OBJS:
+            lines = [ln for ln in dry.splitlines() if f"-o {obj} " in ln + " "]
+            if len(lines) != 1:
+                return None  # unexpected makefile shape: just build everything
+            commands.append(lines[0])
+        key = hashlib.sha256("\n".join(commands).encode()).hexdigest()[:16]
+        cache = self.build_dir.parent / f"runtime-{key}"
+        if not all((cache / obj).is_file() for obj in self._RUNTIME_OBJS):
+            return cache
+        for obj in self._RUNTIME_OBJS:
+            # A fresh mtime, newer than the generated .mk they depend on: make keeps them.
+            shutil.copyfile(cache / obj, mdir / obj)
+        return None
+
+    def _share_runtime(self, cache: Path, mdir: Path) -> None:
+        tmp = Path(tempfile.mkdtemp(prefix=cache.name + ".tmp", dir=cache.parent))
+        for obj in self._RUNTIME_OBJS:
+            shutil.copyfile(mdir / obj, tmp / obj)
+        try:
+            tmp.rename(cache)  # atomic; fails if a concurrent build got there first
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+
     @staticmethod
-    def _run_tool(cmd: list[str], env: dict[str, str], what: str) -> None:
+    def _run_tool(cmd: list[str], env: dict[str, str], what: str) -> str:
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if proc.returncode != 0:
             tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
             raise RuntimeError(f"{what} failed (exit {proc.returncode}): {' '.join(cmd)}\n{tail}")
+        return proc.stdout
 
     def _harness_cpp(self, cnames: dict[str, str]) -> str:
         def c(pname: str) -> str:

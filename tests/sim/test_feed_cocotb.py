@@ -6,6 +6,7 @@ independent GMII driver (its own preamble, FCS and gap handling) and the gatewar
 cocotb's VPI, so a harness bug and a gateware bug cannot hide each other.
 """
 
+import fcntl
 from pathlib import Path
 
 from amaranth.back import verilog
@@ -32,6 +33,15 @@ def _write_verilog(path: Path) -> None:
 
 def test_feed_handler_cocotb(monkeypatch):
     BUILD.mkdir(parents=True, exist_ok=True)
+    # Several sessions may run the suite at once: they share this build folder.
+    with open(BUILD.with_name(BUILD.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        results = _build_and_run(monkeypatch)
+    num_tests, num_failed = get_results(results)
+    assert (num_tests, num_failed) == (1, 0), f"see the cocotb log above and {results}"
+
+
+def _build_and_run(monkeypatch) -> Path:
     source = BUILD / f"{TOP}.v"
     _write_verilog(source)
     # The runner passes this process's sys.path to the simulator as PYTHONPATH; importlib mode
@@ -47,12 +57,10 @@ def test_feed_handler_cocotb(monkeypatch):
         timescale=("1ns", "1ps"),
         build_args=["-Wno-fatal"],
     )
-    results = runner.test(
+    return Path(runner.test(
         test_module="feed_cocotb",
         hdl_toplevel=TOP,
         build_dir=BUILD,
         test_dir=BUILD,
         timescale=("1ns", "1ps"),
-    )
-    num_tests, num_failed = get_results(Path(results))
-    assert (num_tests, num_failed) == (1, 0), f"see the cocotb log above and {results}"
+    ))

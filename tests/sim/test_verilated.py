@@ -26,6 +26,8 @@ class Echo(wiring.Component):
     rx_er: In(1)
     cfg: In(16, init=0x1234)
     cfg_we: In(1)
+    mid: In(40)  # QData in C++ (two words)
+    wide: In(72)  # VlWide<3> in C++
     out: Out(
         stream.Signature(data.StructLayout({"window": 96, "cycle": 32, "er": 1}), always_ready=True)
     )
@@ -34,6 +36,8 @@ class Echo(wiring.Component):
     cfg_q: Out(16)  # cfg latched by cfg_we
     we_cycle: Out(32)  # counter value when cfg_we was last high
     we_count: Out(8)  # number of cycles cfg_we was high
+    mid_inv: Out(40)  # ~mid
+    wide_inv: Out(72)  # ~wide
 
     def elaborate(self, platform):
         m = Module()
@@ -41,7 +45,12 @@ class Echo(wiring.Component):
         window = Signal(96)
         shifted = Cat(self.rxd, window[:88])
         m.d.sync += cyc.eq(cyc + 1)
-        m.d.comb += [self.count.eq(cyc), self.cfg_now.eq(self.cfg)]
+        m.d.comb += [
+            self.count.eq(cyc),
+            self.cfg_now.eq(self.cfg),
+            self.mid_inv.eq(~self.mid),
+            self.wide_inv.eq(~self.wide),
+        ]
         with m.If(self.rx_dv):
             m.d.sync += window.eq(shifted)
         m.d.sync += [
@@ -119,6 +128,7 @@ def test_set_pulse_and_input_init(echo):
     s.pulse("cfg_we")  # its own cycle: 7
     s.idle(4)
     s.set("cfg", -1)  # two's complement of the port width
+    s.set("mid", 0x12_3456_789A).set("wide", 0xAB_CDEF_0123_4567_89AB)
     r = echo.run(s, drain=1)
 
     assert [c for c, _ in r.events["out"]] == [4, 5]
@@ -126,6 +136,8 @@ def test_set_pulse_and_input_init(echo):
     assert r.final["we_cycle"] == 7
     assert r.final["we_count"] == 1  # exactly one cycle high
     assert r.final["cfg_now"] == 0xFFFF
+    assert r.final["mid_inv"] == 0xED_CBA9_8765
+    assert r.final["wide_inv"] == 0x54_3210_FEDC_BA98_7654
 
     r = echo.run(Stimulus().idle(1), drain=0)
     assert r.final["cfg_now"] == 0x1234  # inputs start at their Amaranth init value
