@@ -24,11 +24,11 @@ def test_decode_latency(stream, model_run, rtl_run, figure):
     assert len(rtl.messages) == len(model), (
         f"the gateware emitted {len(rtl.messages)} messages, the model {len(model)}: "
         f"compare them with tests/ before reading latency")
-    mismatches = sum(a != b for a, b in zip(rtl.messages, model))
-    latency = [e - m["rx_cycle"] for e, m in zip(rtl.emitted_at, model)]
+    mismatches = sum(a != b for a, b in zip(rtl.messages, model, strict=True))
+    latency = [e - m["rx_cycle"] for e, m in zip(rtl.emitted_at, model, strict=True)]
 
     by_type: dict[str, list[int]] = defaultdict(list)
-    for m, lat in zip(model, latency):
+    for m, lat in zip(model, latency, strict=True):
         by_type[m["type"]].append(lat)
     lo, mid, hi = min(latency), statistics.median(latency), max(latency)
     verdict = "met" if hi <= TARGET else "MISSED"

@@ -5,15 +5,17 @@ Every RX block takes one byte per cycle and never pushes back, so every link is 
 *end beat* (`end=1`, no data) that carries the frame's verdict so far: each block passes the
 end beat on, filling in its own drop reason only if no block before it had one. The end beat
 exists because the MAC learns where a frame ended (and whether its FCS was good) only after the
-last byte has already been passed on: the blocks are cut-through.
+last byte has already been passed on: the blocks are cut-through. Data beats pass each block
+combinationally; end beats are registered in each (`forward_end`).
 """
 
-from amaranth import unsigned
+from amaranth import Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, stream
 
 from hdl.formats import N_SUBSCRIPTIONS, SESSION_LEN, Drop
 
-__all__ = ["be_layout", "Beat", "IpBeat", "UdpBeat", "MsgBeat", "Subscription", "beats"]
+__all__ = ["be_layout", "Beat", "IpBeat", "UdpBeat", "MsgBeat", "Subscription", "beats",
+           "forward_end"]
 
 
 def be_layout(fields: tuple[tuple[str, int], ...]) -> data.StructLayout:
@@ -73,3 +75,23 @@ def beats(layout: type[data.Struct]) -> stream.Signature:
     """An always-ready stream of `layout` beats: the RX side never applies backpressure."""
     return stream.Signature(layout, always_ready=True)
 
+
+
+def forward_end(m: Module, sink: stream.Interface, source: stream.Interface,
+                reason: Value) -> Value:
+    """Pass the end beat on one cycle later, with `reason` (this block's own drop reason, or
+    Drop.NONE) if no block before had one. Returns the condition "the end beat is here now",
+    for the block to reset its per-frame state.
+
+    Registered so that the verdicts of all blocks never form one long combinational path: data
+    beats stay cut-through, the verdict moves one block per cycle. It cannot meet the next
+    frame's first data beat: frames are at least 20 byte times apart on the wire (12 of
+    inter-frame gap, 8 of preamble and SFD)."""
+    ending = sink.valid & sink.payload.end
+    valid, drop = Signal(), Signal(Drop)
+    m.d.sync += valid.eq(ending)
+    with m.If(ending):
+        m.d.sync += drop.eq(Mux(sink.payload.drop != Drop.NONE, sink.payload.drop, reason))
+    with m.If(valid):
+        m.d.comb += [source.valid.eq(1), source.payload.end.eq(1), source.payload.drop.eq(drop)]
+    return ending

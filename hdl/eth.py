@@ -8,7 +8,7 @@ from amaranth import Cat, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.beats import Beat, Subscription, be_layout, beats
+from hdl.beats import Beat, Subscription, be_layout, beats, forward_end
 from hdl.formats import ETHERTYPE_IPV4, ETHERTYPE_VLAN, N_SUBSCRIPTIONS, Drop, multicast_mac
 
 __all__ = ["EthFilter", "ETH_HEADER", "VLAN_HEADER"]
@@ -73,13 +73,6 @@ class EthFilter(wiring.Component):
                 self.source.valid.eq(passing),
                 self.source.payload.data.eq(beat.data),
             ]
-        with m.If(self.sink.valid & beat.end):
-            m.d.comb += [
-                self.source.valid.eq(1),
-                self.source.payload.end.eq(1),
-                self.source.payload.drop.eq(beat.drop),
-            ]
-            with m.If(beat.drop == Drop.NONE):
-                m.d.comb += self.source.payload.drop.eq(reason)
+        with m.If(forward_end(m, self.sink, self.source, reason)):
             m.d.sync += [index.eq(0), passing.eq(0), reason.eq(Drop.NONE)]
         return m

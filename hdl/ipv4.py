@@ -10,7 +10,7 @@ from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.beats import Beat, IpBeat, be_layout, beats
+from hdl.beats import Beat, IpBeat, be_layout, beats, forward_end
 from hdl.formats import ETH_MAX_FRAME, FCS_LEN, IP_PROTO_UDP, Drop
 
 __all__ = ["Ipv4Rx", "IPV4_HEADER"]
@@ -51,15 +51,16 @@ class Ipv4Rx(wiring.Component):
         early = Signal(Drop)        # the checks on the fixed header, made at byte 19
         # Ones'-complement sum of the header as 16-bit words, folded at the end.
         acc = Signal(21)
-        passing = Signal()
+        inside = Signal()           # the next byte is payload: one register on the byte path
         reason = Signal(Drop)
         done = Signal()             # header complete
 
+        checking = Signal()         # the cycle after the header: is the checksum right?
         add = Mux(count[0], beat.data, beat.data << 8)
-        acc_next = Signal(21)
-        m.d.comb += acc_next.eq(acc + add)
-        fold1 = (acc_next[:16] + acc_next[16:])
-        fold2 = fold1[:16] + fold1[16:]
+        # The header is good when its ones'-complement sum is 0xFFFF. After one fold of the
+        # 21-bit sum (at most 0x1001E), that is fold == 0xFFFF, or 0x1FFFE (0xFFFE + carry).
+        fold = acc[:16] + acc[16:]
+        sum_ok = (fold == 0xFFFF) | (fold == 0x1FFFE)
 
         # The checks on the fixed 20 bytes, in the order of `Drop`; meaningful at byte 19.
         fixed = Signal(Drop)
@@ -80,7 +81,7 @@ class Ipv4Rx(wiring.Component):
                 m.d.sync += [ihl.eq(beat.data[:4]),
                              hlen.eq(Mux(beat.data[:4] < 5, 20, beat.data[:4] * 4))]
             with m.If(~done):
-                m.d.sync += acc.eq(acc_next)
+                m.d.sync += acc.eq(acc + add)
             with m.If(count == 19):
                 m.d.sync += [total.eq(view.total_length), dst.eq(view.dst), early.eq(fixed)]
             with m.If(~done & (count == hlen - 1)):
@@ -88,26 +89,29 @@ class Ipv4Rx(wiring.Component):
                 first = Mux(count == 19, fixed, early)    # no options: the header ends now
                 with m.If(first != Drop.NONE):
                     m.d.sync += reason.eq(first)
-                with m.Elif(fold2[:16] != 0xFFFF):
-                    m.d.sync += reason.eq(Drop.IP_CHECKSUM)
                 with m.Else():
-                    m.d.sync += passing.eq(1)
+                    m.d.sync += [inside.eq(1), checking.eq(1)]  # total >= hlen + 8
+            with m.If(inside & (count == total - 1)):
+                m.d.sync += inside.eq(0)
             m.d.comb += [
-                self.source.valid.eq(passing & (count < total)),
+                self.source.valid.eq(inside),
                 self.source.payload.data.eq(beat.data),
             ]
         m.d.comb += [
             self.source.payload.dst_addr.eq(dst),
             self.source.payload.payload_len.eq(total - hlen),
         ]
-        with m.If(self.sink.valid & beat.end):
-            m.d.comb += [self.source.valid.eq(1), self.source.payload.end.eq(1)]
-            with m.If(beat.drop != Drop.NONE):
-                m.d.comb += self.source.payload.drop.eq(beat.drop)
-            with m.Elif(reason != Drop.NONE):
-                m.d.comb += self.source.payload.drop.eq(reason)
-            with m.Elif(~done | (count < total + FCS_LEN)):
-                m.d.comb += self.source.payload.drop.eq(Drop.IP_LENGTH)
-            m.d.sync += [count.eq(0), passing.eq(0), reason.eq(Drop.NONE), early.eq(Drop.NONE),
+        # The checksum's adds and folds start from the complete sum in a register, one cycle
+        # after the last header byte, instead of lengthening that byte's path. The first UDP
+        # header byte may have gone on by then: harmless, UDP decides nothing before its 8th.
+        with m.If(checking):
+            m.d.sync += checking.eq(0)
+            with m.If(~sum_ok):
+                m.d.sync += [inside.eq(0), reason.eq(Drop.IP_CHECKSUM)]
+
+        short = ~done | (count < total + FCS_LEN)
+        with m.If(forward_end(m, self.sink, self.source,
+                              Mux((reason == Drop.NONE) & short, Drop.IP_LENGTH, reason))):
+            m.d.sync += [count.eq(0), inside.eq(0), reason.eq(Drop.NONE), early.eq(Drop.NONE),
                          done.eq(0), acc.eq(0)]
         return m

@@ -44,17 +44,20 @@ class MacRx(wiring.Component):
 
         state = Signal(State)
         length = Signal(range(ETH_MAX_FRAME + 2))   # saturates at ETH_MAX_FRAME + 1
+        room = Signal()             # length < ETH_MAX_FRAME, kept as a register for the byte path
         phy_error = Signal()
+        end, drop = Signal(), Signal(Drop)          # the end beat, registered
 
         m.submodules.fcs = fcs = crc.catalog.CRC32_ETHERNET(data_width=8).create()
         m.d.comb += fcs.data.eq(rxd)
 
+        m.d.sync += end.eq(0)
         with m.If(dv):
             m.d.sync += phy_error.eq(phy_error | er)
             with m.Switch(state):
                 with m.Case(State.IDLE, State.PREAMBLE):
                     with m.If(rxd == _SFD):
-                        m.d.sync += [state.eq(State.DATA), length.eq(0)]
+                        m.d.sync += [state.eq(State.DATA), length.eq(0), room.eq(1)]
                         m.d.comb += fcs.start.eq(1)
                     with m.Elif(rxd == _PREAMBLE):
                         m.d.sync += state.eq(State.PREAMBLE)
@@ -63,25 +66,31 @@ class MacRx(wiring.Component):
                 with m.Case(State.DATA):
                     with m.If(length != ETH_MAX_FRAME + 1):
                         m.d.sync += length.eq(length + 1)
+                    with m.If(length == ETH_MAX_FRAME - 1):
+                        m.d.sync += room.eq(0)
                     # Beyond the longest legal frame nothing more is passed on.
-                    with m.If(length < ETH_MAX_FRAME):
+                    with m.If(room):
                         m.d.comb += [
                             self.source.valid.eq(1),
                             self.source.payload.data.eq(rxd),
                             fcs.valid.eq(1),
                         ]
         with m.Elif(state != State.IDLE):
-            m.d.comb += [self.source.valid.eq(1), self.source.payload.end.eq(1)]
+            m.d.sync += [end.eq(1), state.eq(State.IDLE), phy_error.eq(0)]
             with m.If(phy_error):
-                m.d.comb += self.source.payload.drop.eq(Drop.MAC_PHY_ERROR)
+                m.d.sync += drop.eq(Drop.MAC_PHY_ERROR)
             with m.Elif(state != State.DATA):
-                m.d.comb += self.source.payload.drop.eq(Drop.MAC_PREAMBLE)
+                m.d.sync += drop.eq(Drop.MAC_PREAMBLE)
             with m.Elif(length > ETH_MAX_FRAME):
-                m.d.comb += self.source.payload.drop.eq(Drop.MAC_OVERSIZE)
+                m.d.sync += drop.eq(Drop.MAC_OVERSIZE)
             with m.Elif(length < ETH_MIN_FRAME):
-                m.d.comb += self.source.payload.drop.eq(Drop.MAC_RUNT)
+                m.d.sync += drop.eq(Drop.MAC_RUNT)
             with m.Elif(~fcs.match_detected):
-                m.d.comb += self.source.payload.drop.eq(Drop.MAC_FCS)
-            m.d.sync += [state.eq(State.IDLE), phy_error.eq(0)]
+                m.d.sync += drop.eq(Drop.MAC_FCS)
+            with m.Else():
+                m.d.sync += drop.eq(Drop.NONE)
+        with m.If(end):
+            m.d.comb += [self.source.valid.eq(1), self.source.payload.end.eq(1),
+                         self.source.payload.drop.eq(drop)]
 
         return m

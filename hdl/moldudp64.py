@@ -15,7 +15,7 @@ from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.beats import MsgBeat, Subscription, UdpBeat, be_layout, beats
+from hdl.beats import MsgBeat, Subscription, UdpBeat, be_layout, beats, forward_end
 from hdl.formats import MOLD_END_OF_SESSION, MOLD_HEARTBEAT, N_SUBSCRIPTIONS, Drop
 
 __all__ = ["MoldUdp64Rx", "MOLD_HEADER", "GapReport"]
@@ -48,11 +48,12 @@ class MoldUdp64Rx(wiring.Component):
 
         class State(enum.Enum, shape=3):
             HEADER = 0
-            LEN_HI = 1
-            LEN_LO = 2
-            MESSAGE = 3
-            DONE = 4        # all blocks framed; any further byte is trailing garbage
-            DROP = 5        # reason latched; ignore the rest of the frame
+            CHECK = 1       # the cycle after the header: accept or drop it, from registers
+            LEN_HI = 2
+            LEN_LO = 3
+            MESSAGE = 4
+            DONE = 5        # all blocks framed; any further byte is trailing garbage
+            DROP = 6        # reason latched; ignore the rest of the frame
 
         state = Signal(State)
         index = Signal(range(21))
@@ -62,65 +63,63 @@ class MoldUdp64Rx(wiring.Component):
         expected = Signal(64)           # next_seq of this frame's row, read at byte 17
         ahead = Signal(65)              # expected - seq, two's complement, at byte 18
         seq = Signal(64)
-        blocks = Signal(16)
-        framed = Signal(16)
+        blocks = Signal(16)             # message count, 0 for heartbeat and end of session
+        framed = Signal(16)             # blocks completely received
         msg_seq = Signal(64)            # sequence number of the current block
         skip = Signal(16)               # blocks still to skip: already seen
+        fresh = Signal()                # skip == 0, as a register for the byte path
         new_next = Signal(64)           # max(expected, seq + framed)
         length = Signal(16)
-        offset = Signal(16)
+        left = Signal(16)               # bytes of the current message after this one
+        head = Signal()                 # the next message byte is its first
+        session_ok = Signal()
         accepted = Signal()
         reason = Signal(Drop)
 
         synced = expected != 0
-        fresh = skip == 0
+        behind = ahead[64]              # seq > expected
 
         with m.If(self.sink.valid & ~beat.end):
             with m.Switch(state):
                 with m.Case(State.HEADER):
                     m.d.sync += [index.eq(index + 1), header.eq(Cat(beat.data, header))]
+                    # Each wide comparison gets a cycle of its own, off the byte path.
+                    with m.If(index == 10):
+                        m.d.sync += session_ok.eq(
+                            header[8 * 0:8 * 10] == self.subs[beat.sub].session)
                     with m.If(index == 17):
-                        # The 64-bit subtraction gets a cycle of its own, off the byte path.
-                        exp = next_seq[beat.sub]
-                        m.d.sync += [expected.eq(exp), seq.eq(Cat(beat.data, header[:56]))]
+                        m.d.sync += [expected.eq(next_seq[beat.sub]),
+                                     seq.eq(Cat(beat.data, header[:56]))]
                     with m.If(index == 18):
                         m.d.sync += ahead.eq(expected - seq)
                     with m.If(index == 19):
                         count = view.count
-                        n = Mux((count == MOLD_HEARTBEAT) | (count == MOLD_END_OF_SESSION),
-                                0, count)
-                        behind = ahead[64]                  # seq > expected
-                        # seq + n <= expected, i.e. expected - seq >= n with seq <= expected.
-                        seen_all = ~behind & ((ahead[16:64] != 0) | (ahead[:16] >= n))
-                        with m.If(view.session != self.subs[beat.sub].session):
-                            m.d.sync += [state.eq(State.DROP), reason.eq(Drop.MOLD_SESSION)]
-                        with m.Elif(synced & (n != 0) & seen_all):
-                            m.d.sync += [state.eq(State.DROP), reason.eq(Drop.MOLD_DUPLICATE)]
+                        m.d.sync += [
+                            blocks.eq(Mux((count == MOLD_HEARTBEAT) |
+                                          (count == MOLD_END_OF_SESSION), 0, count)),
+                            msg_seq.eq(seq),
+                            state.eq(State.CHECK),
+                        ]
+                        with m.If(synced & ~behind):
+                            m.d.sync += [skip.eq(ahead[:16]), fresh.eq(ahead[:16] == 0),
+                                         new_next.eq(expected)]
                         with m.Else():
-                            m.d.sync += [
-                                accepted.eq(1),
-                                blocks.eq(n),
-                                msg_seq.eq(seq),
-                                state.eq(State.LEN_HI),
-                            ]
-                            with m.If(n == 0):
-                                m.d.sync += state.eq(State.DONE)
-                            with m.If(synced & ~behind):
-                                m.d.sync += [skip.eq(ahead[:16]), new_next.eq(expected)]
-                            with m.Else():
-                                m.d.sync += [skip.eq(0), new_next.eq(seq)]
+                            m.d.sync += [skip.eq(0), fresh.eq(1), new_next.eq(seq)]
+                with m.Case(State.CHECK):   # a byte right after the header: see below
+                    pass
                 with m.Case(State.LEN_HI):
                     m.d.sync += [length[8:].eq(beat.data), state.eq(State.LEN_LO)]
                 with m.Case(State.LEN_LO):
-                    m.d.sync += [length[:8].eq(beat.data), offset.eq(0), state.eq(State.MESSAGE)]
+                    m.d.sync += [length[:8].eq(beat.data), state.eq(State.MESSAGE), head.eq(1),
+                                 left.eq(Cat(beat.data, length[8:]) - 1)]
                     with m.If((length[8:] == 0) & (beat.data == 0)):
                         m.d.sync += [state.eq(State.DROP), reason.eq(Drop.MOLD_EMPTY_BLOCK)]
                 with m.Case(State.MESSAGE):
-                    last = offset == length - 1
-                    m.d.sync += offset.eq(offset + 1)
+                    last = left == 0
+                    m.d.sync += [left.eq(left - 1), head.eq(0)]
                     m.d.comb += [
                         self.source.valid.eq(fresh),
-                        self.source.payload.first.eq(offset == 0),
+                        self.source.payload.first.eq(head),
                         self.source.payload.last.eq(last),
                     ]
                     with m.If(last):
@@ -128,13 +127,35 @@ class MoldUdp64Rx(wiring.Component):
                         with m.If(fresh):
                             m.d.sync += new_next.eq(msg_seq + 1)
                         with m.Else():
-                            m.d.sync += skip.eq(skip - 1)
+                            m.d.sync += [skip.eq(skip - 1), fresh.eq(skip == 1)]
                         with m.If(framed + 1 == blocks):
                             m.d.sync += state.eq(State.DONE)
                         with m.Else():
                             m.d.sync += state.eq(State.LEN_HI)
                 with m.Case(State.DONE):
                     m.d.sync += [state.eq(State.DROP), reason.eq(Drop.MOLD_TRAILING)]
+        # The header's verdict, one cycle after its last byte so that the comparisons start
+        # from registers rather than from the byte on the wire. The payload can already be
+        # there: its first byte is then the first block's length, or trailing garbage.
+        with m.If(state == State.CHECK):
+            # seq + blocks <= expected, i.e. expected - seq >= blocks with seq <= expected.
+            seen_all = ~behind & ((ahead[16:64] != 0) | (ahead[:16] >= blocks))
+            byte = self.sink.valid & ~beat.end
+            with m.If(~session_ok):
+                m.d.sync += [state.eq(State.DROP), reason.eq(Drop.MOLD_SESSION)]
+            with m.Elif(synced & (blocks != 0) & seen_all):
+                m.d.sync += [state.eq(State.DROP), reason.eq(Drop.MOLD_DUPLICATE)]
+            with m.Else():
+                m.d.sync += accepted.eq(1)
+                with m.If(blocks == 0):
+                    m.d.sync += state.eq(State.DONE)
+                    with m.If(byte):
+                        m.d.sync += [state.eq(State.DROP), reason.eq(Drop.MOLD_TRAILING)]
+                with m.Elif(byte):
+                    m.d.sync += [length[8:].eq(beat.data), state.eq(State.LEN_LO)]
+                with m.Else():
+                    m.d.sync += state.eq(State.LEN_HI)
+
         m.d.comb += [
             self.source.payload.data.eq(beat.data),
             self.source.payload.length.eq(length),
@@ -142,30 +163,21 @@ class MoldUdp64Rx(wiring.Component):
             self.source.payload.sub.eq(beat.sub),
         ]
 
-        with m.If(self.sink.valid & beat.end):
-            m.d.comb += [
-                self.source.valid.eq(1),
-                self.source.payload.end.eq(1),
-                self.source.payload.drop.eq(beat.drop),
-            ]
-            with m.If(beat.drop == Drop.NONE):
-                with m.If(reason != Drop.NONE):
-                    m.d.comb += self.source.payload.drop.eq(reason)
-                with m.Elif(state != State.DONE):
-                    m.d.comb += self.source.payload.drop.eq(Drop.MOLD_TRUNCATED)
-                with m.If(accepted):
-                    m.d.sync += next_seq[beat.sub].eq(new_next)
-                    with m.If(synced & ahead[64]):
-                        m.d.sync += [
-                            self.gap.valid.eq(1),
-                            self.gap.payload.sub.eq(beat.sub),
-                            self.gap.payload.first.eq(expected),
-                            self.gap.payload.count.eq(-ahead),
-                        ]
+        own = Mux(reason != Drop.NONE, reason,
+                  Mux(state != State.DONE, Drop.MOLD_TRUNCATED, Drop.NONE))
+        m.d.sync += self.gap.valid.eq(0)
+        with m.If(forward_end(m, self.sink, self.source, own)):
+            with m.If((beat.drop == Drop.NONE) & accepted):
+                m.d.sync += next_seq[beat.sub].eq(new_next)
+                with m.If(synced & ahead[64]):
+                    m.d.sync += [
+                        self.gap.valid.eq(1),
+                        self.gap.payload.sub.eq(beat.sub),
+                        self.gap.payload.first.eq(expected),
+                        self.gap.payload.count.eq(-ahead),
+                    ]
             m.d.sync += [state.eq(State.HEADER), index.eq(0), reason.eq(Drop.NONE),
                          accepted.eq(0), framed.eq(0)]
-        with m.Else():
-            m.d.sync += self.gap.valid.eq(0)
 
         # A host write restarts its row; it wins over a commit in the same cycle.
         for i in range(N_SUBSCRIPTIONS):

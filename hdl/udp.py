@@ -10,7 +10,7 @@ from amaranth import Cat, Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.beats import IpBeat, Subscription, UdpBeat, be_layout, beats
+from hdl.beats import IpBeat, Subscription, UdpBeat, be_layout, beats, forward_end
 from hdl.formats import N_SUBSCRIPTIONS, Drop
 
 __all__ = ["UdpFilter", "UDP_HEADER"]
@@ -56,13 +56,6 @@ class UdpFilter(wiring.Component):
                         m.d.sync += sub.eq(i)
             m.d.comb += self.source.valid.eq(passing)
         m.d.comb += [self.source.payload.data.eq(beat.data), self.source.payload.sub.eq(sub)]
-        with m.If(self.sink.valid & beat.end):
-            m.d.comb += [
-                self.source.valid.eq(1),
-                self.source.payload.end.eq(1),
-                self.source.payload.drop.eq(beat.drop),
-            ]
-            with m.If(beat.drop == Drop.NONE):
-                m.d.comb += self.source.payload.drop.eq(reason)
+        with m.If(forward_end(m, self.sink, self.source, reason)):
             m.d.sync += [index.eq(0), passing.eq(0), reason.eq(Drop.NONE)]
         return m

@@ -35,7 +35,10 @@ class Burst:
     data: bytes                     # GMII bytes: preamble, SFD, frame, FCS
     idle_before: int = IFG
     error_at: int | None = None
-    writes: list[Row] = field(default_factory=list)   # table writes before it, a cycle each
+    # Table writes just before it (after the idle gap), a cycle each: the previous frame's
+    # verdict has passed through every block by then, as on a real card where the host writes
+    # between packets.
+    writes: list[Row] = field(default_factory=list)
 
 
 @dataclass
@@ -62,7 +65,7 @@ class Schedule:
         """The cycle each burst's first byte is on the pins (the initial table comes first)."""
         cycle, out = N_SUBSCRIPTIONS, []
         for b in self.bursts:
-            cycle += len(b.writes) + b.idle_before
+            cycle += b.idle_before + len(b.writes)
             out.append(cycle)
             cycle += len(b.data)
         return out
@@ -142,9 +145,9 @@ class FeedRtl:
         for index, sub in enumerate(schedule.subscriptions):
             write(index, sub)
         for b in schedule.bursts:
+            st.idle(b.idle_before)
             for index, sub in b.writes:
                 write(index, sub)
-            st.idle(b.idle_before)
             st.gmii(b.data, error_at=b.error_at)
         r = self.sim.run(st, drain=64)
 
