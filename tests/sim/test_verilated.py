@@ -180,20 +180,3 @@ def test_second_construction_hits_the_cache(echo):
     assert again.binary == echo.binary
     assert elapsed < 3.0
     assert again.run(Stimulus().idle(5), drain=0).final["count"] == 5
-
-
-@pytest.mark.bench
-def test_speed(echo):
-    s = Stimulus()
-    while s.cycles < 2_000_000:
-        s.gmii(bytes(range(64)))  # 64 bytes on, 36 idle: ~64% of cycles carry an event
-        s.idle(36)
-    start = time.perf_counter()
-    r = echo.run(s, drain=0)
-    wall = time.perf_counter() - start
-    n = len(r.events["out"])
-    print(
-        f"\n{r.cycles} cycles in {r.seconds:.3f} s of C++ = {r.cycles / r.seconds / 1e6:.1f}M "
-        f"cycles/s; run() wall {wall:.2f} s incl. encode and decoding {n} 129-bit events"
-    )
-    assert n == 64 * 20_000
