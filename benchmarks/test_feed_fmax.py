@@ -106,7 +106,8 @@ def test_feed_handler_fmax(figure):
            f"(FeedHandler.LATENCY; measured by test_decode_latency) is {lat * 1000 / fmax:.1f} ns")
     s = r["seconds"]
     figure(f"feed handler synthesis run time: {wall:.0f} s (yosys {s['yosys']:.0f} s, "
-           f"nextpnr {s['nextpnr']:.0f} s); logs in {Path(r['dir']).relative_to(REPO)}/")
+           f"`{r['yosys_flow']}`; nextpnr {s['nextpnr']:.0f} s); logs in "
+           f"{Path(r['dir']).relative_to(REPO)}/")
     if fmax < TARGET_MHZ:
         report = json.loads((Path(r["dir"]) / "report.json").read_text())
         for line in critical_path_lines(report, TARGET_MHZ):

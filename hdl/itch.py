@@ -1,11 +1,10 @@
 """ITCH 5.0 decoder: MoldUDP64 message bytes in, decoded `ItchMessage` structs out.
 
-The message is shifted into registers as it arrives: the common header into `header`, the
-body into `body`, first byte most significant, so each type's body is the low bytes of `body`
-and every field reads as a plain integer through that type's `be_layout` (see `hdl.formats`
-for the field tables, which the host model shares). The struct is valid the cycle after the
-message's last byte reached the decoder: with the MAC's input register, LATENCY = 2 cycles from
-the last byte on the GMII pins.
+The message's bytes shift into a window, first byte most significant, so at its last byte each
+type's body is the window's low bytes and every field reads as a plain integer through that
+type's `be_layout` (see `hdl.formats` for the field tables, which the host model shares). The
+struct is valid the cycle after the message's last byte reached the decoder: with the MAC's
+input register, LATENCY = 2 cycles from the last byte on the GMII pins.
 
 The block length must be the type's ITCH length; an unknown type or a wrong length is counted
 and the rest of the packet dropped, because the bytes after it can no longer be trusted.
@@ -67,39 +66,45 @@ class ItchDecoder(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         beat = self.sink.payload
-        offset = Signal(range(max(ITCH_LENGTHS.values()) + 1))   # byte within the message
         kind = Signal(8)
         kind_index = Signal(range(len(ITCH_TYPES)))
         decoded = Signal()          # the type has a body table: emit it
-        header = Signal(8 * (ITCH_HEADER_LEN - 1))
-        body = Signal(8 * ITCH_MAX_BODY)
-        seq = Signal(64)
-        sub = Signal(range(N_SUBSCRIPTIONS))
-        rx_cycle = Signal(48)
-        valid = Signal()
         reason = Signal(Drop)       # latched: the rest of the packet is dropped
+        valid = Signal()
 
+        # The bytes of a message arrive on consecutive cycles, so the datapath needs no enable
+        # (whose fan-out from the cut-through valid chain would set the clock): a window of
+        # the last bytes shifts every cycle and the message registers load every cycle; only
+        # `valid` says when they hold a message. At a message's last byte the window holds it
+        # with its body lowest, and the common header just above, where its type puts it.
+        window = Signal(8 * (max(ITCH_LENGTHS[t] for t in ITCH_BODIES) - 1))
+        m.d.sync += window.eq(Cat(beat.data, window))
+        now = Cat(beat.data, window)
+        header = Signal(8 * (ITCH_HEADER_LEN - 1))
+        with m.Switch(kind):
+            for t in ITCH_BODIES:
+                with m.Case(ord(t)):
+                    body_len = 8 * (ITCH_LENGTHS[t] - ITCH_HEADER_LEN)
+                    m.d.comb += header.eq(now[body_len:body_len + len(header)])
         msg = self.message.payload
-        m.d.comb += [
-            self.message.valid.eq(valid),
-            msg.type.eq(kind),
-            msg.seq.eq(seq),
-            msg.sub.eq(sub),
-            msg.rx_cycle.eq(rx_cycle),
-            msg.body.raw.eq(body),
-        ]
         hv = data.View(HEADER, header)
-        m.d.comb += [msg.locate.eq(hv.locate), msg.tracking.eq(hv.tracking),
-                     msg.timestamp.eq(hv.timestamp)]
+        m.d.sync += [
+            msg.type.eq(kind),
+            msg.locate.eq(hv.locate),
+            msg.tracking.eq(hv.tracking),
+            msg.timestamp.eq(hv.timestamp),
+            msg.body.raw.eq(now),
+            msg.seq.eq(beat.seq),
+            msg.sub.eq(beat.sub),
+            msg.rx_cycle.eq(self.cycle - MacRx.LATENCY),
+        ]
+        m.d.comb += self.message.valid.eq(valid)
 
         count = Signal()
         m.d.sync += [valid.eq(0), self.verdict.valid.eq(0)]
         with m.If(self.sink.valid & ~beat.end & (reason == Drop.NONE)):
-            m.d.sync += offset.eq(offset + 1)
             with m.If(beat.first):
-                m.d.sync += [kind.eq(beat.data), offset.eq(1), body.eq(0), seq.eq(beat.seq),
-                             sub.eq(beat.sub)]
-                m.d.sync += reason.eq(Drop.ITCH_UNKNOWN_TYPE)
+                m.d.sync += [kind.eq(beat.data), reason.eq(Drop.ITCH_UNKNOWN_TYPE)]
                 with m.Switch(beat.data):
                     for i, t in enumerate(ITCH_TYPES):
                         with m.Case(ord(t)):
@@ -108,12 +113,8 @@ class ItchDecoder(wiring.Component):
                                 m.d.sync += reason.eq(Drop.NONE)
                             with m.Else():
                                 m.d.sync += reason.eq(Drop.ITCH_BAD_LENGTH)
-            with m.Elif(offset < ITCH_HEADER_LEN):
-                m.d.sync += header.eq(Cat(beat.data, header))
-            with m.Else():
-                m.d.sync += body.eq(Cat(beat.data, body))
             with m.If(beat.last & ~beat.first):
-                m.d.sync += [valid.eq(decoded), rx_cycle.eq(self.cycle - MacRx.LATENCY)]
+                m.d.sync += valid.eq(decoded)
                 m.d.comb += count.eq(1)
 
         for i in range(len(ITCH_TYPES)):

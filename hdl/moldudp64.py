@@ -76,7 +76,7 @@ class MoldUdp64Rx(wiring.Component):
         accepted = Signal()
         reason = Signal(Drop)
 
-        synced = expected != 0
+        synced = Signal()               # expected != 0, registered off the wide compare
         behind = ahead[64]              # seq > expected
 
         with m.If(self.sink.valid & ~beat.end):
@@ -91,7 +91,7 @@ class MoldUdp64Rx(wiring.Component):
                         m.d.sync += [expected.eq(next_seq[beat.sub]),
                                      seq.eq(Cat(beat.data, header[:56]))]
                     with m.If(index == 18):
-                        m.d.sync += ahead.eq(expected - seq)
+                        m.d.sync += [ahead.eq(expected - seq), synced.eq(expected != 0)]
                     with m.If(index == 19):
                         count = view.count
                         m.d.sync += [
@@ -165,17 +165,19 @@ class MoldUdp64Rx(wiring.Component):
 
         own = Mux(reason != Drop.NONE, reason,
                   Mux(state != State.DONE, Drop.MOLD_TRUNCATED, Drop.NONE))
-        m.d.sync += self.gap.valid.eq(0)
+        # The gap report's fields load every cycle (they hold still while a frame ends); only
+        # `valid` depends on the verdict, which keeps the wide registers off its path.
+        m.d.sync += [
+            self.gap.valid.eq(0),
+            self.gap.payload.sub.eq(beat.sub),
+            self.gap.payload.first.eq(expected),
+            self.gap.payload.count.eq(-ahead),
+        ]
         with m.If(forward_end(m, self.sink, self.source, own)):
             with m.If((beat.drop == Drop.NONE) & accepted):
                 m.d.sync += next_seq[beat.sub].eq(new_next)
                 with m.If(synced & ahead[64]):
-                    m.d.sync += [
-                        self.gap.valid.eq(1),
-                        self.gap.payload.sub.eq(beat.sub),
-                        self.gap.payload.first.eq(expected),
-                        self.gap.payload.count.eq(-ahead),
-                    ]
+                    m.d.sync += self.gap.valid.eq(1)
             m.d.sync += [state.eq(State.HEADER), index.eq(0), reason.eq(Drop.NONE),
                          accepted.eq(0), framed.eq(0)]
 

