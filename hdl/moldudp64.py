@@ -16,7 +16,7 @@ from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.beats import MsgBeat, Subscription, UdpBeat, be_layout, beats, forward_end
-from hdl.formats import MOLD_END_OF_SESSION, MOLD_HEARTBEAT, N_SUBSCRIPTIONS, Drop
+from hdl.formats import MOLD_END_OF_SESSION, MOLD_HEARTBEAT, N_SUBSCRIPTIONS, SESSION_LEN, Drop
 
 __all__ = ["MoldUdp64Rx", "MOLD_HEADER", "GapReport"]
 
@@ -86,7 +86,7 @@ class MoldUdp64Rx(wiring.Component):
                     # Each wide comparison gets a cycle of its own, off the byte path.
                     with m.If(index == 10):
                         m.d.sync += session_ok.eq(
-                            header[8 * 0:8 * 10] == self.subs[beat.sub].session)
+                            header[:8 * SESSION_LEN] == self.subs[beat.sub].session)
                     with m.If(index == 17):
                         m.d.sync += [expected.eq(next_seq[beat.sub]),
                                      seq.eq(Cat(beat.data, header[:56]))]
