@@ -1,9 +1,12 @@
 """IPv4 receiver: version and IHL (options skipped), header checksum, no fragments, protocol UDP,
 total length consistent with the frame.
 
-Every header check is made when the last header byte (options included) arrives, in the order
-of `Drop`, so the first payload byte already knows whether to pass. Whether the frame really
-held `total length` bytes is known only at its end; the verdict then says so.
+The checks on the fixed 20 bytes are made when the last header byte (options included)
+arrives, the checksum's one cycle later from the registered sum (off the byte path); they
+rank in the order of `Drop`. So no payload passes a bad header, except possibly the first UDP
+header byte before the checksum verdict, which is harmless: UDP decides nothing before its 8th.
+Whether the frame really held `total length` bytes is known only at its end; the verdict then
+says so.
 """
 
 from amaranth import Cat, Module, Mux, Signal
