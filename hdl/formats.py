@@ -8,12 +8,14 @@ All wire integers are big-endian.
 """
 
 import enum
+from dataclasses import dataclass
 
 __all__ = [
     "ETH_MIN_FRAME", "ETH_MAX_FRAME", "FCS_LEN", "ETHERTYPE_IPV4", "ETHERTYPE_VLAN",
     "IP_PROTO_UDP", "MOLD_HEADER_LEN", "MOLD_HEARTBEAT", "MOLD_END_OF_SESSION", "SESSION_LEN",
     "N_SUBSCRIPTIONS", "Drop", "ITCH_LENGTHS", "ITCH_TYPES", "ITCH_HEADER", "ITCH_BODIES",
-    "ITCH_HEADER_LEN", "ITCH_MAX_BODY", "multicast_mac",
+    "ITCH_HEADER_LEN", "ITCH_MAX_BODY", "multicast_mac", "BOOK_CLEAR_EVENTS", "BOOK_QTY_BITS",
+    "BOOK_COUNT_BITS", "BOOK_GEN_BITS", "order_hash", "BookParams",
 ]
 
 # Ethernet frame sizes count the destination MAC through the FCS, not preamble/SFD.
@@ -105,3 +107,42 @@ ITCH_BODIES: dict[str, tuple[tuple[str, int], ...]] = {
 for _t, _fields in ITCH_BODIES.items():
     assert ITCH_HEADER_LEN + sum(n for _, n in _fields) == ITCH_LENGTHS[_t], _t
 ITCH_MAX_BODY = max(ITCH_LENGTHS[t] for t in ITCH_BODIES) - ITCH_HEADER_LEN
+
+
+# Order book (hdl.book, host.model.book).
+BOOK_CLEAR_EVENTS = "OC"      # S event codes that empty every book: start and end of messages
+BOOK_QTY_BITS = 32            # shares of an order and of a price level
+BOOK_COUNT_BITS = 16          # orders per level, orphans per side
+BOOK_GEN_BITS = 16            # order table generation: a clear is one increment
+
+
+def order_hash(ref: int, sets: int) -> int:
+    """The order-table set of reference `ref`: the XOR of its log2(sets)-bit chunks. Nasdaq
+    numbers orders densely in arrival order, so the low chunk alone spreads them evenly; folding
+    the rest in keeps references that differ only in high bits apart too."""
+    bits = sets.bit_length() - 1
+    index = 0
+    while ref:
+        index ^= ref & (sets - 1)
+        ref >>= bits
+    return index
+
+
+@dataclass(frozen=True)
+class BookParams:
+    """Build parameters of the order book, shared by `hdl.book` and `host.model.book`."""
+    slots: int = 16           # watched instruments
+    sets: int = 2048          # order table sets (a power of two)
+    ways: int = 8             # orders per set
+    levels: int = 16          # price levels kept per instrument and side
+
+    def __post_init__(self) -> None:
+        if self.sets < 2 or self.sets & (self.sets - 1):
+            raise ValueError(f"sets must be a power of two >= 2, not {self.sets}")
+        for name in ("slots", "ways", "levels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+
+    @property
+    def capacity(self) -> int:
+        return self.sets * self.ways

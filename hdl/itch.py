@@ -47,6 +47,7 @@ class ItchMessage(data.Struct):
     seq: 64                 # MoldUDP64 sequence number
     sub: range(N_SUBSCRIPTIONS)
     rx_cycle: 48            # cycle its last byte was on the GMII pins
+    index: 32               # ITCH messages of every type decoded before it (wraps)
 
 
 class Verdict(data.Struct):
@@ -101,6 +102,8 @@ class ItchDecoder(wiring.Component):
         m.d.comb += self.message.valid.eq(valid)
 
         count = Signal()
+        total = Signal(32)
+        m.d.sync += [msg.index.eq(total), total.eq(total + count)]
         m.d.sync += [valid.eq(0), self.verdict.valid.eq(0)]
         with m.If(self.sink.valid & ~beat.end & (reason == Drop.NONE)):
             with m.If(beat.first):

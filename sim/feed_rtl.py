@@ -6,6 +6,7 @@ stamp `rx_cycle` exactly as the gateware does and the two outputs compare field 
 """
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,8 @@ from host.model import pack
 from host.model.feed import FeedModel, Gap, Subscription
 from sim.verilated import Stimulus, Verilated
 
-__all__ = ["Burst", "Schedule", "Outcome", "run_model", "FeedRtl", "unpack", "decode_message",
-           "decode_counters"]
+__all__ = ["Burst", "Schedule", "Outcome", "run_model", "FeedRtl", "stimulus", "unpack",
+           "decode_message", "decode_counters"]
 
 IFG = 12            # minimum inter-frame gap, in byte times
 PREAMBLE = 7
@@ -47,6 +48,9 @@ class Schedule:
     subscriptions: list[Subscription | None] = field(
         default_factory=lambda: [None] * N_SUBSCRIPTIONS)
     bursts: list[Burst] = field(default_factory=list)
+    # The order book's watchlist (symbol or None per slot), written before the subscriptions,
+    # one cycle each; engines without a book idle through them.
+    watch: list[str | None] = field(default_factory=list)
     _writes: list[Row] = field(default_factory=list)
 
     def subscribe(self, index: int, sub: Subscription | None) -> None:
@@ -63,7 +67,7 @@ class Schedule:
 
     def start_cycles(self) -> list[int]:
         """The cycle each burst's first byte is on the pins (the initial table comes first)."""
-        cycle, out = N_SUBSCRIPTIONS, []
+        cycle, out = len(self.watch) + N_SUBSCRIPTIONS, []
         for b in self.bursts:
             cycle += b.idle_before + len(b.writes)
             out.append(cycle)
@@ -132,23 +136,7 @@ class FeedRtl:
                              streams=("message", "verdict", "gap"), build_dir=build_dir)
 
     def run(self, schedule: Schedule) -> Outcome:
-        st = Stimulus().set("own_mac", schedule.own_mac)
-
-        def write(index: int, sub: Subscription | None) -> None:
-            row = {} if sub is None else {
-                "valid": 1, "group": sub.group, "port": sub.port,
-                "session": int.from_bytes(sub.session, "big"), "next_seq": sub.next_seq,
-            }
-            value = SubscriptionWrite.const({"index": index, "row": row}).as_value().value
-            st.set("sub_write__payload", value).pulse("sub_write__valid")
-
-        for index, sub in enumerate(schedule.subscriptions):
-            write(index, sub)
-        for b in schedule.bursts:
-            st.idle(b.idle_before)
-            for index, sub in b.writes:
-                write(index, sub)
-            st.gmii(b.data, error_at=b.error_at)
+        st = stimulus(schedule)
         r = self.sim.run(st, drain=64)
 
         messages, emitted = [], []
@@ -159,6 +147,35 @@ class FeedRtl:
         gaps = [Gap(**unpack(GapReport, v)) for _, v in r.events["gap"]]
         return Outcome(messages, verdicts, gaps, decode_counters(r.final), r.cycles, r.seconds,
                        emitted, [cycle for cycle, _ in r.events["verdict"]])
+
+
+def stimulus(schedule: Schedule,
+             watch: Callable[[Stimulus, int, str | None], None] | None = None) -> Stimulus:
+    """The schedule as a Verilator input program: the watchlist (through `watch`, or idle
+    cycles for a component without a book), the subscription table, then every burst."""
+    st = Stimulus().set("own_mac", schedule.own_mac)
+    for slot, symbol in enumerate(schedule.watch):
+        if watch is None:
+            st.idle(1)
+        else:
+            watch(st, slot, symbol)
+
+    def write(index: int, sub: Subscription | None) -> None:
+        row = {} if sub is None else {
+            "valid": 1, "group": sub.group, "port": sub.port,
+            "session": int.from_bytes(sub.session, "big"), "next_seq": sub.next_seq,
+        }
+        value = SubscriptionWrite.const({"index": index, "row": row}).as_value().value
+        st.set("sub_write__payload", value).pulse("sub_write__valid")
+
+    for index, sub in enumerate(schedule.subscriptions):
+        write(index, sub)
+    for b in schedule.bursts:
+        st.idle(b.idle_before)
+        for index, sub in b.writes:
+            write(index, sub)
+        st.gmii(b.data, error_at=b.error_at)
+    return st
 
 
 def decode_message(value: int) -> dict[str, Any]:

@@ -106,6 +106,7 @@ class FeedModel:
     drops: Counter[Drop] = field(default_factory=Counter)
     messages_by_type: Counter[str] = field(default_factory=Counter)
     gaps: int = 0
+    n_messages: int = 0       # ITCH messages framed so far, every type: the next one's index
 
     def __post_init__(self) -> None:
         if len(self.subscriptions) != N_SUBSCRIPTIONS:
@@ -272,8 +273,10 @@ class FeedModel:
         if ITCH_LENGTHS[kind] != length:
             return Drop.ITCH_BAD_LENGTH
         self.messages_by_type[kind] += 1
+        self.n_messages += 1
         if kind in ITCH_BODIES:
             msg = itch.decode(f, pos)
-            msg.update(seq=seq, sub=sub, rx_cycle=base + pos + length - 1)
+            msg.update(seq=seq, sub=sub, rx_cycle=base + pos + length - 1,
+                       index=self.n_messages - 1)
             out.append(msg)
         return Drop.NONE

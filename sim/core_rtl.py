@@ -1,0 +1,98 @@
+"""The core (feed handler + order book) in Verilator, and the models it is compared with.
+
+Both engines run a `sim.feed_rtl.Schedule` whose `watch` list is the book's watchlist and give a
+`BookOutcome`: the top-of-book updates, the feed and book counters. The model chain is the
+feed model's messages, verdicts and gaps fed to the book model in the order the gateware sees
+them (a frame's messages, then its verdict and gap).
+"""
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hdl.book import BOOK_COUNTERS, TopUpdate as TopUpdateLayout, WatchWrite
+from hdl.core import Core
+from hdl.formats import BookParams
+from host.model.book import BookModel, TopUpdate, symbol_code
+from host.model.feed import FeedModel, Subscription
+from sim.feed_rtl import Schedule, decode_counters, stimulus, unpack
+from sim.verilated import Stimulus, Verilated
+
+__all__ = ["BookOutcome", "run_book_model", "CoreRtl", "decode_update"]
+
+
+@dataclass
+class BookOutcome:
+    updates: list[TopUpdate]
+    counters: dict[str, Any]          # the feed handler's, as counters.json has them
+    book: dict[str, int]              # the book's, by BOOK_COUNTERS name
+    cycles: int = 0
+    seconds: float = 0.0
+    update_at: list[int] = field(default_factory=list)    # cycle each update was valid (rtl)
+
+
+def run_book_model(schedule: Schedule, params: BookParams | None = None) -> BookOutcome:
+    feed = FeedModel(schedule.own_mac, [
+        Subscription(s.group, s.port, s.session, s.next_seq) if s else None
+        for s in schedule.subscriptions])
+    book = BookModel(params)
+    for slot, symbol in enumerate(schedule.watch):
+        book.watch(slot, symbol)
+    updates = []
+    for burst, start in zip(schedule.bursts, schedule.start_cycles(), strict=True):
+        for index, sub in burst.writes:
+            feed.subscribe(index, None if sub is None else Subscription(
+                sub.group, sub.port, sub.session, sub.next_seq))
+        r = feed.receive(burst.data, burst.error_at, start)
+        for msg in r.messages:
+            u = book.message(msg)
+            if u is not None:
+                updates.append(u)
+        book.verdict(r.drop)
+        if r.gap:
+            book.gap()
+    return BookOutcome(updates, feed.counters(), book.counters())
+
+
+def decode_update(value: int) -> TopUpdate:
+    f = unpack(TopUpdateLayout, value)
+    return TopUpdate(f["slot"], f["locate"], f["bid_px"], f["bid_qty"], f["ask_px"],
+                     f["ask_qty"], bool(f["uncertain"]), bool(f["halted"]), chr(f["state"]),
+                     f["index"], f["rx_cycle"], bool(f["clear"]))
+
+
+class CoreRtl:
+    """Builds (once per parameter set, cached on disk) and runs `hdl.core.Core` in Verilator."""
+
+    @staticmethod
+    @functools.cache
+    def shared(params: BookParams | None = None) -> "CoreRtl":
+        return CoreRtl(params)
+
+    def __init__(self, params: BookParams | None = None,
+                 build_dir: Path = Path("build/verilated")) -> None:
+        self.params = params or BookParams()
+        p = self.params
+        name = f"core_w{p.slots}_s{p.sets}_k{p.ways}_l{p.levels}"
+        self.sim = Verilated(Core(self.params), name=name,
+                             gmii=("gmii__rxd", "gmii__rx_dv", "gmii__rx_er"),
+                             streams=("update",), build_dir=build_dir)
+
+    def run(self, schedule: Schedule) -> BookOutcome:
+        if len(schedule.watch) > self.params.slots:
+            raise ValueError(f"the watchlist has {self.params.slots} slots, "
+                             f"not {len(schedule.watch)}")
+
+        def watch(st: Stimulus, slot: int, symbol: str | None) -> None:
+            row = {"slot": slot} if symbol is None else {
+                "slot": slot, "symbol": symbol_code(symbol), "enable": 1}
+            st.set("watch_write__payload", WatchWrite.const(row).as_value().value)
+            st.pulse("watch_write__valid")
+
+        r = self.sim.run(stimulus(schedule, watch), drain=64)
+        words = r.final["book_counters"]
+        book = {name: (words >> (32 * i)) & 0xFFFFFFFF for i, name in enumerate(BOOK_COUNTERS)}
+        return BookOutcome([decode_update(v) for _, v in r.events["update"]],
+                           decode_counters(r.final), book, r.cycles, r.seconds,
+                           [cycle for cycle, _ in r.events["update"]])
