@@ -352,7 +352,9 @@ class OrderBook(wiring.Component):
             hits, frees = [], []
             for w, (rd, _) in enumerate(ways):
                 e = data.View(self._entry, rd.data)
-                live = (e.gen == gen) & ~(freed[w] if freed is not None else 0)
+                live = e.gen == gen
+                if freed is not None:
+                    live &= ~freed[w]
                 hits.append(live & (e.tag == key[set_bits:]) & (any_slot | (e.slot == slot)))
                 frees.append(~live)
             hit, free = Cat(hits), Cat(frees)

@@ -7,6 +7,8 @@ them (a frame's messages, then its verdict and gap).
 """
 
 import functools
+import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,11 +17,13 @@ from hdl.book import BOOK_COUNTERS, TopUpdate as TopUpdateLayout, WatchWrite
 from hdl.core import Core
 from hdl.formats import BookParams
 from host.model.book import BookModel, TopUpdate, symbol_code
+from host.model import pack
 from host.model.feed import FeedModel, Subscription
 from sim.feed_rtl import Schedule, decode_counters, stimulus, unpack
+from sim.traffic import Feed
 from sim.verilated import Stimulus, Verilated
 
-__all__ = ["BookOutcome", "run_book_model", "CoreRtl", "decode_update"]
+__all__ = ["BookOutcome", "run_book_model", "CoreRtl", "decode_update", "book_schedule"]
 
 
 @dataclass
@@ -30,6 +34,35 @@ class BookOutcome:
     cycles: int = 0
     seconds: float = 0.0
     update_at: list[int] = field(default_factory=list)    # cycle each update was valid (rtl)
+
+
+def book_schedule(messages: Sequence[bytes], watch: Sequence[str | None], *,
+                  rng: random.Random | None = None, max_per_frame: int = 16,
+                  bad_fcs: float = 0.0, gaps: float = 0.0) -> Schedule:
+    """`messages` on one MoldUDP64 feed, subscribed in row 0, in frames of 1..`max_per_frame`
+    messages (all `max_per_frame` without `rng`) at the minimum inter-frame gap. With `rng`,
+    a fraction `bad_fcs` of the frames get a corrupt FCS (dropped after their messages went
+    through: cut-through), and before a fraction `gaps` of them a few sequence numbers are
+    skipped (a gap the card reports)."""
+    feed, sched = Feed(), Schedule(watch=list(watch))
+    sched.subscriptions[0] = Subscription(feed.group, feed.port, feed.session)
+    pos = 0
+    while pos < len(messages):
+        n = rng.randint(1, max_per_frame) if rng else max_per_frame
+        n = min(n, len(messages) - pos)
+        while sum(2 + len(m) for m in messages[pos:pos + n]) > pack.MOLD_MAX_BLOCKS:
+            n -= 1
+        if rng and rng.random() < gaps:
+            feed.seq += rng.randint(1, 3)
+        frame = feed.frame(messages[pos:pos + n])
+        pos += n
+        if rng and rng.random() < bad_fcs:
+            fcs = bytearray(pack.fcs(frame))
+            fcs[0] ^= 0xFF
+            sched.add_frame(frame + bytes(fcs), fcs=False)
+        else:
+            sched.add_frame(frame)
+    return sched
 
 
 def run_book_model(schedule: Schedule, params: BookParams | None = None) -> BookOutcome:

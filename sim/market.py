@@ -56,12 +56,13 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from hdl.formats import ITCH_LENGTHS
+from hdl.formats import ITCH_LENGTHS, BookParams
 from host.model.itch import encode
 from host.model.pack import MOLD_MAX_BLOCKS, mold_batches
 from sim.traffic import Feed
 
-__all__ = ["MARKET_SYMBOLS", "PACKERS", "market_stream", "market_frames", "preamble_length"]
+__all__ = ["MARKET_SYMBOLS", "CARD_TABLE", "PACKERS", "market_stream", "market_frames",
+           "preamble_length"]
 
 T = TypeVar("T")
 
@@ -125,6 +126,10 @@ PACKERS: dict[str, struct.Struct] = {
 }                                               # near, reference price, cross type, variation
 
 
+# The card's order table (sets, ways): `hdl.formats.BookParams` defaults.
+CARD_TABLE = (BookParams().sets, BookParams().ways)
+
+
 def preamble_length(n_symbols: int) -> int:
     """Messages before the flow: S 'O', an R and an H per instrument, S 'S', S 'Q'."""
     return 3 + 2 * n_symbols
@@ -150,7 +155,8 @@ class _Inst:
 
 
 def _validate(symbols: Sequence[str], unwatched: Sequence[str], n_messages: int,
-              max_levels: int, max_live: int, unknown_rate: float) -> None:
+              max_levels: int, max_live: int, unknown_rate: float,
+              table: tuple[int, int] | None) -> None:
     names = [*symbols, *unwatched]
     for s in names:
         if not (isinstance(s, str) and 0 < len(s) <= 8 and s.isascii() and s.isprintable()
@@ -172,6 +178,27 @@ def _validate(symbols: Sequence[str], unwatched: Sequence[str], n_messages: int,
                          f"not {max_live}")
     if not 0 <= unknown_rate <= 0.2:
         raise ValueError(f"unknown_rate must be between 0 and 0.2, not {unknown_rate}")
+    if table is not None:
+        sets, ways = table
+        if sets < 2 or sets & (sets - 1) or ways < 1 or sets * ways < 2 * max_live:
+            raise ValueError(f"table must be (sets, ways) with sets a power of two and "
+                             f"sets * ways >= 2 * max_live = {2 * max_live}, not {table}")
+
+
+def _folder(sets: int) -> Callable[[int], int]:
+    """`hdl.formats.order_hash(ref, sets)` as a closure: the XOR of the log2(sets)-bit chunks of
+    a 64-bit reference, folded with shifts rather than a loop (a test holds the two together)."""
+    bits = sets.bit_length() - 1
+    mask = sets - 1
+    shifts = tuple(range(bits, 64, bits))
+
+    def fold(ref: int) -> int:
+        h = ref
+        for s in shifts:
+            h ^= ref >> s
+        return h & mask
+
+    return fold
 
 
 def _table(n: int, draw: Callable[[], T]) -> list[T]:
@@ -180,15 +207,18 @@ def _table(n: int, draw: Callable[[], T]) -> list[T]:
 
 def market_stream(seed: int, n_messages: int, symbols: Sequence[str] = MARKET_SYMBOLS, *,
                   unwatched: Sequence[str] = ("ZVZZT", "ZXIET"), max_levels: int = 12,
-                  max_live: int = 4000, unknown_rate: float = 0.005) -> list[bytes]:
+                  max_live: int = 4000, unknown_rate: float = 0.005,
+                  table: tuple[int, int] | None = CARD_TABLE) -> list[bytes]:
     """Exactly `n_messages` ITCH 5.0 messages (no length prefixes) of one trading day for
     `symbols` and `unwatched` (locates 1..N in that order), reproducible from `seed`.
 
     `symbols` get ~90% of the flow and `unwatched` ~10% (the names only say which ones a test
     is expected to watch). At most `max_levels` prices per instrument and side and `max_live`
-    live orders in all; `unknown_rate` of the flow names references no book holds.
+    live orders in all; `unknown_rate` of the flow names references no book holds. With
+    `table` = (sets, ways), no more than `ways` live orders share a set of the card's
+    set-associative order table (`hdl.formats.order_hash`); None lifts that bound.
     """
-    _validate(symbols, unwatched, n_messages, max_levels, max_live, unknown_rate)
+    _validate(symbols, unwatched, n_messages, max_levels, max_live, unknown_rate, table)
     rng = random.Random(seed)
     rnd, bits, randrange = rng.random, rng.getrandbits, rng.randrange
 
@@ -286,7 +316,14 @@ def market_stream(seed: int, n_messages: int, symbols: Sequence[str] = MARKET_SY
     expovariate = rng.expovariate
     rate = 1.0 / mean_step
 
-    orders: dict[int, list[int]] = {}           # ref -> [instrument index, side, price, shares]
+    # ref -> [instrument index, side (1 buy), price, shares, order-table set if `table`]
+    orders: dict[int, list[int]] = {}
+    set_live: list[int] | None = None           # live orders per order-table set
+    ways = 0
+    if table is not None:
+        sets, ways = table
+        set_live = [0] * sets
+        set_of = _folder(sets)
     removed: list[tuple[int, int]] = []         # (ref, instrument index) of recent departures
     removed_at = 0
     next_ref = randrange(1_000, 100_000)
@@ -301,12 +338,17 @@ def market_stream(seed: int, n_messages: int, symbols: Sequence[str] = MARKET_SY
     pack_y, pack_l, pack_i = PACKERS["Y"].pack, PACKERS["L"].pack, PACKERS["I"].pack
     SIDE = (b"S", b"B")
 
-    def new_ref() -> int:
+    def new_ref(resting: bool = True) -> int:
+        """The next order reference; for an order that will rest, one whose order-table set
+        has a free way (Nasdaq's numbering has gaps anyway, so a skip is not visible)."""
         nonlocal next_ref
         next_ref += 1 + bits(2)
         if len(out) >= jump_at and next_ref < 1 << 32:
             # Once a day the references leap past 2**32: 32-bit storage must not survive.
             next_ref += (1 << 32) + randrange(1 << 20)
+        if resting and set_live is not None:
+            while set_live[set_of(next_ref)] >= ways:
+                next_ref += 1
         return next_ref
 
     def new_match() -> int:
@@ -317,6 +359,8 @@ def market_stream(seed: int, n_messages: int, symbols: Sequence[str] = MARKET_SY
     def remove(ref: int) -> None:
         nonlocal removed_at
         o = orders.pop(ref)
+        if set_live is not None:
+            set_live[o[4]] -= 1
         side = insts[o[0]].sides[o[1]]
         q = side[o[2]]
         q.remove(ref)
@@ -330,7 +374,12 @@ def market_stream(seed: int, n_messages: int, symbols: Sequence[str] = MARKET_SY
             removed_at = (removed_at + 1) & 511
 
     def rest(ii: int, buy: int, price: int, shares: int, ref: int) -> None:
-        orders[ref] = [ii, buy, price, shares]
+        if set_live is None:
+            orders[ref] = [ii, buy, price, shares]
+        else:
+            h = set_of(ref)
+            set_live[h] += 1
+            orders[ref] = [ii, buy, price, shares, h]
         side = insts[ii].sides[buy]
         q = side.get(price)
         if q is None:
@@ -377,15 +426,30 @@ def market_stream(seed: int, n_messages: int, symbols: Sequence[str] = MARKET_SY
         q = side[prices[int(rnd() * len(prices))]]
         return q[int(rnd() * len(q))]
 
-    def touch_order(ii: int) -> int | None:
-        """The order first in time at the best price of a side: the next one to execute."""
+    def touch_order(ii: int, buy: int) -> int | None:
+        """The order first in time at the best price of side `buy` (or of the other side if
+        that one is empty): the next one to execute."""
         sides = insts[ii].sides
-        buy = bits(1)
         side = sides[buy] or sides[1 - buy]
         if not side:
             return None
         best = max(side) if side is sides[1] else min(side)
         return side[best][0]
+
+    def uncross(inst: _Inst, buy: int, price: int) -> int:
+        """`price`, moved back a tick inside the other side's best price if it would lock or
+        cross it: a displayed order that reaches the other side trades instead of resting."""
+        other = inst.sides[1 - buy]
+        if other:
+            if buy:
+                best = min(other)
+                if price >= best:
+                    return max(best - inst.tick, inst.tick)
+            else:
+                best = max(other)
+                if price <= best:
+                    return best + inst.tick
+        return price
 
     def make_room(ii: int) -> bool:
         """Delete an order so one more fits under `max_live`: preferably one of `ii`'s, else
@@ -405,6 +469,13 @@ def market_stream(seed: int, n_messages: int, symbols: Sequence[str] = MARKET_SY
         buy = bits(1)
         side = inst.sides[buy]
         price = quote_price(inst, buy)
+        fair = uncross(inst, buy, price)
+        if fair != price:
+            if not inst.halted and rnd() < 0.5 and len(out) < end:
+                # A marketable order: it trades with the first order on the other side.
+                execute(ii, "E", 1 - buy)
+                return
+            price = fair
         if price not in side and len(side) >= max_levels:
             farthest = min(side) if buy else max(side)
             inside = price > farthest if buy else price < farthest
@@ -425,8 +496,8 @@ def market_stream(seed: int, n_messages: int, symbols: Sequence[str] = MARKET_SY
                           SIDE[buy], shares, inst.stock, price, _MPIDS[bits(3)]))
         rest(ii, buy, price, shares, ref)
 
-    def execute(ii: int, kind: str) -> bool:
-        ref = touch_order(ii)
+    def execute(ii: int, kind: str, buy: int) -> bool:
+        ref = touch_order(ii, buy)
         if ref is None:
             return False
         inst = insts[ii]
@@ -500,7 +571,7 @@ def market_stream(seed: int, n_messages: int, symbols: Sequence[str] = MARKET_SY
         else:
             price = quote_price(inst, buy)
         remove(ref)
-        price = fit(inst.sides[buy], price)
+        price = fit(inst.sides[buy], uncross(inst, buy, price))
         shares = size_tab[bits(12)] * inst.lot
         new = new_ref()
         append(pack_u(b"U", inst.locate, inst.tracking, ts >> 32, ts & 0xFFFFFFFF, ref, new,
@@ -581,7 +652,11 @@ def market_stream(seed: int, n_messages: int, symbols: Sequence[str] = MARKET_SY
         ii = inst.locate - 1
         if rnd() < _WALK_RATE:
             m = inst.mid + (inst.tick if bits(1) else -inst.tick)
-            if inst.lo <= m <= inst.hi:
+            asks, bids = inst.sides
+            # The mid may lead the book by a tick, not leave it behind: prices move when
+            # orders at the touch trade or leave, as in a real book.
+            if inst.lo <= m <= inst.hi and not (
+                    bids and m < max(bids) - inst.tick or asks and m > min(asks) + inst.tick):
                 inst.mid = m
         kind = kind_tab[bits(13)]
         if inst.halted and kind in "ECP":
@@ -591,7 +666,7 @@ def market_stream(seed: int, n_messages: int, symbols: Sequence[str] = MARKET_SY
         elif kind == "D":
             delete(ii) or add(ii, "A")
         elif kind == "E" or kind == "C":
-            execute(ii, kind) or add(ii, "A")
+            execute(ii, kind, bits(1)) or add(ii, "A")
         elif kind == "U":
             replace(ii) or add(ii, "A")
         elif kind == "X":

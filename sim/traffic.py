@@ -22,7 +22,7 @@ from host.model.pack import (
 )
 
 __all__ = ["SYMBOLS", "random_message", "random_stream", "Feed", "random_frames",
-           "random_packets"]
+           "random_packets", "book_torture"]
 
 # Few symbols, so random adds, executes and deletes often hit the same instrument.
 SYMBOLS = ("AAPL", "MSFT", "NVDA", "QQQ", "SPY", "TSLA", "IVOO", "ZVZZT")
@@ -144,3 +144,33 @@ def random_packets(rng: random.Random, n_packets: int, *, session: bytes = b"TIC
     feed = Feed(session, group, port, first_seq)
     return random_frames(rng, feed, n_packets, max_messages=max_messages,
                          vlan_choices=vlan_choices, kinds=kinds)
+
+
+def book_torture(rng: random.Random, n_messages: int, symbols: Sequence[str] = SYMBOLS[:5],
+                 *, refs: int = 64, prices: int = 12) -> list[bytes]:
+    """Adversarial order-book traffic: `n_messages` of A F E C X D U H (and rare clearing S,
+    R and P) over `symbols`, with references from a pool of `refs` and prices from a pool of
+    `prices` (plus the lowest and highest), so duplicates, unknown references, clamps, zero
+    shares, shared levels, crossed books and, against small capacities, full table sets and
+    pushed-out levels all happen often. Locates follow the symbols (1, 2, ...) except now and
+    then, when a message says a wrong one."""
+    pool = [rng.getrandbits(rng.choice(_REF_BITS)) for _ in range(refs)]
+    pxs = [1, 0xFFFFFFFF] + [rng.randrange(1, 2_000_000) for _ in range(prices)]
+    kinds = "AAAAFEECXXDDDUUHRPS"
+    out = []
+    for _ in range(n_messages):
+        kind = rng.choice(kinds)
+        sym = rng.randrange(len(symbols))
+        locate = sym + 1 if rng.random() < 0.97 else rng.randrange(1, 12)
+        shares = rng.choice((0, 1, 2, 100, 300, rng.randrange(1 << 32))) \
+            if rng.random() < 0.1 else rng.randrange(1, 500)
+        fields: dict[str, Any] = {
+            "type": kind, "locate": locate, "timestamp": rng.randrange(1 << 48),
+            "order_ref": rng.choice(pool), "new_ref": rng.choice(pool), "shares": shares,
+            "side": rng.choice("BS"), "stock": symbols[sym],
+            "price": 0 if rng.random() < 0.02 else rng.choice(pxs),
+            "trading_state": rng.choice("HPQTT"), "match": rng.getrandbits(40),
+            "printable": "Y", "event_code": rng.choice("OCSQME"),
+        }
+        out.append(encode(fields))
+    return out
