@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hdl.book import BOOK_COUNTERS, TopUpdate as TopUpdateLayout, WatchWrite
+from hdl.book import BOOK_COUNTERS, WatchWrite
+from hdl.book import TopUpdate as TopUpdateLayout
 from hdl.core import Core
 from hdl.formats import BookParams
-from host.model.book import BookModel, TopUpdate, symbol_code
 from host.model import pack
+from host.model.book import BookModel, TopUpdate, symbol_code
 from host.model.feed import FeedModel, Subscription
 from sim.feed_rtl import Schedule, decode_counters, stimulus, unpack
 from sim.traffic import Feed

@@ -1,0 +1,183 @@
+"""Order book edge cases, one named test each: the gateware and the model must agree, and both
+must give the book a trader expects (spelled out in each test, not taken from either engine)."""
+
+import pytest
+
+from hdl.formats import BookParams
+from host.model.itch import encode
+from sim.core_rtl import CoreRtl, book_schedule, run_book_model
+
+SMALL = BookParams(slots=2, sets=4, ways=2, levels=4)
+MAX_PX = 0xFFFFFFFF       # Price(4) is unsigned: $429,496.7295
+
+
+def add(ref, side, shares, px, stock="AAPL", locate=7, kind="A"):
+    return encode({"type": kind, "locate": locate, "order_ref": ref, "side": side,
+                   "shares": shares, "stock": stock, "price": px})
+
+
+def execute(ref, shares, locate=7):
+    return encode({"type": "E", "locate": locate, "order_ref": ref, "shares": shares})
+
+
+def execute_px(ref, shares, px, locate=7):
+    return encode({"type": "C", "locate": locate, "order_ref": ref, "shares": shares,
+                   "printable": "Y", "price": px})
+
+
+def cancel(ref, shares, locate=7):
+    return encode({"type": "X", "locate": locate, "order_ref": ref, "shares": shares})
+
+
+def delete(ref, locate=7):
+    return encode({"type": "D", "locate": locate, "order_ref": ref})
+
+
+def replace(ref, new, shares, px, locate=7):
+    return encode({"type": "U", "locate": locate, "order_ref": ref, "new_ref": new,
+                   "shares": shares, "price": px})
+
+
+def start_of_day():
+    return encode({"type": "S", "event_code": "O"})
+
+
+def run(messages, params=SMALL, watch=("AAPL",)):
+    """Both engines on the messages (after a start of day), one message per frame; returns
+    the model's updates (after checking the gateware's are identical) and counters."""
+    sched = book_schedule([start_of_day(), *messages], list(watch), max_per_frame=1)
+    rtl, model = CoreRtl.shared(params).run(sched), run_book_model(sched, params)
+    assert rtl.updates == model.updates
+    assert rtl.book == model.book
+    return model.updates[1:], model.book       # [0] is the start of day's clear
+
+
+def quotes(updates):
+    return [u.quote() for u in updates]
+
+
+def test_replace_chain():
+    # Each replace removes the previous reference and enters the new one on the same side.
+    updates, c = run([add(1, "B", 100, 1000), replace(1, 2, 200, 1010),
+                      replace(2, 3, 50, 990), replace(3, 4, 70, 990), execute(4, 70)])
+    assert quotes(updates) == [(1000, 100, 0, 0), (1010, 200, 0, 0), (990, 50, 0, 0),
+                               (990, 70, 0, 0), (0, 0, 0, 0)]
+    assert c["unknown_ref"] == 0
+    # The replaced references are gone: using them again is an unknown reference.
+    updates, c = run([add(1, "S", 100, 1000), replace(1, 2, 200, 1010), delete(1),
+                      execute(2, 1)])
+    assert quotes(updates) == [(0, 0, 1000, 100), (0, 0, 1010, 200), (0, 0, 1010, 199)]
+    assert c["unknown_ref"] == 1
+
+
+def test_execute_to_zero():
+    updates, c = run([add(1, "B", 300, 1000), add(2, "B", 100, 990), execute(1, 100),
+                      execute_px(1, 150, 1234), execute(1, 50), execute(1, 1)])
+    # C executes at the order's own level, whatever price it prints at.
+    assert quotes(updates) == [(1000, 300, 0, 0), (1000, 200, 0, 0), (1000, 50, 0, 0),
+                               (990, 100, 0, 0)]
+    assert c["unknown_ref"] == 1            # the order left at zero; the last E finds nothing
+    assert c["clamped"] == 0
+
+
+def test_cancel_more_than_remains_is_clamped_and_counted():
+    updates, c = run([add(1, "S", 100, 2000), add(2, "S", 40, 2000), cancel(1, 60),
+                      cancel(1, 500), execute(2, 41)])
+    assert quotes(updates) == [(0, 0, 2000, 100), (0, 0, 2000, 140), (0, 0, 2000, 80),
+                               (0, 0, 2000, 40), (0, 0, 0, 0)]
+    assert c["clamped"] == 2
+    assert not any(u.uncertain for u in updates)
+
+
+def test_delete_of_unknown_reference_is_counted_and_ignored():
+    updates, c = run([add(1, "B", 100, 1000), delete(99), delete(1), delete(1),
+                      replace(5, 6, 10, 10), cancel(7, 1), execute(8, 1)])
+    assert quotes(updates) == [(1000, 100, 0, 0), (0, 0, 0, 0)]
+    assert c["unknown_ref"] == 5
+
+
+def test_unwatched_instruments_are_ignored():
+    updates, c = run([add(1, "B", 100, 1000, stock="MSFT", locate=9), delete(1, locate=9),
+                      execute(1, 5, locate=9), add(2, "B", 5, 5)])
+    assert quotes(updates) == [(5, 5, 0, 0)]
+    assert c["unknown_ref"] == 0            # not ours: not even looked up
+
+
+def test_both_sides_at_one_price():
+    # A crossed or locked book is the feed's business; the card reports exactly what it says.
+    updates, _ = run([add(1, "B", 100, 1500), add(2, "S", 70, 1500), add(3, "S", 5, 1500),
+                      delete(1)])
+    assert quotes(updates) == [(1500, 100, 0, 0), (1500, 100, 1500, 70),
+                               (1500, 100, 1500, 75), (0, 0, 1500, 75)]
+
+
+def test_lowest_and_highest_prices():
+    updates, _ = run([add(1, "B", 1, 1), add(2, "B", 2, MAX_PX), add(3, "S", 3, MAX_PX),
+                      add(4, "S", 4, 1), delete(2), delete(4), add(5, "B", 9, 0)])
+    assert quotes(updates) == [(1, 1, 0, 0), (MAX_PX, 2, 0, 0), (MAX_PX, 2, MAX_PX, 3),
+                               (MAX_PX, 2, 1, 4), (1, 1, 1, 4), (1, 1, MAX_PX, 3)]
+
+
+def test_many_levels_in_any_order():
+    # Up to the level capacity (16 by default), inserted out of order, removed from the top.
+    prices = [1000 + 7 * ((i * 5) % 16) for i in range(16)]
+    msgs = [add(i + 1, "S", 10 + i, px) for i, px in enumerate(prices)]
+    msgs += [delete(1 + prices.index(px)) for px in sorted(prices)]
+    updates, c = run(msgs, BookParams())
+    asks = [u.quote()[2:] for u in updates]
+    # Only the first add makes a new best (the lowest price comes first); every delete does.
+    assert prices[0] == min(prices)
+    want = [(px, 10 + prices.index(px)) for px in sorted(prices)] + [(0, 0)]
+    assert asks == want
+    assert c["level_overflow"] == 0 and not any(u.uncertain for u in updates)
+
+
+def test_order_table_overflow_marks_the_book_uncertain():
+    # References 5, 10, 15 share set 0 of a 4-set table (XOR of 2-bit chunks); 2 ways.
+    updates, c = run([add(5, "B", 10, 100), add(10, "B", 10, 101), add(15, "B", 10, 102),
+                      add(1, "S", 5, 200)])
+    assert c["table_full"] == 1
+    assert [u.uncertain for u in updates] == [False, False, True, True]
+    # The book says it cannot be trusted until the next start of day.
+    updates, c = run([add(5, "B", 10, 100), add(10, "B", 10, 101), add(15, "B", 10, 102),
+                      start_of_day(), add(1, "S", 5, 200)])
+    assert updates[-1].quote() == (0, 0, 200, 5) and not updates[-1].uncertain
+
+
+def test_level_overflow_is_uncertain_only_while_the_top_is_unknown():
+    # 4 levels kept. A better bid pushes the worst level (970) out; a bid at or below that
+    # cut (960) is not kept either: both are orphans, counted but without a level.
+    prices = {1: 1000, 2: 990, 3: 980, 4: 970, 5: 1010, 6: 960}
+    msgs = [add(ref, "B", 10, px) for ref, px in prices.items()]
+    msgs += [delete(5), delete(1), delete(2), delete(3),   # every kept level gone
+             add(20, "B", 7, 975),                         # better than the cut: exact again
+             delete(20), delete(4), delete(6)]             # the orphans leave
+    updates, c = run(msgs)
+    assert c["level_overflow"] == 1
+    assert [(u.quote()[:2], u.uncertain) for u in updates] == [
+        ((1000, 10), False),
+        ((1010, 10), False),
+        ((1000, 10), False), ((990, 10), False), ((980, 10), False),
+        ((0, 0), True),         # no level left, but orphans: the top is not known
+        ((975, 7), False),
+        ((0, 0), True),
+        ((0, 0), False),        # the last orphan left: the side is known to be empty
+    ]
+    assert all(u.quote()[2:] == (0, 0) for u in updates)
+
+
+@pytest.mark.parametrize("code", ["O", "C"])
+def test_start_and_end_of_day_clear(code):
+    clear = encode({"type": "S", "event_code": code})
+    # The clear forgets the locate too; the add teaches it again, and the old order is gone.
+    updates, c = run([add(1, "B", 10, 100), clear, add(2, "S", 3, 300), delete(1)])
+    assert updates[1].clear
+    assert quotes(updates[2:]) == [(0, 0, 300, 3)]
+    assert c["unknown_ref"] == 1 and c["clears"] == 2
+
+
+def test_trading_state():
+    halt = encode({"type": "H", "stock": "AAPL", "locate": 7, "trading_state": "H"})
+    resume = encode({"type": "H", "stock": "AAPL", "locate": 7, "trading_state": "T"})
+    updates, _ = run([halt, add(1, "B", 10, 100), resume, resume])
+    assert [(u.halted, u.state) for u in updates] == [(True, "H"), (True, "H"), (False, "T")]
