@@ -10,7 +10,8 @@ import json
 import sys
 from pathlib import Path
 
-from hdl.formats import N_SUBSCRIPTIONS, SESSION_LEN
+from hdl.formats import N_SUBSCRIPTIONS, SESSION_LEN, BookParams
+from host.model.book import symbol_code
 
 __all__ = ["main"]
 
@@ -34,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--feed", action="append", type=_feed, metavar="GROUP:PORT[:SESSION]",
                    help="subscribe to this MoldUDP64 feed (repeatable, at most "
                         f"{N_SUBSCRIPTIONS}); default: every multicast feed in the capture")
+    r.add_argument("--watch", type=_watch, metavar="SYM,SYM",
+                   help="keep the order book of these symbols (at most "
+                        f"{BookParams().slots}) and write DIR/bbo.csv")
     r.add_argument("--json", action="store_true", help="print counters.json to stdout")
     return p
 
@@ -59,6 +63,23 @@ def _feed(text: str) -> tuple[int, int, bytes | None]:
     return group, port, None if session is None else session.ljust(SESSION_LEN)
 
 
+def _watch(text: str) -> list[str]:
+    symbols = [s.strip() for s in text.split(",") if s.strip()]
+    if not symbols:
+        raise argparse.ArgumentTypeError("--watch must name at least one symbol, e.g. AAPL,MSFT")
+    if len(symbols) > BookParams().slots:
+        raise argparse.ArgumentTypeError(
+            f"--watch takes at most {BookParams().slots} symbols, not {len(symbols)}")
+    if len(set(symbols)) != len(symbols):
+        raise argparse.ArgumentTypeError(f"--watch names a symbol twice: {text!r}")
+    for symbol in symbols:
+        try:
+            symbol_code(symbol)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(f"--watch: {e}") from None
+    return symbols
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "replay":
@@ -77,7 +98,7 @@ def _replay(args: argparse.Namespace) -> int:
               f"{len(args.feed)}", file=sys.stderr)
         return 2
     try:
-        outcome = replay(args.capture, args.out, args.engine, args.feed)
+        replay(args.capture, args.out, args.engine, args.feed, args.watch)
     except ValueError as e:      # read_capture's errors name the file and what was expected
         print(f"hostctl: {e}", file=sys.stderr)
         return 2
@@ -85,12 +106,15 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"hostctl: the {args.engine} engine failed: {e}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps(outcome.counters, indent=2))
+        print((args.out / "counters.json").read_text(), end="")
     else:
-        c = outcome.counters
+        c = json.loads((args.out / "counters.json").read_text())
+        book = ""
+        if args.watch:
+            book = f", {c['book']['updates']} book updates"
         print(f"{args.capture.name}: {c['frames_ok']} frames ok, "
               f"{sum(c['messages_by_type'].values())} messages, "
-              f"{sum(c['drops'].values())} dropped, {c['gaps']} gaps -> {args.out}")
+              f"{sum(c['drops'].values())} dropped, {c['gaps']} gaps{book} -> {args.out}")
     return 0
 
 

@@ -5,7 +5,9 @@ link can carry them. The card subscribes to every multicast group:port the captu
 MoldUDP64 on (the first N_SUBSCRIPTIONS, in order of appearance), with the session of its first
 packet and next_seq 0 (synchronise on the first packet), unless `feeds` names them: then a feed
 without a session takes it from the capture's first packet to that group:port.
-Writes DIR/counters.json (DESIGN.md §4).
+Writes DIR/counters.json (DESIGN.md §4). With a watchlist the order book runs too (the core:
+feed handler + book) and DIR/bbo.csv is written, and the book's counters join counters.json
+under "book".
 """
 
 import ipaddress
@@ -13,10 +15,12 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from hdl.formats import MOLD_HEADER_LEN, N_SUBSCRIPTIONS, SESSION_LEN
+from hdl.formats import MOLD_HEADER_LEN, N_SUBSCRIPTIONS, SESSION_LEN, BookParams
 from host.capture import read_capture
+from host.model.book import bbo_csv
 from host.model.feed import Subscription
 from host.model.pack import udp_endpoint
+from sim.core_rtl import BookOutcome, run_book_model
 from sim.feed_rtl import Outcome, Schedule, run_model
 
 __all__ = ["Engine", "discover_feeds", "replay"]
@@ -44,22 +48,37 @@ Feed = tuple[int, int, bytes | None]     # group, port, session (None: from the 
 
 
 def replay(capture: Path, out: Path, engine: Engine = "model",
-           feeds: list[Feed] | None = None) -> Outcome:
-    """Replay `capture` and write `out`/counters.json. Raises ValueError for a bad capture or
-    a feed whose session cannot be found."""
+           feeds: list[Feed] | None = None, watch: list[str] | None = None
+           ) -> Outcome | BookOutcome:
+    """Replay `capture` and write `out`/counters.json (and bbo.csv if `watch` names symbols).
+    Raises ValueError for a bad capture, a feed whose session cannot be found or a watchlist
+    the book cannot take."""
+    params = BookParams()
+    if watch is not None and len(watch) > params.slots:
+        raise ValueError(f"--watch takes at most {params.slots} symbols, not {len(watch)}")
     frames = read_capture(capture).as_frames()
-    schedule = Schedule()
+    schedule = Schedule(watch=list(watch or []))
     for i, sub in enumerate(discover_feeds(frames) if feeds is None
                             else [_subscription(frames, *f) for f in feeds]):
         schedule.subscriptions[i] = sub
     for frame in frames:
         schedule.add_frame(frame)
+    out.mkdir(parents=True, exist_ok=True)
+    if watch:
+        if engine == "rtl":
+            from sim.core_rtl import CoreRtl  # builds the Verilator model on first use
+            book = CoreRtl.shared(params).run(schedule)
+        else:
+            book = run_book_model(schedule, params)
+        (out / "bbo.csv").write_text(bbo_csv(book.updates, watch))
+        counters = {**book.counters, "book": book.book}
+        (out / "counters.json").write_text(json.dumps(counters, indent=2) + "\n")
+        return book
     if engine == "rtl":
         from sim.feed_rtl import FeedRtl  # builds the Verilator model on first use
         outcome = FeedRtl.shared().run(schedule)
     else:
         outcome = run_model(schedule)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "counters.json").write_text(json.dumps(outcome.counters, indent=2) + "\n")
     return outcome
 

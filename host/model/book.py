@@ -44,7 +44,7 @@ a clearing S, which stands for "every book is now empty" (one update rather than
 because the next message can follow the S by 14 cycles).
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,7 +58,8 @@ from hdl.formats import (
     order_hash,
 )
 
-__all__ = ["BookParams", "TopUpdate", "BookModel", "bbo_rows", "BUY", "SELL"]
+__all__ = ["BookParams", "TopUpdate", "BookModel", "quote_changes", "bbo_rows", "bbo_csv",
+           "symbol_code", "BBO_HEADER", "BUY", "SELL"]
 
 BUY, SELL = 0, 1
 _SIDES = {ord("B"): BUY, ord("S"): SELL}
@@ -357,19 +358,36 @@ def symbol_code(symbol: str) -> int:
     return int.from_bytes(symbol.encode("ascii").ljust(8, b" "), "big")
 
 
-def bbo_rows(updates: Iterable[TopUpdate]) -> list[tuple[int, int, int, int, int, int]]:
-    """The rows of bbo.csv (DESIGN.md §4): updates whose quote changed for their instrument,
-    and on a clear an empty quote for every instrument that had one."""
+def quote_changes(updates: Iterable[TopUpdate]) -> Iterator[tuple[int, int, int, tuple[int, ...]]]:
+    """(index, locate, slot, quote) each time an instrument's quote changes: the updates whose
+    quote differs from the last one of their slot, and after a clear an empty quote for each
+    instrument that had one."""
     empty = (0, 0, 0, 0)
-    last: dict[int, tuple[int, tuple[int, int, int, int]]] = {}    # slot: (locate, quote)
-    rows = []
+    last: dict[int, tuple[int, tuple[int, ...]]] = {}     # slot: (locate, quote)
     for u in updates:
         if u.clear:
-            rows += [(u.index, locate, *empty) for locate, q in last.values() if q != empty]
+            for slot, (locate, q) in sorted(last.items()):
+                if q != empty:
+                    yield u.index, locate, slot, empty
             last.clear()
             continue
         q = u.quote()
         if last.get(u.slot, (0, empty))[1] != q:
             last[u.slot] = (u.locate, q)
-            rows.append((u.index, u.locate, *q))
-    return rows
+            yield u.index, u.locate, u.slot, q
+
+
+def bbo_rows(updates: Iterable[TopUpdate]) -> list[tuple[int, ...]]:
+    """(msg, locate, bid_px, bid_qty, ask_px, ask_qty) for each quote change."""
+    return [(index, locate, *q) for index, locate, _, q in quote_changes(updates)]
+
+
+BBO_HEADER = "msg,locate,symbol,bid_px,bid_qty,ask_px,ask_qty"
+
+
+def bbo_csv(updates: Iterable[TopUpdate], watch: Sequence[str | None]) -> str:
+    """bbo.csv as DESIGN.md §4 has it; `watch` names the symbol of each slot."""
+    lines = [BBO_HEADER]
+    for index, locate, slot, q in quote_changes(updates):
+        lines.append(",".join(map(str, (index, locate, watch[slot], *q))))
+    return "\n".join(lines) + "\n"
