@@ -8,6 +8,7 @@ import pytest
 
 from hdl.formats import BookParams
 from sim.core_rtl import CoreRtl, book_schedule, run_book_model
+from sim.market import MARKET_SYMBOLS, market_stream
 from sim.traffic import SYMBOLS, book_torture
 
 # Small capacities, so the torture traffic fills sets, pushes levels out and makes orphans.
@@ -42,3 +43,28 @@ def test_torture_tiny_capacities(seed):
     assert any(u.uncertain for u in model.updates)
     assert any(not u.uncertain and u.bid_qty and u.ask_qty for u in model.updates)
     assert any(u.halted for u in model.updates)
+
+
+@pytest.mark.slow
+def test_market_day_default_capacities():
+    # 100,000 messages of a realistic day over 8 watched instruments (and 2 not watched),
+    # at line rate in frames of 1..24 messages, through the card's real capacities.
+    rng = random.Random(11)
+    sched = book_schedule(market_stream(11, 100_000), list(MARKET_SYMBOLS), rng=rng,
+                          max_per_frame=24)
+    rtl, model = compare(sched, BookParams())
+    assert len(model.updates) > 10_000
+    assert not any(u.uncertain for u in model.updates)
+    assert model.book["unknown_ref"] > 0 and model.book["clamped"] > 0
+
+
+@pytest.mark.slow
+def test_market_day_with_bad_frames_and_gaps():
+    # The same flow where some frames fail their FCS after being acted on and some packets
+    # are missed: the books those touch become uncertain, identically in both engines.
+    rng = random.Random(12)
+    sched = book_schedule(market_stream(12, 30_000), list(MARKET_SYMBOLS), rng=rng,
+                          max_per_frame=24, bad_fcs=0.003, gaps=0.003)
+    rtl, model = compare(sched, BookParams())
+    assert any(u.uncertain for u in model.updates)
+    assert rtl.counters["drops"].get("mac_fcs") and rtl.counters["gaps"]
