@@ -132,8 +132,8 @@ def order_hash(ref: int, sets: int) -> int:
 class BookParams:
     """Build parameters of the order book, shared by `hdl.book` and `host.model.book`."""
     slots: int = 16           # watched instruments
-    sets: int = 2048          # order table sets (a power of two)
-    ways: int = 8             # orders per set
+    sets: int = 512           # order table sets (a power of two)
+    ways: int = 32            # orders per set
     levels: int = 16          # price levels kept per instrument and side
 
     def __post_init__(self) -> None:

@@ -13,13 +13,18 @@ What is realistic about it:
 
 - The day's frame: S 'O', the stock directory (R) with locates 1..N in order, H 'T' for every
   instrument, S 'S' and S 'Q', then continuous trading, and S 'M', S 'E' at the end.
-  Timestamps increase strictly, from 03:00 to after 16:00, in bursty exponential steps.
+  Timestamps run from 03:00 to after 16:00 in bursty exponential steps and never go back; the
+  messages of one event (a sweep, a delete that makes room for an add) share a nanosecond, as
+  on the real feed.
 - Each instrument has its own price (from ~$0.10 to ~$900; unknown symbols draw one) and
   activity, and a mid price that random-walks in ticks: $0.01 (100 in ITCH units), or $0.0001
   for a stock under $1, which Reg NMS Rule 612 lets quote in sub-pennies.
 - Adds (A ~45%, F ~5% with a market participant) rest on both sides at mid -/+ a geometric
-  number of ticks, now and then at the mid or through it. Sizes are mostly round lots, with odd
-  and mixed lots and the odd block.
+  number of ticks. Sizes are mostly round lots, with odd and mixed lots and the odd block.
+- The book is never locked or crossed, as a displayed book is not: an add that would reach the
+  other side's best price is marketable and trades instead (an E against the first order there,
+  or one E per order sweeping the whole level, which is how prices move), or rests a tick
+  inside. The mid may lead the touch by a tick but cannot leave the book behind.
 - Executions (E ~10%) take the first order in time at the best price, partly or fully, as price
   and time priority says; C (~1%) executes at a price near the order's, sometimes a half penny
   (a midpoint fill), printable or not. X (~5%) cancels part of an order and sometimes more than
@@ -42,9 +47,13 @@ instrument and side and a fixed number of live orders; beyond those it marks the
 and the comparison with an unbounded book stops meaning anything. So the generator never lets a
 side hold more than `max_levels` distinct prices (an add that would open one more joins the
 nearest existing level, or the side's farthest level is deleted first) nor the whole market more
-than `max_live` live orders (a delete comes first). It never writes what books have to reject or
-guess about: no duplicate live reference, no zero shares or price in A/F/U, no S 'O' or 'C'
-after the start (the card clears its books on those; itch-book does not).
+than `max_live` live orders (a delete comes first). The card's order table is set-associative
+(`hdl.formats.order_hash`), so even under `max_live` a set can fill: at 4,000 live orders and
+the default 2048 x 8 table a million-message day hits a full set a few dozen times. With
+`table` given (the card's default is), a new order skips to the next reference whose set has a
+free way, which Nasdaq's numbering, with its gaps, makes invisible. It never writes what books
+have to reject or guess about: no duplicate live reference, no zero shares or price in A/F/U,
+no S 'O' or 'C' after the start (the card clears its books on those; itch-book does not).
 
 Every message is packed with one precompiled `struct` per type, byte for byte what
 `host.model.itch.encode` writes for the same fields (a test holds them together).
@@ -83,14 +92,17 @@ _CROSSES = (b"O", b"C", b"H")
 _MPIDS = (b"NSDQ", b"GSCO", b"MSCO", b"VIRT", b"CDRG", b"UBSS", b"JPMS", b"NITE")
 
 # Share of the flow per kind (percent), as the module docstring describes. Once the market holds
-# `max_live` orders every add needs a delete first, so in a long stream deletes end up near 40%
-# and adds near 45%, as on a real Nasdaq day.
+# `max_live` orders every add needs a delete first and half the marketable adds trade instead,
+# so a long stream ends up near A 37%, F 4%, D 35%, E 10%, U 7%, X 4%, C 1%, P 1%: adds and
+# deletes close to a real Nasdaq day's (~45% and ~40%).
 _MIX = (("A", 45.0), ("F", 5.0), ("E", 10.0), ("C", 1.0), ("X", 5.0), ("D", 25.0), ("U", 8.0),
         ("P", 1.0))
 _NOISE_RATE = 0.004           # I, L, Y: counted by a book, never applied
-_HALT_RATE = 2e-5             # per flow message: ~20 halts in a million messages
-_WALK_RATE = 0.03             # per message of an instrument: chance its mid moves
+_HALT_RATE = 2e-5             # halts per flow message: ~20 in a million messages
+_WALK_RATE = 0.06             # per message of an instrument: chance its mid moves
 _UNWATCHED_SHARE = 0.10
+_SWEEP = 0.4                  # a marketable add takes the whole best level (if not deep)
+_SWEEP_MAX = 12
 _CHAIN = 0.35                 # a U names the order the previous U created
 _OVERCANCEL = 0.12            # an X cancels more than the order has left
 
@@ -201,6 +213,30 @@ def _folder(sets: int) -> Callable[[int], int]:
     return fold
 
 
+def _halt_plan(rng: random.Random, first: int, n_flow: int,
+               n_insts: int) -> list[tuple[int, int, str]]:
+    """When trading halts: (message count to act at, instrument, new state), last event first.
+    About one halt per 50,000 flow messages (at least one in a stream of 10,000 or more), each
+    for 1 to 10% of the flow, sometimes with a quotation-only period before trading resumes;
+    the halts of one instrument never overlap."""
+    n = max(round(n_flow * _HALT_RATE), 1 if n_flow >= 10_000 else 0)
+    free = [0] * n_insts                 # message count from which an instrument may halt again
+    plan: list[tuple[int, int, str]] = []
+    # Starts in the first 85% of the flow, so that every halt ends before the close.
+    for start in sorted(first + rng.randrange(n_flow * 85 // 100) for _ in range(n)):
+        j = rng.randrange(n_insts)
+        if free[j] > start:
+            continue
+        at = start + rng.randrange(n_flow // 100 + 1, n_flow // 10 + 2)
+        plan += [(start, j, "H")]
+        if rng.random() < 0.5:
+            plan += [(at, j, "Q")]
+            at += rng.randrange(n_flow // 200 + 1, n_flow // 50 + 2)
+        plan += [(at, j, "T")]
+        free[j] = at + 1
+    return sorted(plan, reverse=True)
+
+
 def _table(n: int, draw: Callable[[], T]) -> list[T]:
     return [draw() for _ in range(n)]
 
@@ -208,15 +244,17 @@ def _table(n: int, draw: Callable[[], T]) -> list[T]:
 def market_stream(seed: int, n_messages: int, symbols: Sequence[str] = MARKET_SYMBOLS, *,
                   unwatched: Sequence[str] = ("ZVZZT", "ZXIET"), max_levels: int = 12,
                   max_live: int = 4000, unknown_rate: float = 0.005,
-                  table: tuple[int, int] | None = CARD_TABLE) -> list[bytes]:
+                  table: tuple[int, int] | None = None) -> list[bytes]:
     """Exactly `n_messages` ITCH 5.0 messages (no length prefixes) of one trading day for
     `symbols` and `unwatched` (locates 1..N in that order), reproducible from `seed`.
 
     `symbols` get ~90% of the flow and `unwatched` ~10% (the names only say which ones a test
     is expected to watch). At most `max_levels` prices per instrument and side and `max_live`
     live orders in all; `unknown_rate` of the flow names references no book holds. With
-    `table` = (sets, ways), no more than `ways` live orders share a set of the card's
-    set-associative order table (`hdl.formats.order_hash`); None lifts that bound.
+    `table` = (sets, ways), e.g. `CARD_TABLE`, no more than `ways` live orders share a set of
+    the card's set-associative order table (`hdl.formats.order_hash`), by skipping references
+    as Nasdaq's numbering skips them anyway. By default there is no such bound: the stream does
+    not know the card, and `max_live` orders (25% of the card's table) fit without it.
     """
     _validate(symbols, unwatched, n_messages, max_levels, max_live, unknown_rate, table)
     rng = random.Random(seed)
@@ -330,7 +368,7 @@ def market_stream(seed: int, n_messages: int, symbols: Sequence[str] = MARKET_SY
     match = randrange(1_000, 100_000)
     jump_at = len(out) + n_flow // 4 + randrange(n_flow // 4 + 1)
     last_u = 0
-    halts: list[tuple[int, int, str]] = []     # (message count to act at, instrument, state)
+    halts = _halt_plan(rng, len(out), n_flow, len(insts))
 
     pack_a, pack_f = PACKERS["A"].pack, PACKERS["F"].pack
     pack_e, pack_c, pack_x = PACKERS["E"].pack, PACKERS["C"].pack, PACKERS["X"].pack
@@ -471,9 +509,19 @@ def market_stream(seed: int, n_messages: int, symbols: Sequence[str] = MARKET_SY
         price = quote_price(inst, buy)
         fair = uncross(inst, buy, price)
         if fair != price:
-            if not inst.halted and rnd() < 0.5 and len(out) < end:
-                # A marketable order: it trades with the first order on the other side.
-                execute(ii, "E", 1 - buy)
+            if not inst.halted and rnd() < 0.5:
+                # A marketable order trades with the first order on the other side, and now and
+                # then sweeps the whole best level, which moves the price.
+                other = inst.sides[1 - buy]
+                queue = other[min(other) if buy else max(other)]
+                if len(queue) <= _SWEEP_MAX and rnd() < _SWEEP and len(out) + len(queue) <= end:
+                    for ref in list(queue):
+                        o = orders[ref]
+                        append(pack_e(b"E", inst.locate, inst.tracking, ts >> 32,
+                                      ts & 0xFFFFFFFF, ref, o[3], new_match()))
+                        remove(ref)
+                else:
+                    execute(ii, "E", 1 - buy)
                 return
             price = fair
         if price not in side and len(side) >= max_levels:
@@ -629,25 +677,12 @@ def market_stream(seed: int, n_messages: int, symbols: Sequence[str] = MARKET_SY
 
     while len(out) < end:
         ts += 1 + int(expovariate(rate))
-        if halts and len(out) >= halts[0][0]:
-            _, j, state = halts.pop(0)
+        if halts and len(out) >= halts[-1][0]:
+            _, j, state = halts.pop()
             inst = insts[j]
-            trading_action(inst, state, "" if state == "T" else "T1")
+            trading_action(inst, state, "" if state == "T" else "LUDP" if j & 1 else "T1")
             inst.halted = state != "T"
             continue
-        if rnd() < _HALT_RATE:
-            j = int(rnd() * len(insts))
-            if not insts[j].halted:
-                # Halted for a while, sometimes with a quotation period before trading resumes.
-                insts[j].halted = True
-                trading_action(insts[j], "H", "LUDP" if bits(1) else "T1")
-                at = len(out) + randrange(500, 20_000)
-                if bits(1):
-                    halts.append((at, j, "Q"))
-                    at += randrange(100, 5_000)
-                halts.append((at, j, "T"))
-                halts.sort()
-                continue
         inst = inst_tab[bits(12)]
         ii = inst.locate - 1
         if rnd() < _WALK_RATE:

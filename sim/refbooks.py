@@ -28,7 +28,8 @@ Facts about the pinned versions that these adapters rely on (measured, not docum
 import datetime
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["itchbook_bbo", "itchbook_run", "meatpy_run", "binaryfile", "RefRun"]
 
@@ -43,7 +44,7 @@ def binaryfile(messages: Sequence[bytes]) -> bytes:
     return b"".join(len(m).to_bytes(2, "big") + m for m in messages)
 
 
-def _session():  # type: ignore[no-untyped-def]
+def _session() -> Any:
     import itch_book
 
     return itch_book.Session(["bbo"], 0, [])
@@ -82,6 +83,7 @@ class RefRun:
     seconds: float          # the book's own work only (see each runner)
     rows: int               # itch-book: bbo rows; MeatPy: messages that raised
     stats: dict[str, object]
+    books: dict[int, Any] = field(default_factory=dict)    # MeatPy: locate -> its processor
 
 
 def itchbook_run(messages: Sequence[bytes], chunk: int = CHUNK) -> RefRun:
@@ -103,7 +105,8 @@ def meatpy_run(messages: Sequence[bytes], locates: Iterable[int] | None = None) 
     """MeatPy 0.5.0 over `messages`: its ITCH 5.0 message parser (`from_bytes`, as its file
     reader calls it) and one `ITCH50MarketProcessor` limit order book per instrument of the
     stock directory (or only those with a locate in `locates`). Everything is inside the clock
-    except reading the directory; `rows` counts the messages MeatPy raised on."""
+    except reading the directory; `rows` counts the messages MeatPy raised on, `books` holds
+    the processors (`.current_lob`) as the day left them."""
     from meatpy.itch50 import ITCH50MarketProcessor, StockDirectoryMessage, SystemEventMessage
     from meatpy.itch50.itch50_market_message import ITCH50MarketMessage
 
@@ -135,4 +138,4 @@ def meatpy_run(messages: Sequence[bytes], locates: Iterable[int] | None = None) 
             except Exception:  # noqa: BLE001 - MeatPy raises plain Exception for feed quirks
                 errors += 1
     seconds = time.perf_counter() - start
-    return RefRun(len(messages), seconds, errors, {"books": len(books)})
+    return RefRun(len(messages), seconds, errors, {"books": len(books)}, books)
