@@ -1,13 +1,16 @@
-"""Fmax and utilisation of the whole feed handler on the ECPIX-5's FPGA (a measurement).
+"""Fmax and utilisation of the feed handler, and of the core (feed handler + order book), on the
+ECPIX-5's FPGA (a measurement).
 
-`hdl.feed.FeedHandler()` through Yosys `synth_ecp5` and nextpnr-ecp5 (`tools.synth`, YoWASP)
-for an LFE5UM5G-85F, CABGA381, speed grade 8, out of context (no IO buffers: the decoded-message
-port is far wider than any package), one placer seed. 125 MHz is what 1 Gb/s GMII needs, 150 MHz
-the target that leaves room for the blocks after it. Prints Fmax, LUT4/FF/EBR use and the tool
-run times; when 150 MHz is missed, the critical path from nextpnr's report: its start and end
-cells, logic and routing delay, and the Amaranth source lines of the nets on it, so the gateware
-engineer knows where to cut. Logs and the report stay in build/synth/feed_handler/. A few
-minutes (the first YoWASP run on a machine adds ~35 s of compiling).
+`hdl.feed.FeedHandler()` and `hdl.core.Core()` through Yosys `synth_ecp5` and nextpnr-ecp5
+(`tools.synth`, YoWASP) for an LFE5UM5G-85F, CABGA381, speed grade 8, out of context (no IO
+buffers: the decoded-message port is far wider than any package), one placer seed. 125 MHz is
+what 1 Gb/s GMII needs, 150 MHz the target that leaves room for the blocks after it. Prints, for
+each, Fmax, LUT4/FF/EBR use and the tool run times; when 150 MHz is missed, the critical path
+from nextpnr's report: its start and end cells, logic and routing delay, and the Amaranth source
+lines of the nets on it, so the gateware engineer knows where to cut. Logs and the report stay
+in build/synth/NAME/. The feed handler takes a few minutes, the core longer (its order table
+and book rows are most of the netlist); the first YoWASP run on a machine adds ~35 s of
+compiling.
 
 The "85k" device nextpnr places on is the LFE5U-85F die; the UM5G (SERDES, 5G) variant has the
 same fabric and timing model for our purposes.
@@ -20,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from hdl.core import Core
 from hdl.feed import FeedHandler
 from tools.synth import REPO, synth_report
 
@@ -37,7 +41,7 @@ def _hdl_source(src: str) -> str | None:
     return f"{rel}:{line}" if rel.parts[0] == "hdl" else None
 
 
-def critical_path_lines(report: dict[str, Any], freq_mhz: float) -> list[str]:
+def critical_path_lines(report: dict[str, Any], freq_mhz: float, label: str) -> list[str]:
     """A short summary of each clock-to-clock critical path in a nextpnr --report JSON."""
     lines = []
     for cp in report.get("critical_paths", []):
@@ -73,7 +77,7 @@ def critical_path_lines(report: dict[str, Any], freq_mhz: float) -> list[str]:
                     sources.append(s)
         first, last = path[0]["from"], path[-1]["to"]
         lines.append(
-            f"feed handler critical path ({cp.get('from')} -> {cp.get('to')}): {total:.2f} ns "
+            f"{label} critical path ({cp.get('from')} -> {cp.get('to')}): {total:.2f} ns "
             f"against {1000 / freq_mhz:.2f} ns at {freq_mhz:g} MHz: {luts} LUT levels, "
             f"{len(chains)} carry chains ({', '.join(map(str, chains)) or '0'} bits), "
             f"logic {total - routing:.2f} ns + routing {routing:.2f} ns")
@@ -84,31 +88,41 @@ def critical_path_lines(report: dict[str, Any], freq_mhz: float) -> list[str]:
 
 
 @pytest.mark.bench
-def test_feed_handler_fmax(figure):
-    design = FeedHandler()
+@pytest.mark.parametrize("label, make, name", [
+    ("feed handler", FeedHandler, "feed_handler"),
+    ("core (feed handler + order book)", Core, "core"),
+])
+def test_fmax(figure, label, make, name):
+    design = make()
     start = time.monotonic()
-    r = synth_report(design, "feed_handler", TARGET_MHZ)
+    r = synth_report(design, name, TARGET_MHZ)
     wall = time.monotonic() - start
     fmax = r["fmax_min_mhz"]
-    assert fmax is not None, "nextpnr reported no clock for the feed handler"
+    assert fmax is not None, f"nextpnr reported no clock for the {label}"
 
     need = "met" if fmax >= NEEDED_MHZ else "MISSED"
     target = "met" if fmax >= TARGET_MHZ else "MISSED"
-    figure(f"feed handler Fmax: {fmax:.1f} MHz on LFE5UM5G-85F-8 CABGA381 "
+    figure(f"{label} Fmax: {fmax:.1f} MHz on LFE5UM5G-85F-8 CABGA381 "
            f"(needed {NEEDED_MHZ}: {need}; target {TARGET_MHZ}: {target}; seed 1)")
     u = r["util"]
-    figure("feed handler utilisation: " + ", ".join(
+    figure(f"{label} utilisation: " + ", ".join(
         f"{name} {u[key]['used']}/{u[key]['available']} "
         f"({100 * u[key]['used'] / max(u[key]['available'], 1):.1f}%)"
         for key, name in (("lut4", "LUT4"), ("ff", "FF"), ("ebr", "EBR"), ("dsp", "DSP"))))
-    lat = FeedHandler.LATENCY
-    figure(f"feed handler clock at Fmax: {1000 / fmax:.2f} ns, so the {lat}-cycle decode latency "
-           f"(FeedHandler.LATENCY; measured by test_decode_latency) is {lat * 1000 / fmax:.1f} ns")
+    if make is FeedHandler:
+        lat = FeedHandler.LATENCY
+        figure(f"feed handler clock at Fmax: {1000 / fmax:.2f} ns, so the {lat}-cycle decode "
+               f"latency (FeedHandler.LATENCY; measured by test_decode_latency) is "
+               f"{lat * 1000 / fmax:.1f} ns")
+    else:
+        figure(f"core clock at Fmax: {1000 / fmax:.2f} ns, so the book's 4/5/6-cycle update "
+               f"latency (A/F, E/C/X/D, U; measured by test_book_rtl) is "
+               f"{4000 / fmax:.1f}/{5000 / fmax:.1f}/{6000 / fmax:.1f} ns")
     s = r["seconds"]
-    figure(f"feed handler synthesis run time: {wall:.0f} s (yosys {s['yosys']:.0f} s, "
+    figure(f"{label} synthesis run time: {wall:.0f} s (yosys {s['yosys']:.0f} s, "
            f"`{r['yosys_flow']}`; nextpnr {s['nextpnr']:.0f} s); logs in "
            f"{Path(r['dir']).relative_to(REPO)}/")
     if fmax < TARGET_MHZ:
         report = json.loads((Path(r["dir"]) / "report.json").read_text())
-        for line in critical_path_lines(report, TARGET_MHZ):
+        for line in critical_path_lines(report, TARGET_MHZ, label):
             figure(line)
