@@ -1,10 +1,13 @@
-"""`make demo`: the real Nasdaq captures through the feed handler gateware, in Verilator.
+"""`make demo`: the real Nasdaq captures through the gateware (feed handler + order book), in
+Verilator.
 
     python tools/demo.py ../shared/data/nasdaq/Nasdaq.Equities.TotalView.Itch.v5.0 --out build/demo
 
 For each capture: the same job as `hostctl replay CAPTURE --out OUT/<name> --engine rtl`, then
 every decoded message as the gateware emitted it (sequence number, the cycle its last byte was
-on the GMII pins, type and fields) and the card's counters. Exits non-zero if a replay fails.
+on the GMII pins, type and fields) and the card's counters; then, if the capture carries
+orders, the replay again with `--watch` on the symbols it names (up to the book's 16 slots):
+the bbo.csv the order book gateware produced. Exits non-zero if a replay fails.
 """
 
 import argparse
@@ -15,7 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # works without the editable install too
 
-from hdl.formats import ITCH_BODIES  # noqa: E402
+from hdl.formats import ITCH_BODIES, BookParams  # noqa: E402
 from host.model.itch import text  # noqa: E402
 from sim.replay import replay  # noqa: E402
 
@@ -54,6 +57,15 @@ def main(argv: list[str] | None = None) -> int:
         for message in outcome.messages:
             print(show(message))
         print("  counters: " + json.dumps(outcome.counters, sort_keys=True))
+        symbols = list(dict.fromkeys(
+            text(m["stock"]) for m in outcome.messages if m["type"] in "RHAF"))
+        if any(m["type"] in "AF" for m in outcome.messages):
+            watch = symbols[:BookParams().slots]
+            book_out = out / "book"
+            replay(cap, book_out, args.engine, watch=watch)
+            print(f"  order book, watching {','.join(watch)} -> {book_out}/bbo.csv:")
+            for line in (book_out / "bbo.csv").read_text().splitlines():
+                print("    " + line)
     return 0
 
 
