@@ -181,3 +181,26 @@ def test_trading_state():
     resume = encode({"type": "H", "stock": "AAPL", "locate": 7, "trading_state": "T"})
     updates, _ = run([halt, add(1, "B", 10, 100), resume, resume])
     assert [(u.halted, u.state) for u in updates] == [(True, "H"), (True, "H"), (False, "T")]
+
+
+def test_locate_learned_from_stock_directory():
+    directory = encode({"type": "R", "locate": 7, "stock": "AAPL"})
+    # Before the R, locate 7 is nobody's: the delete is ignored, not even counted.
+    _, c = run([delete(5)])
+    assert c["unknown_ref"] == 0
+    # After it, locate 7 is AAPL: the same delete is a watched instrument's unknown reference.
+    _, c = run([directory, delete(5)])
+    assert c["unknown_ref"] == 1
+
+
+def test_sequential_references_fill_the_whole_table():
+    # Nasdaq numbers orders densely: references 0..16,383 land exactly 32 to a set (the XOR
+    # fold is a bijection for each high part) and fill all 512 x 32 entries; the next one finds
+    # its set full and the book says it is uncertain.
+    p = BookParams()
+    n = p.sets * p.ways
+    msgs = [add(ref, "B", 1, 100 + ref % 8) for ref in range(n + 1)]
+    updates, c = run(msgs, p)
+    assert c["table_full"] == 1 and c["rejected"] == 0
+    assert not any(u.uncertain for u in updates[:-1]) and updates[-1].uncertain
+    assert updates[-1].quote() == (107, n // 8, 0, 0)
