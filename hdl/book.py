@@ -5,9 +5,10 @@ specified by `host.model.book`, whose docstring is the reference; this file says
 does it in a few cycles.
 
 Storage:
-* The order table is `ways` memories of `sets` entries (block RAM), read together at the set
-  `order_hash(ref)`. An entry holds the reference without the set bits (they are implied),
-  instrument, side, price, remaining shares and the generation it was written in.
+* The order table is two banks of `ways` memories of `sets` entries (block RAM), all read
+  together: bank b at the reference's set `order_sets(ref)[b]` (2-left hashing). An entry holds
+  the reference without its lowest chunk (implied by the set), instrument, side, price,
+  remaining shares and the generation it was written in.
 * The books are one row per watched instrument (bid and ask side: levels best first, orphan
   count and cut price), in a memory read asynchronously (LUT RAM), so a row is in a register one
   cycle after the message arrives.
@@ -33,6 +34,7 @@ from amaranth.utils import ceil_log2
 
 from hdl.beats import beats
 from hdl.formats import (
+    BOOK_BANKS,
     BOOK_CLEAR_EVENTS,
     BOOK_COUNT_BITS,
     BOOK_GEN_BITS,
@@ -104,9 +106,16 @@ def order_hash(ref, sets: int):
     """`hdl.formats.order_hash` in gateware: XOR of the reference's log2(sets)-bit chunks."""
     bits = ceil_log2(sets)
     out = ref[:bits]
-    for lo in range(bits, 64, bits):
-        out = out ^ ref[lo:min(lo + bits, 64)]
+    for lo in range(bits, len(ref), bits):
+        out = out ^ ref[lo:lo + bits]
     return out
+
+
+def order_sets(ref, sets: int):
+    """`hdl.formats.order_sets` in gateware: the reference's set in bank 0 and in bank 1."""
+    bits = ceil_log2(sets)
+    high = order_hash(ref[bits:], sets)
+    return ref[:bits] ^ high, ref[:bits][::-1] ^ high
 
 
 def _better(is_bid, a, b):
@@ -326,46 +335,68 @@ class OrderBook(wiring.Component):
                 m.d.sync += [locate[slot].eq(msg.locate), known.bit_select(slot, 1).eq(1)]
 
         # -- the order table -------------------------------------------------------------------
-        ways = []
-        for w in range(p.ways):
-            mem = memory.Memory(shape=self._entry, depth=p.sets, init=[])
-            m.submodules[f"way{w}"] = mem
-            ways.append((mem.read_port(), mem.write_port()))
-        set_now, r_set = Signal(set_bits), Signal(set_bits)     # r_set: the set just read
-        # Read at t0 the order's set; at t1, for U, the new order's.
-        m.d.comb += set_now.eq(Mux(s1 & r["U"], order_hash(r_new_ref, p.sets),
-                                   order_hash(ref, p.sets)))
-        m.d.sync += r_set.eq(set_now)
-        for rd, _ in ways:
-            m.d.comb += rd.addr.eq(set_now)
+        # Flat over both banks: place i is way i % ways of bank i // ways.
+        places, n_places = [], BOOK_BANKS * p.ways
+        for b in range(BOOK_BANKS):
+            for w in range(p.ways):
+                mem = memory.Memory(shape=self._entry, depth=p.sets, init=[])
+                m.submodules[f"bank{b}_way{w}"] = mem
+                places.append((b, mem.read_port(), mem.write_port()))
+        # Read at t0 the order's two sets; at t1, for U, the new order's. r_set: those read.
+        set_now = [Signal(set_bits, name=f"set_now{b}") for b in range(BOOK_BANKS)]
+        r_set = [Signal(set_bits, name=f"r_set{b}") for b in range(BOOK_BANKS)]
+        read_ref = Signal(64)
+        m.d.comb += read_ref.eq(Mux(s1 & r["U"], r_new_ref, ref))
+        sets_of = order_sets(read_ref, p.sets)
+        for b in range(BOOK_BANKS):
+            m.d.comb += set_now[b].eq(sets_of[b])
+            m.d.sync += r_set[b].eq(set_now[b])
+        for b, rd, _ in places:
+            m.d.comb += rd.addr.eq(set_now[b])
 
-        wr_en, wr_way = Signal(), Signal(range(p.ways))
+        wr_en, wr_place = Signal(), Signal(range(n_places))
         wr_set, wr_entry = Signal(set_bits), Signal(self._entry)
-        for w, (_, wr) in enumerate(ways):
+        for i, (_, _, wr) in enumerate(places):
             m.d.comb += [wr.addr.eq(wr_set), wr.data.eq(wr_entry),
-                         wr.en.eq(wr_en & (wr_way == w))]
+                         wr.en.eq(wr_en & (wr_place == i))]
 
-        def lookup(key, slot, any_slot, freed=None):
-            """In the set read last cycle: is `key` live (of `slot` unless `any_slot`), is a way
-            free, and which way (the hit, else the lowest free); `freed` is a way being
-            emptied this cycle."""
-            hits, frees = [], []
-            for w, (rd, _) in enumerate(ways):
+        def lookup(key, slot, any_slot, freed):
+            """In the two sets read last cycle: is `key` live (of `slot` unless `any_slot`)
+            and where; else is there room and where (2-left: the set with more free ways, bank
+            0 on a tie, its lowest free way). `freed` marks places being emptied this cycle.
+            Returns (found, room, place, set, entry at place)."""
+            # Every intermediate is a Signal: Amaranth re-emits an expression each place it is
+            # used, and these are used per way, so as nested expressions the netlist grew
+            # with the fourth power of the ways (measured: 5.7 MB of RTLIL at 2 ways, 81 MB at 4).
+            hit, free = Signal(n_places), Signal(n_places)
+            for i, (_, rd, _) in enumerate(places):
                 e = data.View(self._entry, rd.data)
-                live = e.gen == gen
-                if freed is not None:
-                    live &= ~freed[w]
-                hits.append(live & (e.tag == key[set_bits:]) & (any_slot | (e.slot == slot)))
-                frees.append(~live)
-            hit, free = Cat(hits), Cat(frees)
-            way, entry = Signal(range(p.ways)), Signal(self._entry)
-            for w in reversed(range(p.ways)):
-                with m.If(Mux(hit.any(), hit[w], free[w])):
-                    m.d.comb += way.eq(w)
-            for w, (rd, _) in enumerate(ways):
-                with m.If(way == w):
+                live = (e.gen == gen) & ~freed[i]
+                m.d.comb += [
+                    hit[i].eq(live & (e.tag == key[set_bits:]) & (any_slot | (e.slot == slot))),
+                    free[i].eq(~live),
+                ]
+            n_free = [Signal(range(p.ways + 1), name=f"n_free{b}") for b in range(BOOK_BANKS)]
+            for b in range(BOOK_BANKS):
+                m.d.comb += n_free[b].eq(sum(free[b * p.ways + w] for w in range(p.ways)))
+            bank1, room, pick = Signal(), Signal(n_places), Signal(n_places)
+            m.d.comb += [
+                bank1.eq(n_free[1] > n_free[0]),
+                room.eq(Cat(free[:p.ways] & ~bank1.replicate(p.ways),
+                            free[p.ways:] & bank1.replicate(p.ways))),
+                pick.eq(Mux(hit.any(), hit, room)),
+            ]
+            place, entry = Signal(range(n_places)), Signal(self._entry)
+            for i in reversed(range(n_places)):
+                with m.If(pick[i]):
+                    m.d.comb += place.eq(i)
+            for i, (_, rd, _) in enumerate(places):
+                with m.If(place == i):
                     m.d.comb += entry.eq(rd.data)
-            return hit.any(), free.any(), way, entry
+            found, has_room, where = Signal(), Signal(), Signal(set_bits)
+            m.d.comb += [found.eq(hit.any()), has_room.eq(room.any()),
+                         where.eq(Mux(place >= p.ways, r_set[1], r_set[0]))]
+            return found, has_room, place, where, entry
 
         def new_entry(ref, side):
             e = Signal(self._entry)
@@ -373,7 +404,7 @@ class OrderBook(wiring.Component):
                          e.px.eq(r_px), e.shares.eq(r_shares), e.gen.eq(gen)]
             return e
 
-        def insert(enable, found, free, way, entry, ref, side):
+        def insert(enable, found, free, entry, ref, side):
             """Store the new order (A/F at t1 for t2, U at t3): over a duplicate, else in a
             free way, else nowhere and the book is uncertain."""
             ins = Signal(name="ins")
@@ -409,27 +440,37 @@ class OrderBook(wiring.Component):
             m.d.sync += [row.eq(row_next), row_valid.bit_select(r_slot, 1).eq(1)]
             m.d.comb += [row_wr.addr.eq(r_slot), row_wr.data.eq(row_next), row_wr.en.eq(1)]
 
+        # One lookup serves every stage: at t1 the message's reference (for A/F in any
+        # instrument, to catch a duplicate; for E/C/X/D/U in the message's), at t2 U's new one,
+        # with the old order's place, emptied that cycle, counted free.
+        look_new = s2 & r["U"]
+        o_hit, o_place, o_set = Signal(), Signal(range(n_places)), Signal(set_bits)
+        freed = Signal(n_places)
+        m.d.comb += freed.eq(Cat(look_new & (o_place == i) & (r_set[i // p.ways] == o_set)
+                                 for i in range(n_places)))
+        look_ref = Signal(64)
+        m.d.comb += look_ref.eq(Mux(look_new, r_new_ref, r_ref))
+        found, free, place, where, entry = lookup(
+            look_ref, r_slot, look_new | r["A"] | r["F"], freed)
+
         # -- t1: A/F add, H state; the looked-up order of E/C/X/D/U is kept for t2 -------------
         rejected = (r_shares == 0) | (r_px == 0)
         af = s1 & (r["A"] | r["F"])
-        found, free, way, entry = lookup(r_ref, r_slot, 1)
-        ins, ins_entry = insert(af & ~rejected, found, free, way, entry, r_ref, r_side)
+        ins, ins_entry = insert(af & ~rejected, found, free, entry, r_ref, r_side)
         with m.If(af):
             with m.If(rejected):
                 m.d.comb += count["rejected"].eq(1)
             with m.Else():
                 m.d.comb += [side_sel.eq(r_side), add_en.eq(1), add_px.eq(r_px),
                              add_qty.eq(r_shares)]
-        p_ins, p_way, p_set, p_entry = Signal(), Signal.like(way), Signal.like(r_set), \
+        p_ins, p_place, p_set, p_entry = Signal(), Signal.like(place), Signal(set_bits), \
             Signal(self._entry)
-        m.d.sync += [p_ins.eq(ins), p_way.eq(way), p_set.eq(r_set), p_entry.eq(ins_entry)]
+        m.d.sync += [p_ins.eq(ins), p_place.eq(place), p_set.eq(where), p_entry.eq(ins_entry)]
 
-        o_hit, o_way, o_set, o_entry = Signal(), Signal.like(way), Signal.like(r_set), \
-            Signal(self._entry)
-        o_found, _, o_lway, o_lentry = lookup(r_ref, r_slot, 0)
+        o_entry = Signal(self._entry)
         with m.If(s1):
-            m.d.sync += [o_hit.eq(o_found), o_way.eq(o_lway), o_set.eq(r_set),
-                         o_entry.eq(o_lentry)]
+            m.d.sync += [o_hit.eq(found), o_place.eq(place), o_set.eq(where),
+                         o_entry.eq(entry)]
 
         state_now = Signal(8)
         m.d.comb += state_now.eq(state[r_slot])
@@ -445,7 +486,7 @@ class OrderBook(wiring.Component):
         left = Signal(BOOK_QTY_BITS)
         m.d.comb += left.eq(o_entry.shares - take)
         with m.If(s2 & p_ins):
-            m.d.comb += [wr_en.eq(1), wr_way.eq(p_way), wr_set.eq(p_set),
+            m.d.comb += [wr_en.eq(1), wr_place.eq(p_place), wr_set.eq(p_set),
                          wr_entry.eq(p_entry)]
         with m.If(modify):
             with m.If(~o_hit):
@@ -453,7 +494,7 @@ class OrderBook(wiring.Component):
             with m.Else():
                 m.d.comb += [
                     count["clamped"].eq(clamp),
-                    wr_en.eq(1), wr_way.eq(o_way), wr_set.eq(o_set),
+                    wr_en.eq(1), wr_place.eq(o_place), wr_set.eq(o_set),
                     side_sel.eq(o_entry.side), rm_en.eq(1), rm_px.eq(o_entry.px),
                     rm_qty.eq(take), rm_leaves.eq(left == 0),
                 ]
@@ -461,19 +502,16 @@ class OrderBook(wiring.Component):
                     m.d.comb += [wr_entry.eq(o_entry), wr_entry.shares.eq(left)]
         m.d.sync += s3.eq(modify & r["U"] & o_hit)
 
-        # U: the new order's set (read at t1), with the old order's way, freed now, free.
-        freed = Signal(p.ways)
-        m.d.comb += freed.eq(Mux(o_set == r_set, 1 << o_way, 0))
-        n_found, n_free, n_way, n_entry = lookup(r_new_ref, r_slot, 1, freed)
-        q_found, q_free, q_way, q_set, q_dup_slot = Signal(), Signal(), Signal.like(way), \
-            Signal.like(r_set), Signal(range(W))
-        m.d.sync += [q_found.eq(n_found), q_free.eq(n_free), q_way.eq(n_way), q_set.eq(r_set),
-                     q_dup_slot.eq(n_entry.slot)]
+        # U: where its new reference goes (looked up at t2, in the sets read at t1).
+        q_found, q_free, q_place, q_set, q_dup_slot = Signal(), Signal(), Signal.like(place), \
+            Signal(set_bits), Signal(range(W))
+        m.d.sync += [q_found.eq(found), q_free.eq(free), q_place.eq(place), q_set.eq(where),
+                     q_dup_slot.eq(entry.slot)]
 
         # -- t3: U adds the new order on the old one's side -----------------------------------
         q_dup = Signal(self._entry)
         m.d.comb += q_dup.slot.eq(q_dup_slot)
-        u_ins, u_entry = insert(s3 & ~rejected, q_found, q_free, q_way, q_dup, r_new_ref,
+        u_ins, u_entry = insert(s3 & ~rejected, q_found, q_free, q_dup, r_new_ref,
                                 o_entry.side)
         with m.If(s3):
             with m.If(rejected):
@@ -482,7 +520,7 @@ class OrderBook(wiring.Component):
                 m.d.comb += [side_sel.eq(o_entry.side), add_en.eq(1), add_px.eq(r_px),
                              add_qty.eq(r_shares)]
             with m.If(u_ins):
-                m.d.comb += [wr_en.eq(1), wr_way.eq(q_way), wr_set.eq(q_set),
+                m.d.comb += [wr_en.eq(1), wr_place.eq(q_place), wr_set.eq(q_set),
                              wr_entry.eq(u_entry)]
 
         # -- the update: at the message's last stage, if its view changed ----------------------

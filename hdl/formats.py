@@ -15,7 +15,7 @@ __all__ = [
     "IP_PROTO_UDP", "MOLD_HEADER_LEN", "MOLD_HEARTBEAT", "MOLD_END_OF_SESSION", "SESSION_LEN",
     "N_SUBSCRIPTIONS", "Drop", "ITCH_LENGTHS", "ITCH_TYPES", "ITCH_HEADER", "ITCH_BODIES",
     "ITCH_HEADER_LEN", "ITCH_MAX_BODY", "multicast_mac", "BOOK_CLEAR_EVENTS", "BOOK_QTY_BITS",
-    "BOOK_COUNT_BITS", "BOOK_GEN_BITS", "order_hash", "BookParams",
+    "BOOK_COUNT_BITS", "BOOK_GEN_BITS", "BOOK_BANKS", "order_hash", "order_sets", "BookParams",
 ]
 
 # Ethernet frame sizes count the destination MAC through the FCS, not preamble/SFD.
@@ -114,12 +114,11 @@ BOOK_CLEAR_EVENTS = "OC"      # S event codes that empty every book: start and e
 BOOK_QTY_BITS = 32            # shares of an order and of a price level
 BOOK_COUNT_BITS = 16          # orders per level, orphans per side
 BOOK_GEN_BITS = 16            # order table generation: a clear is one increment
+BOOK_BANKS = 2                # order table banks, one candidate set in each (`order_sets`)
 
 
 def order_hash(ref: int, sets: int) -> int:
-    """The order-table set of reference `ref`: the XOR of its log2(sets)-bit chunks. Nasdaq
-    numbers orders densely in arrival order, so the low chunk alone spreads them evenly; folding
-    the rest in keeps references that differ only in high bits apart too."""
+    """The XOR of the log2(sets)-bit chunks of `ref`: the set of bank 0 (`order_sets`)."""
     bits = sets.bit_length() - 1
     index = 0
     while ref:
@@ -128,12 +127,26 @@ def order_hash(ref: int, sets: int) -> int:
     return index
 
 
+def order_sets(ref: int, sets: int) -> tuple[int, int]:
+    """The set of reference `ref` in each of the order table's two banks ("2-left" hashing: an
+    order goes to whichever of its two sets has more free ways, bank 0 on a tie, so one full
+    set no longer means a lost order). Bank 0 takes the XOR of the reference's log2(sets)-bit
+    chunks; bank 1 the same with the lowest chunk bit-reversed, so references that collide in
+    one bank mostly do not in the other. Both keep the lowest chunk recoverable from the set
+    and the chunks above, so an entry stores only the reference's bits above the lowest chunk.
+    """
+    bits = sets.bit_length() - 1
+    low = ref & (sets - 1)
+    high = order_hash(ref >> bits, sets)
+    return low ^ high, int(f"{low:0{bits}b}"[::-1], 2) ^ high
+
+
 @dataclass(frozen=True)
 class BookParams:
     """Build parameters of the order book, shared by `hdl.book` and `host.model.book`."""
     slots: int = 16           # watched instruments
-    sets: int = 512           # order table sets (a power of two)
-    ways: int = 32            # orders per set
+    sets: int = 512           # sets in each of the order table's 2 banks (a power of two)
+    ways: int = 16            # orders per set
     levels: int = 16          # price levels kept per instrument and side
 
     def __post_init__(self) -> None:
@@ -145,4 +158,4 @@ class BookParams:
 
     @property
     def capacity(self) -> int:
-        return self.sets * self.ways
+        return BOOK_BANKS * self.sets * self.ways

@@ -47,11 +47,12 @@ instrument and side and a fixed number of live orders; beyond those it marks the
 and the comparison with an unbounded book stops meaning anything. So the generator never lets a
 side hold more than `max_levels` distinct prices (an add that would open one more joins the
 nearest existing level, or the side's farthest level is deleted first) nor the whole market more
-than `max_live` live orders (a delete comes first). The card's order table is set-associative
-(`hdl.formats.order_hash`), so even under `max_live` a set can fill: at 4,000 live orders and
-the default 2048 x 8 table a million-message day hits a full set a few dozen times. With
-`table` given (the card's default is), a new order skips to the next reference whose set has a
-free way, which Nasdaq's numbering, with its gaps, makes invisible. It never writes what books
+than `max_live` live orders (a delete comes first). The stream does not know the card's order
+table: 4,000 live orders are a quarter of its 16,384 entries, and its 2-left sets
+(`hdl.formats.order_sets`) have not overflowed on these days. The `table` option bounds the
+orders per set of a single set-associative table (`hdl.formats.order_hash`) instead, by
+skipping to the next reference whose set has a free way (which Nasdaq's numbering, with its
+gaps, makes invisible), for tests of such a table. It never writes what books
 have to reject or guess about: no duplicate live reference, no zero shares or price in A/F/U,
 no S 'O' or 'C' after the start (the card clears its books on those; itch-book does not).
 
@@ -138,7 +139,7 @@ PACKERS: dict[str, struct.Struct] = {
 }                                               # near, reference price, cross type, variation
 
 
-# The card's order table (sets, ways): `hdl.formats.BookParams` defaults.
+# One bank of the card's order table (sets, ways), for the `table` option.
 CARD_TABLE = (BookParams().sets, BookParams().ways)
 
 

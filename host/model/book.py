@@ -9,8 +9,10 @@ Watchlist. `slots` instruments, configured by symbol. R, H, A and F carry the sy
 find their slot by it and teach it the stock locate. E, C, X, D and U carry only the locate:
 they find their slot by the learned locate; a message for no watched instrument is ignored.
 
-Order table. `sets` x `ways`, set-associative: an order lives in set `order_hash(ref)`, in
-the lowest free way. An order whose set is full is not stored (`table_full`): the instrument's
+Order table. Two banks of `sets` x `ways`: an order's reference names one set in each bank
+(`order_sets`), and it lives in whichever has more free ways (bank 0 on a tie), in the lowest
+free way there. An order whose two sets are both full is not stored (`table_full`): the
+instrument's
 book is marked uncertain until the next clear, because its shares sit in a level that nothing
 can ever take them out of again. E/C/X/D/U look the reference up in the message's instrument;
 not found is `unknown_ref` (counted, ignored). An execute or cancel of more than remains is
@@ -49,13 +51,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hdl.formats import (
+    BOOK_BANKS,
     BOOK_CLEAR_EVENTS,
     BOOK_COUNT_BITS,
     BOOK_GEN_BITS,
     BOOK_QTY_BITS,
     BookParams,
     Drop,
-    order_hash,
+    order_sets,
 )
 
 __all__ = ["BookParams", "TopUpdate", "BookModel", "quote_changes", "bbo_rows", "bbo_csv",
@@ -136,8 +139,9 @@ class BookModel:
     def __init__(self, params: BookParams | None = None) -> None:
         self.p = params = params or BookParams()
         self.books = [_Instrument() for _ in range(params.slots)]
-        self.table: list[list[_Order | None]] = [[None] * params.ways
-                                                 for _ in range(params.sets)]
+        # table[bank][set][way]
+        self.table: list[list[list[_Order | None]]] = [
+            [[None] * params.ways for _ in range(params.sets)] for _ in range(BOOK_BANKS)]
         self.gen = 1              # entries of another generation are empty
         self.poisoned = False
         self.touched: set[int] = set()     # slots the current frame's messages changed
@@ -220,7 +224,8 @@ class BookModel:
         return dict(self.count)
 
     def live_orders(self) -> int:
-        return sum(1 for s in self.table for e in s if e is not None and e.gen == self.gen)
+        return sum(1 for bank in self.table for s in bank for e in s
+                   if e is not None and e.gen == self.gen)
 
     # -- internals --------------------------------------------------------------------------
 
@@ -243,13 +248,16 @@ class BookModel:
         if self.gen > _GEN_MAX:
             self.gen, self.poisoned = 1, True
 
-    def _find(self, ref: int, slot: int | None) -> tuple[int, int] | None:
-        """(set, way) of live order `ref` (of instrument `slot`, if given)."""
-        s = order_hash(ref, self.p.sets)
-        for way, e in enumerate(self.table[s]):
-            if (e is not None and e.gen == self.gen and e.ref == ref
-                    and (slot is None or e.slot == slot)):
-                return s, way
+    def _live(self, e: _Order | None) -> bool:
+        return e is not None and e.gen == self.gen
+
+    def _find(self, ref: int, slot: int | None) -> tuple[list[_Order | None], int] | None:
+        """(its set, its way) for live order `ref` (of instrument `slot`, if given)."""
+        for bank, s in zip(self.table, order_sets(ref, self.p.sets), strict=True):
+            for way, e in enumerate(bank[s]):
+                if (e is not None and self._live(e) and e.ref == ref
+                        and (slot is None or e.slot == slot)):
+                    return bank[s], way
         return None
 
     def _add(self, slot: int, ref: int, side: int, px: int, shares: int) -> None:
@@ -259,15 +267,19 @@ class BookModel:
         order = _Order(ref, slot, side, px, shares, self.gen)
         dup = self._find(ref, None)
         if dup is not None:
-            s, way = dup
-            old = self.table[s][way]
+            row, way = dup
+            old = row[way]
             assert old is not None
             self.count["duplicate_ref"] += 1
             self.books[old.slot].sticky = True
-            self.table[s][way] = order
+            row[way] = order
         else:
-            row = self.table[order_hash(ref, self.p.sets)]
-            free = next((w for w, e in enumerate(row) if e is None or e.gen != self.gen), None)
+            # 2-left: the candidate set with more free ways, bank 0 on a tie.
+            rows = [bank[s] for bank, s in zip(self.table, order_sets(ref, self.p.sets),
+                                               strict=True)]
+            frees = [sum(not self._live(e) for e in r) for r in rows]
+            row = rows[1] if frees[1] > frees[0] else rows[0]
+            free = next((w for w, e in enumerate(row) if not self._live(e)), None)
             if free is None:
                 self.count["table_full"] += 1
                 self.books[slot].sticky = True
@@ -280,8 +292,8 @@ class BookModel:
         if found is None:
             self.count["unknown_ref"] += 1
             return
-        s, way = found
-        e = self.table[s][way]
+        row, way = found
+        e = row[way]
         assert e is not None
         if kind in "ECX":
             take = msg["shares"]
@@ -293,7 +305,7 @@ class BookModel:
         e.shares -= take
         leaves = e.shares == 0
         if leaves:
-            self.table[s][way] = None
+            row[way] = None
         self._level_remove(slot, e.side, e.px, take, leaves)
         if kind == "U":
             self._add(slot, msg["new_ref"], e.side, msg["price"], msg["shares"])

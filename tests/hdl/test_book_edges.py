@@ -3,7 +3,7 @@ must give the book a trader expects (spelled out in each test, not taken from ei
 
 import pytest
 
-from hdl.formats import BookParams
+from hdl.formats import BookParams, order_sets
 from host.model.itch import encode
 from sim.core_rtl import CoreRtl, book_schedule, run_book_model
 
@@ -133,14 +133,17 @@ def test_many_levels_in_any_order():
 
 
 def test_order_table_overflow_marks_the_book_uncertain():
-    # References 5, 10, 15 share set 0 of a 4-set table (XOR of 2-bit chunks); 2 ways.
-    updates, c = run([add(5, "B", 10, 100), add(10, "B", 10, 101), add(15, "B", 10, 102),
-                      add(1, "S", 5, 200)])
+    # References 20, 40, 60, 15 and 51 all have set 0 in both banks of a 4-set table
+    # (hdl.formats.order_sets), whose 2 + 2 ways take four of them.
+    same = [20, 40, 60, 15, 51]
+    assert {order_sets(ref, SMALL.sets) for ref in same} == {(0, 0)}
+    updates, c = run([add(ref, "B", 10, 100 + i) for i, ref in enumerate(same)]
+                     + [add(1, "S", 5, 200)])
     assert c["table_full"] == 1
-    assert [u.uncertain for u in updates] == [False, False, True, True]
+    assert [u.uncertain for u in updates] == [False] * 4 + [True, True]
     # The book says it cannot be trusted until the next start of day.
-    updates, c = run([add(5, "B", 10, 100), add(10, "B", 10, 101), add(15, "B", 10, 102),
-                      start_of_day(), add(1, "S", 5, 200)])
+    updates, c = run([add(ref, "B", 10, 100 + i) for i, ref in enumerate(same)]
+                     + [start_of_day(), add(1, "S", 5, 200)])
     assert updates[-1].quote() == (0, 0, 200, 5) and not updates[-1].uncertain
 
 
@@ -194,11 +197,11 @@ def test_locate_learned_from_stock_directory():
 
 
 def test_sequential_references_fill_the_whole_table():
-    # Nasdaq numbers orders densely: references 0..16,383 land exactly 32 to a set (the XOR
-    # fold is a bijection for each high part) and fill all 512 x 32 entries; the next one finds
-    # its set full and the book says it is uncertain.
+    # Nasdaq numbers orders densely: references 0..16,383 fill all 2 x 512 x 16 entries (the
+    # sets of either bank are a bijection of the low chunk for each high part); the next one
+    # finds both its sets full and the book says it is uncertain.
     p = BookParams()
-    n = p.sets * p.ways
+    n = p.capacity
     msgs = [add(ref, "B", 1, 100 + ref % 8) for ref in range(n + 1)]
     updates, c = run(msgs, p)
     assert c["table_full"] == 1 and c["rejected"] == 0
