@@ -143,6 +143,9 @@ class BookModel:
         self.table: list[list[list[_Order | None]]] = [
             [[None] * params.ways for _ in range(params.sets)] for _ in range(BOOK_BANKS)]
         self.gen = 1              # entries of another generation are empty
+        # Where each live order is: an index, so a lookup need not scan the ways (the table
+        # alone decides placement; this only finds what is already there).
+        self.where: dict[int, tuple[list[_Order | None], int]] = {}
         self.poisoned = False
         self.touched: set[int] = set()     # slots the current frame's messages changed
         self.count = {name: 0 for name in COUNTERS}
@@ -244,6 +247,7 @@ class BookModel:
         for i, b in enumerate(self.books):
             self.books[i] = _Instrument(symbol=b.symbol)
         self.touched.clear()
+        self.where.clear()
         self.gen += 1
         if self.gen > _GEN_MAX:
             self.gen, self.poisoned = 1, True
@@ -253,12 +257,13 @@ class BookModel:
 
     def _find(self, ref: int, slot: int | None) -> tuple[list[_Order | None], int] | None:
         """(its set, its way) for live order `ref` (of instrument `slot`, if given)."""
-        for bank, s in zip(self.table, order_sets(ref, self.p.sets), strict=True):
-            for way, e in enumerate(bank[s]):
-                if (e is not None and self._live(e) and e.ref == ref
-                        and (slot is None or e.slot == slot)):
-                    return bank[s], way
-        return None
+        found = self.where.get(ref)
+        if found is None:
+            return None
+        row, way = found
+        e = row[way]
+        assert e is not None and e.ref == ref and e.gen == self.gen
+        return found if slot is None or e.slot == slot else None
 
     def _add(self, slot: int, ref: int, side: int, px: int, shares: int) -> None:
         if shares == 0 or px == 0:
@@ -272,12 +277,13 @@ class BookModel:
             assert old is not None
             self.count["duplicate_ref"] += 1
             self.books[old.slot].sticky = True
-            row[way] = order
+            row[way] = order                    # `where` already points here
         else:
             # 2-left: the candidate set with more free ways, bank 0 on a tie.
             rows = [bank[s] for bank, s in zip(self.table, order_sets(ref, self.p.sets),
                                                strict=True)]
-            frees = [sum(not self._live(e) for e in r) for r in rows]
+            gen = self.gen
+            frees = [sum(1 for e in r if e is None or e.gen != gen) for r in rows]
             row = rows[1] if frees[1] > frees[0] else rows[0]
             free = next((w for w, e in enumerate(row) if not self._live(e)), None)
             if free is None:
@@ -285,6 +291,7 @@ class BookModel:
                 self.books[slot].sticky = True
             else:
                 row[free] = order
+                self.where[ref] = (row, free)
         self._level_add(slot, side, px, shares)
 
     def _modify(self, slot: int, kind: str, msg: dict[str, Any]) -> None:
@@ -306,6 +313,7 @@ class BookModel:
         leaves = e.shares == 0
         if leaves:
             row[way] = None
+            del self.where[e.ref]
         self._level_remove(slot, e.side, e.px, take, leaves)
         if kind == "U":
             self._add(slot, msg["new_ref"], e.side, msg["price"], msg["shares"])
