@@ -18,10 +18,10 @@ at least 14 cycles (12 bytes and a 2-byte length), and the longest path below ta
 message is in flight, stage by stage (t0 is the cycle the decoded message is valid, two after
 its last byte was on the pins):
 
-    t0  find the slot (symbol or locate CAM); read the book row and the order's table set
-    t1  A/F: add to the level; H: trading state; table hit/free from the set     -> update
+    t0  find the slot (symbol or locate CAM); read the book row and the order's two sets
+    t1  A/F: add to the level; H: trading state; hit or room in the sets read     -> update
     t2  A/F: write the new entry.  E/C/X/D/U: remove from the level, write the entry -> update
-    t3  U: add the new order (its set was read at t1, with t2's write forwarded)  -> update
+    t3  U: add the new order (its sets were read at t1, with t2's write forwarded) -> update
 
 The update is registered: valid at t2 for A/F/H (4 cycles after the last byte), t3 for
 E/C/X/D (5) and t4 for U (6).

@@ -12,9 +12,8 @@ they find their slot by the learned locate; a message for no watched instrument 
 Order table. Two banks of `sets` x `ways`: an order's reference names one set in each bank
 (`order_sets`), and it lives in whichever has more free ways (bank 0 on a tie), in the lowest
 free way there. An order whose two sets are both full is not stored (`table_full`): the
-instrument's
-book is marked uncertain until the next clear, because its shares sit in a level that nothing
-can ever take them out of again. E/C/X/D/U look the reference up in the message's instrument;
+instrument's book is marked uncertain until the next clear, because its shares sit in a level
+that nothing can ever take them out of again. E/C/X/D/U look the reference up in the message's instrument;
 not found is `unknown_ref` (counted, ignored). An execute or cancel of more than remains is
 clamped to what remains (`clamped`). A/F/U with zero shares or zero price are rejected
 (`rejected`), as itch-book rejects them. A new reference that is already live (never in a real
@@ -38,7 +37,8 @@ the card then marks every book uncertain for good (`poisoned`).
 
 Uncertainty also comes from outside: a MoldUDP64 gap marks every book uncertain (`gap`), and a
 frame whose verdict is bad after some of its messages were applied marks the books those
-messages touched (`verdict`). Both last until the next clear.
+messages touched (`verdict`). Both last until the next clear, as does the uncertainty of a
+slot written by the host (`watch`): its book missed whatever came before.
 
 Output: one `TopUpdate` for each message that changes its instrument's top of book (price or
 shares of either side), its uncertain flag or its trading state; and one with `clear` set for
