@@ -420,7 +420,8 @@ class OrderBook(wiring.Component):
         # -- book row edits: one add and one remove, on the side the stage names ---------------
         side_sel = Signal()
         side_in = Signal(self._side)
-        m.d.comb += side_in.eq(row[side_sel])
+        # Mux, not row[side_sel]: a Value index becomes a shift over the whole 2.6 kbit row.
+        m.d.comb += side_in.eq(Mux(side_sel, row[SELL], row[BUY]))
         is_bid = side_sel == BUY
         add_en, add_px, add_qty = Signal(), Signal(32), Signal(BOOK_QTY_BITS)
         rm_en, rm_px, rm_qty, rm_leaves = Signal(), Signal(32), Signal(BOOK_QTY_BITS), Signal()
@@ -430,12 +431,14 @@ class OrderBook(wiring.Component):
         rm.remove(rm_en, rm_px, rm_qty, rm_leaves)
         row_next = Signal(self._row)
         m.d.comb += row_next.eq(row)
-        with m.If(add_en):
-            m.d.comb += [row_next[side_sel].eq(add.out),
-                         taint["op"].eq(Mux(add.taint, 1 << r_slot, 0))]
-        with m.If(rm_en):
-            m.d.comb += [row_next[side_sel].eq(rm.out),
-                         taint["op"].eq(Mux(rm.taint, 1 << r_slot, 0))]
+        side_out = Signal(self._side)
+        m.d.comb += side_out.eq(Mux(add_en, add.out, rm.out))
+        with m.If(add_en | rm_en):
+            with m.If(side_sel):
+                m.d.comb += row_next[SELL].eq(side_out)
+            with m.Else():
+                m.d.comb += row_next[BUY].eq(side_out)
+            m.d.comb += taint["op"].eq(Mux(Mux(add_en, add.taint, rm.taint), 1 << r_slot, 0))
         with m.If(add_en | rm_en):
             m.d.sync += [row.eq(row_next), row_valid.bit_select(r_slot, 1).eq(1)]
             m.d.comb += [row_wr.addr.eq(r_slot), row_wr.data.eq(row_next), row_wr.en.eq(1)]
