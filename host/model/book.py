@@ -13,9 +13,9 @@ Order table. Two banks of `sets` x `ways`: an order's reference names one set in
 (`order_sets`), and it lives in whichever has more free ways (bank 0 on a tie), in the lowest
 free way there. An order whose two sets are both full is not stored (`table_full`): the
 instrument's book is marked uncertain until the next clear, because its shares sit in a level
-that nothing can ever take them out of again. E/C/X/D/U look the reference up in the message's instrument;
-not found is `unknown_ref` (counted, ignored). An execute or cancel of more than remains is
-clamped to what remains (`clamped`). A/F/U with zero shares or zero price are rejected
+that nothing can ever take them out of again. E/C/X/D/U look the reference up in the message's
+instrument; not found is `unknown_ref` (counted, ignored). An execute or cancel of more than
+remains is clamped to what remains (`clamped`). A/F/U with zero shares or zero price are rejected
 (`rejected`), as itch-book rejects them. A new reference that is already live (never in a real
 feed: references are unique per day) overwrites the entry (`duplicate_ref`) and marks the old
 order's book uncertain, since its shares stay in their level.
