@@ -118,6 +118,33 @@ def order_sets(ref, sets: int):
     return ref[:bits] ^ high, ref[:bits][::-1] ^ high
 
 
+def _lowest(m, bits, name):
+    """One-hot of the lowest set bit of `bits` (zero if none): x & -x is a carry chain, where a
+    priority `If` chain over 32 ways would be 32 LUT levels deep."""
+    onehot = Signal(len(bits), name=name)
+    m.d.comb += onehot.eq(bits & (~bits + 1))
+    return onehot
+
+
+def _encode(m, onehot, name):
+    """The index of a one-hot value: bit k is the OR of the inputs whose index has bit k."""
+    n = len(onehot)
+    index = Signal(range(n), name=name)
+    if len(index):
+        m.d.comb += index.eq(Cat(Cat(onehot[i] for i in range(n) if i >> k & 1).any()
+                                 for k in range(len(index))))
+    return index
+
+
+def _popcount(bits):
+    """The number of set bits, as a balanced adder tree."""
+    terms = [bits[i] for i in range(len(bits))]
+    while len(terms) > 1:
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
+                 for i in range(0, len(terms), 2)]
+    return terms[0]
+
+
 def _better(is_bid, a, b):
     return Mux(is_bid, a > b, a < b)
 
@@ -287,10 +314,9 @@ class OrderBook(wiring.Component):
         use_symbol = is_["R"] | is_["H"] | is_["A"] | is_["F"]
         use_locate = is_["E"] | is_["C"] | is_["X"] | is_["D"] | is_["U"]
         match = Mux(use_symbol, by_symbol, Mux(use_locate, by_locate, 0))
-        slot = Signal(range(W))
-        for i in reversed(range(W)):            # the lowest matching slot wins
-            with m.If(match[i]):
-                m.d.comb += slot.eq(i)
+        match_sig = Signal(W)
+        m.d.comb += match_sig.eq(match)
+        slot = _encode(m, _lowest(m, match_sig, "slot_onehot"), "slot")    # lowest one wins
 
         clear = is_["S"] & Cat(body.S.event_code == ord(c) for c in BOOK_CLEAR_EVENTS).any()
         with m.If(clear):
@@ -378,7 +404,7 @@ class OrderBook(wiring.Component):
                 ]
             n_free = [Signal(range(p.ways + 1), name=f"n_free{b}") for b in range(BOOK_BANKS)]
             for b in range(BOOK_BANKS):
-                m.d.comb += n_free[b].eq(sum(free[b * p.ways + w] for w in range(p.ways)))
+                m.d.comb += n_free[b].eq(_popcount(free[b * p.ways:(b + 1) * p.ways]))
             bank1, room, pick = Signal(), Signal(n_places), Signal(n_places)
             m.d.comb += [
                 bank1.eq(n_free[1] > n_free[0]),
@@ -386,16 +412,15 @@ class OrderBook(wiring.Component):
                             free[p.ways:] & bank1.replicate(p.ways))),
                 pick.eq(Mux(hit.any(), hit, room)),
             ]
-            place, entry = Signal(range(n_places)), Signal(self._entry)
-            for i in reversed(range(n_places)):
-                with m.If(pick[i]):
-                    m.d.comb += place.eq(i)
+            onehot = _lowest(m, pick, "place_onehot")
+            place, entry = _encode(m, onehot, "place"), Signal(self._entry)
+            selected = Const(0, self._entry.size)
             for i, (_, rd, _) in enumerate(places):
-                with m.If(place == i):
-                    m.d.comb += entry.eq(rd.data)
+                selected = selected | Mux(onehot[i], rd.data, 0)
+            m.d.comb += entry.eq(selected)
             found, has_room, where = Signal(), Signal(), Signal(set_bits)
             m.d.comb += [found.eq(hit.any()), has_room.eq(room.any()),
-                         where.eq(Mux(place >= p.ways, r_set[1], r_set[0]))]
+                         where.eq(Mux(onehot[p.ways:].any(), r_set[1], r_set[0]))]
             return found, has_room, place, where, entry
 
         def new_entry(ref, side):
