@@ -21,7 +21,7 @@ import statistics
 import pytest
 
 from hdl.formats import BookParams
-from host.model.book import BookModel
+from host.model.book import BookModel, symbol_code
 
 SEEDS = range(3)
 GAP = 40              # mean distance between references of the watched instruments
@@ -45,7 +45,7 @@ def _refs(rng: random.Random):
 
 def _add(book: BookModel, ref: int) -> None:
     book.message({"type": "A", "locate": 1, "order_ref": ref, "side": ord("B"), "shares": 1,
-                  "stock": int.from_bytes(b"AAPL    ", "big"), "price": 100 + ref % 50})
+                  "stock": symbol_code("AAPL"), "price": 100 + ref % 50})
 
 
 def fill(seed: int) -> int:

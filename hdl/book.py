@@ -35,22 +35,24 @@ from amaranth.utils import ceil_log2
 from hdl.beats import beats
 from hdl.formats import (
     BOOK_BANKS,
+    BOOK_BUY,
     BOOK_CLEAR_EVENTS,
     BOOK_COUNT_BITS,
+    BOOK_COUNTERS,
     BOOK_GEN_BITS,
     BOOK_QTY_BITS,
+    BOOK_SELL,
+    BOOK_TRADING,
     BookParams,
     Drop,
 )
 from hdl.itch import ItchMessage, Verdict
 from hdl.moldudp64 import GapReport
 
-__all__ = ["WatchWrite", "TopUpdate", "OrderBook", "BOOK_COUNTERS", "Level"]
+__all__ = ["WatchWrite", "TopUpdate", "OrderBook", "Level"]
 
-BOOK_COUNTERS = ("updates", "unknown_ref", "clamped", "rejected", "duplicate_ref", "table_full",
-                 "level_overflow", "clears")
-BUY, SELL = 0, 1
-TRADING = ord("T")
+BUY, SELL = BOOK_BUY, BOOK_SELL
+TRADING = ord(BOOK_TRADING)
 
 
 class WatchWrite(data.Struct):
@@ -166,10 +168,16 @@ class _SideOp:
             self.taint.eq(total[-1]),
         ]
 
+    def _per_level(self, name, term):
+        # A Signal, not the expression: it is used at every level (see `lookup`).
+        v = Signal(self.n, name=name)
+        self.m.d.comb += v.eq(Cat(term(lv) for lv in self.side.levels))
+        return v
+
     def add(self, enable, px, qty, overflow):
         m, n, lv, out = self.m, self.n, self.side.levels, self.out
-        eq = Cat(lv[i].valid & (lv[i].px == px) for i in range(n))
-        bt = Cat(lv[i].valid & _better(self.is_bid, lv[i].px, px) for i in range(n))
+        eq = self._per_level("add_eq", lambda lv: lv.valid & (lv.px == px))
+        bt = self._per_level("add_better", lambda lv: lv.valid & _better(self.is_bid, lv.px, px))
         full = lv[n - 1].valid
         orphan = (self.side.orphans != 0) & ~_better(self.is_bid, px, self.side.cut)
         new = Signal(Level, name="new_level")
@@ -189,12 +197,11 @@ class _SideOp:
                         ]
             with m.Else():
                 # Levels better than px stay, px goes in after them, the rest move down one.
-                for i in range(n):
+                with m.If(~bt[0]):
+                    m.d.comb += out.levels[0].eq(new)
+                for i in range(1, n):
                     with m.If(~bt[i]):
-                        with m.If((i == 0) | bt[i - 1 if i else 0]):
-                            m.d.comb += out.levels[i].eq(new)
-                        with m.Else():
-                            m.d.comb += out.levels[i].eq(lv[i - 1 if i else 0])
+                        m.d.comb += out.levels[i].eq(Mux(bt[i - 1], new, lv[i - 1]))
                 with m.If(full):
                     m.d.comb += overflow.eq(1)
                     with m.If(bt.all()):                # worse than every level: not kept
@@ -206,7 +213,7 @@ class _SideOp:
 
     def remove(self, enable, px, qty, leaves):
         m, n, lv, out = self.m, self.n, self.side.levels, self.out
-        eq = Cat(lv[i].valid & (lv[i].px == px) for i in range(n))
+        eq = self._per_level("rm_eq", lambda lv: lv.valid & (lv.px == px))
         count = Signal(BOOK_COUNT_BITS)
         m.d.comb += count.eq(0)
         for i in range(n):
@@ -429,15 +436,18 @@ class OrderBook(wiring.Component):
                          e.px.eq(r_px), e.shares.eq(r_shares), e.gen.eq(gen)]
             return e
 
-        def insert(enable, found, free, entry, ref, side):
-            """Store the new order (A/F at t1 for t2, U at t3): over a duplicate, else in a
-            free way, else nowhere and the book is uncertain."""
+        def new_order(enable, found, free, dup_slot, ref, side):
+            """A new order (A/F at t1, U at t3): rejected with zero shares or price; else added
+            to its level and stored over a duplicate, else in a free way, else nowhere and the
+            book is uncertain. Returns whether to write the entry, and the entry."""
             ins = Signal(name="ins")
-            with m.If(enable):
-                m.d.comb += ins.eq(found | free)
+            with m.If(enable & rejected):
+                m.d.comb += count["rejected"].eq(1)
+            with m.If(enable & ~rejected):
+                m.d.comb += [ins.eq(found | free), side_sel.eq(side), add_en.eq(1),
+                             add_px.eq(r_px), add_qty.eq(r_shares)]
                 with m.If(found):
-                    m.d.comb += [count["duplicate_ref"].eq(1),
-                                 taint["dup"].eq(1 << entry.slot)]
+                    m.d.comb += [count["duplicate_ref"].eq(1), taint["dup"].eq(1 << dup_slot)]
                 with m.Elif(~free):
                     m.d.comb += [count["table_full"].eq(1), taint["full"].eq(1 << r_slot)]
             return ins, new_entry(ref, side)
@@ -463,10 +473,11 @@ class OrderBook(wiring.Component):
                 m.d.comb += row_next[SELL].eq(side_out)
             with m.Else():
                 m.d.comb += row_next[BUY].eq(side_out)
-            m.d.comb += taint["op"].eq(Mux(Mux(add_en, add.taint, rm.taint), 1 << r_slot, 0))
-        with m.If(add_en | rm_en):
+            m.d.comb += [
+                taint["op"].eq(Mux(Mux(add_en, add.taint, rm.taint), 1 << r_slot, 0)),
+                row_wr.addr.eq(r_slot), row_wr.data.eq(row_next), row_wr.en.eq(1),
+            ]
             m.d.sync += [row.eq(row_next), row_valid.bit_select(r_slot, 1).eq(1)]
-            m.d.comb += [row_wr.addr.eq(r_slot), row_wr.data.eq(row_next), row_wr.en.eq(1)]
 
         # One lookup serves every stage: at t1 the message's reference (for A/F in any
         # instrument, to catch a duplicate; for E/C/X/D/U in the message's), at t2 U's new one,
@@ -483,14 +494,8 @@ class OrderBook(wiring.Component):
 
         # -- t1: A/F add, H state; the looked-up order of E/C/X/D/U is kept for t2 -------------
         rejected = (r_shares == 0) | (r_px == 0)
-        af = s1 & (r["A"] | r["F"])
-        ins, ins_entry = insert(af & ~rejected, found, free, entry, r_ref, r_side)
-        with m.If(af):
-            with m.If(rejected):
-                m.d.comb += count["rejected"].eq(1)
-            with m.Else():
-                m.d.comb += [side_sel.eq(r_side), add_en.eq(1), add_px.eq(r_px),
-                             add_qty.eq(r_shares)]
+        ins, ins_entry = new_order(s1 & (r["A"] | r["F"]), found, free, entry.slot, r_ref,
+                                   r_side)
         p_ins, p_place, p_set, p_entry = Signal(), Signal.like(place), Signal(set_bits), \
             Signal(self._entry)
         m.d.sync += [p_ins.eq(ins), p_place.eq(place), p_set.eq(where), p_entry.eq(ins_entry)]
@@ -537,19 +542,10 @@ class OrderBook(wiring.Component):
                      q_dup_slot.eq(entry.slot)]
 
         # -- t3: U adds the new order on the old one's side -----------------------------------
-        q_dup = Signal(self._entry)
-        m.d.comb += q_dup.slot.eq(q_dup_slot)
-        u_ins, u_entry = insert(s3 & ~rejected, q_found, q_free, q_dup, r_new_ref,
-                                o_entry.side)
-        with m.If(s3):
-            with m.If(rejected):
-                m.d.comb += count["rejected"].eq(1)
-            with m.Else():
-                m.d.comb += [side_sel.eq(o_entry.side), add_en.eq(1), add_px.eq(r_px),
-                             add_qty.eq(r_shares)]
-            with m.If(u_ins):
-                m.d.comb += [wr_en.eq(1), wr_place.eq(q_place), wr_set.eq(q_set),
-                             wr_entry.eq(u_entry)]
+        u_ins, u_entry = new_order(s3, q_found, q_free, q_dup_slot, r_new_ref, o_entry.side)
+        with m.If(u_ins):
+            m.d.comb += [wr_en.eq(1), wr_place.eq(q_place), wr_set.eq(q_set),
+                         wr_entry.eq(u_entry)]
 
         # -- the update: at the message's last stage, if its view changed ----------------------
         def view(r, stk, st):

@@ -10,9 +10,9 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.beats import beats
-from hdl.book import BOOK_COUNTERS, OrderBook, TopUpdate, WatchWrite
+from hdl.book import OrderBook, TopUpdate, WatchWrite
 from hdl.feed import Counters, FeedHandler, SubscriptionWrite
-from hdl.formats import BookParams
+from hdl.formats import BOOK_COUNTERS, BookParams
 from hdl.mac_rx import GmiiRx
 
 __all__ = ["Core"]

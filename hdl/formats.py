@@ -15,7 +15,8 @@ __all__ = [
     "IP_PROTO_UDP", "MOLD_HEADER_LEN", "MOLD_HEARTBEAT", "MOLD_END_OF_SESSION", "SESSION_LEN",
     "N_SUBSCRIPTIONS", "Drop", "ITCH_LENGTHS", "ITCH_TYPES", "ITCH_HEADER", "ITCH_BODIES",
     "ITCH_HEADER_LEN", "ITCH_MAX_BODY", "multicast_mac", "BOOK_CLEAR_EVENTS", "BOOK_QTY_BITS",
-    "BOOK_COUNT_BITS", "BOOK_GEN_BITS", "BOOK_BANKS", "order_hash", "order_sets", "BookParams",
+    "BOOK_COUNT_BITS", "BOOK_GEN_BITS", "BOOK_BANKS", "BOOK_BUY", "BOOK_SELL", "BOOK_TRADING",
+    "BOOK_COUNTERS", "order_hash", "order_sets", "BookParams",
 ]
 
 # Ethernet frame sizes count the destination MAC through the FCS, not preamble/SFD.
@@ -115,6 +116,11 @@ BOOK_QTY_BITS = 32            # shares of an order and of a price level
 BOOK_COUNT_BITS = 16          # orders per level, orphans per side
 BOOK_GEN_BITS = 16            # order table generation: a clear is one increment
 BOOK_BANKS = 2                # order table banks, one candidate set in each (`order_sets`)
+BOOK_BUY, BOOK_SELL = 0, 1    # side index in a book row and an order entry
+BOOK_TRADING = "T"            # the H trading state that is not halted; also the initial one
+# The book's counters, in the order the gateware exports them (counters.json "book").
+BOOK_COUNTERS = ("updates", "unknown_ref", "clamped", "rejected", "duplicate_ref", "table_full",
+                 "level_overflow", "clears")
 
 
 def order_hash(ref: int, sets: int) -> int:

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hdl.book import BOOK_COUNTERS, WatchWrite
 from hdl.book import TopUpdate as TopUpdateLayout
+from hdl.book import WatchWrite
 from hdl.core import Core
-from hdl.formats import BookParams
+from hdl.formats import BOOK_COUNTERS, BookParams
 from host.model import pack
 from host.model.book import BookModel, TopUpdate, symbol_code
 from host.model.feed import FeedModel, Subscription

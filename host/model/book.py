@@ -52,10 +52,14 @@ from typing import Any
 
 from hdl.formats import (
     BOOK_BANKS,
+    BOOK_BUY,
     BOOK_CLEAR_EVENTS,
     BOOK_COUNT_BITS,
+    BOOK_COUNTERS,
     BOOK_GEN_BITS,
     BOOK_QTY_BITS,
+    BOOK_SELL,
+    BOOK_TRADING,
     BookParams,
     Drop,
     order_sets,
@@ -64,12 +68,12 @@ from hdl.formats import (
 __all__ = ["BookParams", "TopUpdate", "BookModel", "quote_changes", "bbo_rows", "bbo_csv",
            "symbol_code", "BBO_HEADER", "BUY", "SELL"]
 
-BUY, SELL = 0, 1
+BUY, SELL = BOOK_BUY, BOOK_SELL
 _SIDES = {ord("B"): BUY, ord("S"): SELL}
 _QTY_MAX = (1 << BOOK_QTY_BITS) - 1
 _COUNT_MAX = (1 << BOOK_COUNT_BITS) - 1
 _GEN_MAX = (1 << BOOK_GEN_BITS) - 1
-_TRADING = "T"
+_TRADING = BOOK_TRADING
 
 
 @dataclass(frozen=True)
@@ -148,7 +152,7 @@ class BookModel:
         self.where: dict[int, tuple[list[_Order | None], int]] = {}
         self.poisoned = False
         self.touched: set[int] = set()     # slots the current frame's messages changed
-        self.count = {name: 0 for name in COUNTERS}
+        self.count = {name: 0 for name in BOOK_COUNTERS}
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -364,9 +368,6 @@ class BookModel:
         sd.orphans = total & _COUNT_MAX
 
 
-COUNTERS = ("updates", "unknown_ref", "clamped", "rejected", "duplicate_ref", "table_full",
-            "level_overflow", "clears")
-"""The book's counters, in the order the gateware exports them."""
 
 
 def symbol_code(symbol: str) -> int:
