@@ -2,7 +2,7 @@
 
 The semantics (watchlist, order table, price levels with orphans, clearing, uncertainty) are
 specified by `host.model.book`, whose docstring is the reference; this file says how the card
-does it in a few cycles.
+does it in a few cycles at 125 MHz.
 
 Storage:
 * The order table is two banks of `ways` memories of `sets` entries (block RAM), all read
@@ -10,24 +10,40 @@ Storage:
   the reference without its lowest chunk (implied by the set), instrument, side, price,
   remaining shares and the generation it was written in.
 * The books are one row per watched instrument (bid and ask side: levels best first, orphan
-  count and cut price), in a memory read asynchronously (LUT RAM), so a row is in a register one
-  cycle after the message arrives.
+  count and cut price), in a memory read asynchronously (LUT RAM) into the register `row`.
 
-A message is finished before the next can arrive: on the 8-bit datapath an ITCH message takes
-at least 14 cycles (12 bytes and a 2-byte length), and the longest path below takes 4. So one
-message is in flight, stage by stage (t0 is the cycle the decoded message is valid, two after
-its last byte was on the pins):
+Lookups run ahead of the message, on the decoder's heads (`hdl.itch.ItchHead`): the slot is
+found (by locate for E/C/X/D/U, as soon as byte 2 is in; by symbol for R/H/A/F) and its row
+read, and the order table searched for the reference (and for U's new one), in a pipeline of
+its own:
 
-    t0  find the slot (symbol or locate CAM); read the book row and the order's two sets
-    t1  A/F: add to the level; H: trading state; hit or room in the sets read     -> update
-    t2  A/F: write the new entry.  E/C/X/D/U: remove from the level, write the entry -> update
-    t3  U: add the new order (its sets were read at t1, with t2's write forwarded) -> update
+    P0  head: hash the reference, address the 32 ways      (U: the new reference a cycle later)
+    P1  per way: live? same reference (and instrument)? its price at the top of its side?
+    P2  the hit: its entry; free ways per bank                -> found, entry  (U: old place freed)
+    P3  2-left placement: the set with more free ways, its lowest free way  -> place
 
-The update is registered: valid at t2 for A/F/H (4 cycles after the last byte), t3 for
-E/C/X/D (5) and t4 for U (6).
+For every type but D the lookup is done when the message's last byte arrives; D's reference
+*is* its last field, so D waits three cycles for it. Then one message is executed, stage by
+stage (a message leaves at least 14 cycles to the next):
+
+    R1   E/C/X: how much to take; does the order leave (a compare)
+    RM0  E/C/X/D: the update, from the top two levels alone.  E/C/X/D/U: scan the side
+    RM1  the side without the order: row and entry written back
+    ADD0 A/F/U: scan the side for the new price; the update's candidates
+    ADD1 A/F/U: the update; the side with the order: row and entry written
+
+"Scan" compares every level with the price and precomputes sums, all registered, so the
+edit in the next stage is only multiplexers. The update never waits for the edit: its top is
+chosen from candidates computed beside the scan. Cycles from a message's last byte on the
+pins to its update valid: A/F/E/C/X/H 4, D and U 6.
+
+Two taints are applied to the book a message after the update that caused them: a count of
+orders at one level or of orphans overflowing 16 bits, and an order leaving from a price with
+neither a level nor orphans. Both need more orders than the table holds (asserted below), or
+a book that is already uncertain, so no update can differ from the model's.
 """
 
-from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth import Cat, Const, Module, Mux, Signal, Value
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
@@ -46,7 +62,7 @@ from hdl.formats import (
     BookParams,
     Drop,
 )
-from hdl.itch import ItchMessage, Verdict
+from hdl.itch import ItchHead, ItchMessage, Verdict
 from hdl.moldudp64 import GapReport
 
 __all__ = ["WatchWrite", "TopUpdate", "OrderBook", "Level"]
@@ -151,87 +167,9 @@ def _better(is_bid, a, b):
     return Mux(is_bid, a > b, a < b)
 
 
-class _SideOp:
-    """Combinational edit of one side of a book row; `out` is the side afterwards."""
-
-    def __init__(self, m: Module, levels: int, side, is_bid, name: str):
-        self.m, self.n, self.side, self.is_bid = m, levels, side, is_bid
-        self.out = Signal(side_layout(levels), name=f"{name}_out")
-        self.taint = Signal(name=f"{name}_taint")       # the side can no longer vouch
-        m.d.comb += self.out.eq(side)
-
-    def _orphans(self, delta):
-        total = Signal(BOOK_COUNT_BITS + 1)
-        self.m.d.comb += [
-            total.eq(self.side.orphans + delta),
-            self.out.orphans.eq(total),
-            self.taint.eq(total[-1]),
-        ]
-
-    def _per_level(self, name, term):
-        # A Signal, not the expression: it is used at every level (see `lookup`).
-        v = Signal(self.n, name=name)
-        self.m.d.comb += v.eq(Cat(term(lv) for lv in self.side.levels))
-        return v
-
-    def add(self, enable, px, qty, overflow):
-        m, n, lv, out = self.m, self.n, self.side.levels, self.out
-        eq = self._per_level("add_eq", lambda lv: lv.valid & (lv.px == px))
-        bt = self._per_level("add_better", lambda lv: lv.valid & _better(self.is_bid, lv.px, px))
-        full = lv[n - 1].valid
-        orphan = (self.side.orphans != 0) & ~_better(self.is_bid, px, self.side.cut)
-        new = Signal(Level, name="new_level")
-        m.d.comb += [new.valid.eq(1), new.px.eq(px), new.qty.eq(qty), new.count.eq(1)]
-        with m.If(enable):
-            with m.If(orphan):
-                self._orphans(1)
-            with m.Elif(eq.any()):
-                for i in range(n):
-                    with m.If(eq[i]):
-                        qty_sum = Signal(BOOK_QTY_BITS + 1)
-                        m.d.comb += [
-                            qty_sum.eq(lv[i].qty + qty),
-                            out.levels[i].qty.eq(qty_sum),
-                            out.levels[i].count.eq(lv[i].count + 1),
-                            self.taint.eq(qty_sum[-1] | lv[i].count.all()),
-                        ]
-            with m.Else():
-                # Levels better than px stay, px goes in after them, the rest move down one.
-                with m.If(~bt[0]):
-                    m.d.comb += out.levels[0].eq(new)
-                for i in range(1, n):
-                    with m.If(~bt[i]):
-                        m.d.comb += out.levels[i].eq(Mux(bt[i - 1], new, lv[i - 1]))
-                with m.If(full):
-                    m.d.comb += overflow.eq(1)
-                    with m.If(bt.all()):                # worse than every level: not kept
-                        m.d.comb += out.cut.eq(px)
-                        self._orphans(1)
-                    with m.Else():
-                        m.d.comb += out.cut.eq(lv[n - 1].px)
-                        self._orphans(lv[n - 1].count)
-
-    def remove(self, enable, px, qty, leaves):
-        m, n, lv, out = self.m, self.n, self.side.levels, self.out
-        eq = self._per_level("rm_eq", lambda lv: lv.valid & (lv.px == px))
-        count = Signal(BOOK_COUNT_BITS)
-        m.d.comb += count.eq(0)
-        for i in range(n):
-            with m.If(eq[i]):
-                m.d.comb += count.eq(lv[i].count - leaves)
-        with m.If(enable):
-            with m.If(eq.any()):
-                for i in range(n):
-                    with m.If(eq[i]):
-                        m.d.comb += [out.levels[i].qty.eq(lv[i].qty - qty),
-                                     out.levels[i].count.eq(count)]
-                with m.If(count == 0):
-                    # The level goes: everything from it on moves up one.
-                    for i in range(n):
-                        with m.If(eq[:i + 1].any()):
-                            m.d.comb += out.levels[i].eq(lv[i + 1] if i + 1 < n else 0)
-            with m.Elif(leaves):
-                self._orphans(-1)
+def _unsure(side):
+    """A side with no level but orphans does not know its top."""
+    return ~side.levels[0].valid & (side.orphans != 0)
 
 
 class OrderBook(wiring.Component):
@@ -239,10 +177,16 @@ class OrderBook(wiring.Component):
 
     def __init__(self, params: BookParams | None = None):
         self.params = p = params or BookParams()
+        # A level's order count and a side's orphans count orders that are in the table, so
+        # they overflow only in a book that is already uncertain (see the module docstring).
+        if p.capacity >= 1 << BOOK_COUNT_BITS:
+            raise ValueError(f"the order table must hold fewer than {1 << BOOK_COUNT_BITS} "
+                             f"orders (BOOK_COUNT_BITS), not {p.capacity}")
         self._entry = entry_layout(p)
         self._side = side_layout(p.levels)
         self._row = data.ArrayLayout(self._side, 2)
         super().__init__({
+            "head": In(beats(ItchHead)),
             "message": In(beats(ItchMessage)),
             "verdict": In(beats(Verdict)),
             "gap": In(beats(GapReport)),
@@ -254,11 +198,20 @@ class OrderBook(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         p = self.params
-        W, set_bits = p.slots, ceil_log2(p.sets)
+        W, N, set_bits = p.slots, p.levels, ceil_log2(p.sets)
+        n_places = BOOK_BANKS * p.ways
         count = {name: Signal(name=f"count_{name}") for name in BOOK_COUNTERS}
         for i, name in enumerate(BOOK_COUNTERS):
             with m.If(count[name]):
                 m.d.sync += self.counters[i].eq(self.counters[i] + 1)
+
+        def sig(value, name):
+            """`value` as a Signal: Amaranth re-emits an expression at every use, and most of
+            these are used per way or per level (measured: nested lookup expressions grew the
+            netlist with the fourth power of the ways)."""
+            s = Signal(len(Value.cast(value)), name=name)
+            m.d.comb += s.eq(value)
+            return s
 
         # -- per-instrument registers ----------------------------------------------------------
         symbol = Signal(data.ArrayLayout(64, W))
@@ -283,7 +236,7 @@ class OrderBook(wiring.Component):
             with m.If(self.verdict.payload.drop != Drop.NONE):
                 m.d.comb += taint["verdict"].eq(touched)
         with m.If(self.gap.valid):
-            m.d.comb += taint["gap"].eq(~0)
+            m.d.comb += taint["gap"].eq((1 << W) - 1)
 
         ww = self.watch_write.payload
         with m.If(self.watch_write.valid):
@@ -293,37 +246,152 @@ class OrderBook(wiring.Component):
                                  known[i].eq(0), row_valid[i].eq(0), state[i].eq(TRADING),
                                  sticky[i].eq(ww.enable)]
 
-        # -- t0: the message arrives -----------------------------------------------------------
-        msg, body = self.message.payload, self.message.payload.body
-        kind = msg.type
-        is_ = {t: Signal(name=f"is_{t}") for t in "SRHAFECXDU"}
-        for t, sig in is_.items():
-            m.d.comb += sig.eq(self.message.valid & (kind == ord(t)))
-        stock, ref, shares = Signal(64), Signal(64), Signal(BOOK_QTY_BITS)
-        side, px = Signal(8), Signal(32)
-        with m.Switch(kind):
-            for t in "RHAFECXDU":
-                b = getattr(body, t)
-                with m.Case(ord(t)):
-                    if t in "RHAF":
-                        m.d.comb += stock.eq(b.stock)
-                    if t in "AFECXDU":
-                        m.d.comb += ref.eq(b.order_ref)
-                    if t in "AFECXU":
-                        m.d.comb += shares.eq(b.shares)
-                    if t in "AFU":
-                        m.d.comb += px.eq(b.price)
-                    if t in "AF":
-                        m.d.comb += side.eq(b.side)
+        # -- heads: find the slot, read its row ------------------------------------------------
+        h, hv = self.head.payload, self.head.valid
+        h_is = {t: sig(hv & (h.type == ord(t)), f"head_{t}") for t in "RHAFECXDU"}
+        by_symbol = hv & h.key & (h_is["R"] | h_is["H"] | h_is["A"] | h_is["F"])
+        by_locate = hv & ~h.key & (h_is["E"] | h_is["C"] | h_is["X"] | h_is["D"] | h_is["U"])
+        cam = Mux(by_symbol,
+                  Cat(enabled[i] & (symbol[i] == h.stock) for i in range(W)),
+                  Cat(enabled[i] & known[i] & (locate[i] == h.locate) for i in range(W)))
+        s_match, s_find, s_read = Signal(W), Signal(), Signal()
+        slot, slot_ok = Signal(range(W)), Signal()      # the slot of the message to come
+        m.d.sync += [s_match.eq(Mux(by_symbol | by_locate, cam, 0)),
+                     s_find.eq(by_symbol | by_locate), s_read.eq(s_find)]
+        with m.If(s_find):                              # the lowest matching slot wins
+            m.d.sync += [slot.eq(_encode(m, _lowest(m, s_match, "slot_onehot"), "slot_index")),
+                         slot_ok.eq(s_match.any())]
 
-        by_symbol = Cat(enabled[i] & (symbol[i] == stock) for i in range(W))
-        by_locate = Cat(enabled[i] & known[i] & (locate[i] == msg.locate) for i in range(W))
-        use_symbol = is_["R"] | is_["H"] | is_["A"] | is_["F"]
-        use_locate = is_["E"] | is_["C"] | is_["X"] | is_["D"] | is_["U"]
-        match = Mux(use_symbol, by_symbol, Mux(use_locate, by_locate, 0))
-        match_sig = Signal(W)
-        m.d.comb += match_sig.eq(match)
-        slot = _encode(m, _lowest(m, match_sig, "slot_onehot"), "slot")    # lowest one wins
+        row_mem = memory.Memory(shape=self._row, depth=W, init=[])
+        m.submodules.rows = row_mem
+        row_rd, row_wr = row_mem.read_port(domain="comb"), row_mem.write_port()
+        row = Signal(self._row)             # the slot's book row, as edited so far
+        m.d.comb += [row_rd.addr.eq(slot), row_wr.addr.eq(slot)]
+        with m.If(s_read):
+            m.d.sync += row.eq(Mux(row_valid.bit_select(slot, 1), row_rd.data, 0))
+        # This message's own taints are added where they arise; others (a verdict, a gap)
+        # follow the message in the model, so they must not show in its update.
+        slot_sticky = sig(poisoned | sticky.bit_select(slot, 1), "slot_sticky")
+        slot_state = sig(state[slot], "slot_state")
+
+        # -- heads: search the order table -----------------------------------------------------
+        places = []                         # place i: way i % ways of bank i // ways
+        for b in range(BOOK_BANKS):
+            for w in range(p.ways):
+                mem = memory.Memory(shape=self._entry, depth=p.sets, init=[])
+                m.submodules[f"bank{b}_way{w}"] = mem
+                places.append((b, mem.read_port(), mem.write_port()))
+        in_bank = [slice(b * p.ways, (b + 1) * p.ways) for b in range(BOOK_BANKS)]
+
+        # P0. The key head of A/F (any instrument: a duplicate) or E/C/X/D/U (this one); U's
+        # new reference (any instrument) the cycle after.
+        key_beat = sig(hv & h.key & (h_is["A"] | h_is["F"] | h_is["E"] | h_is["C"]
+                                     | h_is["X"] | h_is["D"] | h_is["U"]), "key_beat")
+        u_second, new_ref_held = Signal(), Signal(64)
+        m.d.sync += [u_second.eq(key_beat & h_is["U"]), new_ref_held.eq(h.new_ref)]
+        p0_key = sig(Mux(u_second, new_ref_held, h.order_ref), "p0_key")
+        p0_sets = [sig(s_, f"p0_set{b}") for b, s_ in enumerate(order_sets(p0_key, p.sets))]
+        for b, rd, _ in places:
+            m.d.comb += rd.addr.eq(p0_sets[b])
+        p1 = {"valid": Signal(name="p1_valid"), "key": Signal(64, name="p1_key"),
+              "any": Signal(name="p1_any"), "new": Signal(name="p1_new"),
+              "set": [Signal(set_bits, name=f"p1_set{b}") for b in range(BOOK_BANKS)]}
+        m.d.sync += [p1["valid"].eq(key_beat | u_second), p1["key"].eq(p0_key),
+                     p1["any"].eq(u_second | h_is["A"] | h_is["F"]), p1["new"].eq(u_second)]
+        m.d.sync += [p1["set"][b].eq(p0_sets[b]) for b in range(BOOK_BANKS)]
+
+        # P1. Every way's verdict on the key, registered with its entry.
+        p2_valid, p2_new = Signal(), Signal()
+        p2_hit, p2_free, p2_top = Signal(n_places), Signal(n_places), Signal(n_places)
+        p2_data = [Signal(self._entry, name=f"p2_data{i}") for i in range(n_places)]
+        p2_set = [Signal(set_bits, name=f"p2_set{b}") for b in range(BOOK_BANKS)]
+        p2_same = Signal(BOOK_BANKS)        # a U new reference's sets equal to the old one's
+        for i, (_, rd, _) in enumerate(places):
+            e = data.View(self._entry, rd.data)
+            live = sig(e.gen == gen, f"live{i}")
+            top_valid = Mux(e.side, row[SELL].levels[0].valid, row[BUY].levels[0].valid)
+            top_px = Mux(e.side, row[SELL].levels[0].px, row[BUY].levels[0].px)
+            m.d.sync += [
+                p2_hit[i].eq(live & (e.tag == p1["key"][set_bits:])
+                             & (p1["any"] | (e.slot == slot))),
+                p2_free[i].eq(~live),
+                p2_top[i].eq(top_valid & (top_px == e.px)),
+                p2_data[i].eq(rd.data),
+            ]
+        m.d.sync += [p2_valid.eq(p1["valid"]), p2_new.eq(p1["new"])]
+        m.d.sync += [p2_set[b].eq(p1["set"][b]) for b in range(BOOK_BANKS)]
+        m.d.sync += [p2_same[b].eq(p1["set"][b] == p2_set[b]) for b in range(BOOK_BANKS)]
+
+        # P2. The hit (at most one: a reference is stored once) and the free ways. For U's new
+        # reference the old order's place counts as free: it leaves before the new one enters.
+        o_found, o_hit, o_top, o_full = Signal(), Signal(n_places), Signal(), Signal()
+        o_entry = Signal(self._entry)       # the message's order (A/F: a live duplicate)
+        n_found, n_full, n_dup_slot = Signal(), Signal(), Signal(range(W))   # U's new ref
+        freed = sig(Mux(p2_new, o_hit & Cat(p2_same[b].replicate(p.ways)
+                                            for b in range(BOOK_BANKS)), 0), "freed")
+        hit = sig(p2_hit & ~freed, "hit")
+        free = sig(p2_free | freed, "free")
+        hit1 = _lowest(m, hit, "hit_onehot")
+        entry = Const(0, self._entry.size)
+        for i in range(n_places):
+            entry = entry | Mux(hit1[i], p2_data[i], 0)
+        entry_sig = Signal(self._entry)
+        m.d.comb += entry_sig.eq(entry)
+        with m.If(p2_valid & ~p2_new):
+            m.d.sync += [o_found.eq(hit.any()), o_hit.eq(hit1), o_entry.eq(entry_sig),
+                         o_top.eq((hit1 & p2_top).any()), o_full.eq(~hit.any() & ~free.any())]
+        with m.If(p2_valid & p2_new):
+            m.d.sync += [n_found.eq(hit.any()), n_full.eq(~hit.any() & ~free.any()),
+                         n_dup_slot.eq(entry_sig.slot)]
+        p3_valid, p3_new, p3_found = Signal(), Signal(), Signal()
+        p3_hit, p3_free = Signal(n_places), Signal(n_places)
+        p3_set = [Signal(set_bits, name=f"p3_set{b}") for b in range(BOOK_BANKS)]
+        p3_nfree = [Signal(range(p.ways + 1), name=f"p3_nfree{b}") for b in range(BOOK_BANKS)]
+        m.d.sync += [p3_valid.eq(p2_valid), p3_new.eq(p2_new), p3_found.eq(hit.any()),
+                     p3_hit.eq(hit1), p3_free.eq(free)]
+        m.d.sync += [p3_set[b].eq(p2_set[b]) for b in range(BOOK_BANKS)]
+        m.d.sync += [p3_nfree[b].eq(_popcount(free[in_bank[b]])) for b in range(BOOK_BANKS)]
+
+        # P3. Where the order is (or, not found, would go): 2-left, the lowest free way.
+        o_place, o_set = Signal(range(n_places)), Signal(set_bits)
+        n_place, n_set = Signal(range(n_places)), Signal(set_bits)
+        bank1 = sig(p3_nfree[1] > p3_nfree[0], "bank1")
+        room = sig(Cat(p3_free[in_bank[0]] & ~bank1.replicate(p.ways),
+                       p3_free[in_bank[1]] & bank1.replicate(p.ways)), "room")
+        pick = sig(Mux(p3_found, p3_hit, _lowest(m, room, "room_onehot")), "pick")
+        place = _encode(m, pick, "place")
+        where = sig(Mux(pick[in_bank[1]].any(), p3_set[1], p3_set[0]), "where")
+        with m.If(p3_valid & ~p3_new):
+            m.d.sync += [o_place.eq(place), o_set.eq(where)]
+        with m.If(p3_valid & p3_new):
+            m.d.sync += [n_place.eq(place), n_set.eq(where)]
+
+        # The lookups for the latest key head are in (P2 done) from its fourth cycle on.
+        looked_up = Signal()
+        with m.If(p2_valid & ~p2_new):
+            m.d.sync += looked_up.eq(1)
+        with m.If(key_beat):
+            m.d.sync += looked_up.eq(0)
+
+        wr_en, wr_place = Signal(), Signal(range(n_places))
+        wr_set, wr_entry = Signal(set_bits), Signal(self._entry)
+        for i, (_, _, wr) in enumerate(places):
+            m.d.comb += [wr.addr.eq(wr_set), wr.data.eq(wr_entry),
+                         wr.en.eq(wr_en & (wr_place == i))]
+
+        # -- the message arrives ---------------------------------------------------------------
+        msg, body = self.message.payload, self.message.payload.body
+        is_ = {t: sig(self.message.valid & (msg.type == ord(t)), f"is_{t}") for t in "SRHAFECXDU"}
+        m_shares, m_px, m_side, m_ref = Signal(BOOK_QTY_BITS), Signal(32), Signal(), Signal(64)
+        with m.Switch(msg.type):
+            for t in "AFECXU":
+                with m.Case(ord(t)):
+                    b_ = getattr(body, t)
+                    m.d.comb += m_shares.eq(b_.shares)
+                    if t in "AFU":
+                        m.d.comb += m_px.eq(b_.price)
+                    if t in "AF":
+                        m.d.comb += [m_side.eq(b_.side != ord("B")), m_ref.eq(b_.order_ref)]
 
         clear = is_["S"] & Cat(body.S.event_code == ord(c) for c in BOOK_CLEAR_EVENTS).any()
         with m.If(clear):
@@ -335,253 +403,291 @@ class OrderBook(wiring.Component):
                 poisoned.eq(poisoned | gen.all()),
             ]
 
-        # The message's fields, held for the later stages (the next message is >= 14 away).
-        s1, s2, s3 = Signal(), Signal(), Signal()
+        # The message's fields, held for the later stages.
         r = {t: Signal(name=f"r_is_{t}") for t in "HAFECXDU"}
-        r_slot, r_locate = Signal(range(W)), Signal(16)
-        r_ref, r_new_ref = Signal(64), Signal(64)
-        r_side = Signal()                   # A/F: the message's side (1: sell)
-        r_px = Signal(32)                   # A/F/U: the new order's price
-        r_shares = Signal(BOOK_QTY_BITS)    # A/F/U: the new order's; E/C/X: to take
-        r_state, r_index, r_rx_cycle = Signal(8), Signal(32), Signal(48)
-
-        row_mem = memory.Memory(shape=self._row, depth=W, init=[])
-        m.submodules.rows = row_mem
-        row_rd, row_wr = row_mem.read_port(domain="comb"), row_mem.write_port()
-        m.d.comb += row_rd.addr.eq(slot)
-        row = Signal(self._row)             # the message's book row as edited so far
-
-        m.d.sync += [s1.eq(0), s2.eq(s1)]
-        with m.If(match.any()):
-            m.d.sync += [
-                s1.eq(~is_["R"]),
-                r_slot.eq(slot), r_locate.eq(msg.locate), r_ref.eq(ref),
-                r_new_ref.eq(body.U.new_ref), r_side.eq(side == ord("S")), r_px.eq(px),
-                r_shares.eq(shares), r_state.eq(body.H.trading_state),
-                r_index.eq(msg.index), r_rx_cycle.eq(msg.rx_cycle),
-                row.eq(Mux(row_valid.bit_select(slot, 1), row_rd.data, 0)),
-            ]
+        r_ref, r_new_ref, r_locate = Signal(64), Signal(64), Signal(16)
+        r_shares, r_px, r_side = Signal(BOOK_QTY_BITS), Signal(32), Signal()
+        r_index, r_rx_cycle = Signal(32), Signal(48)
+        ours = sig(slot_ok & (is_["R"] | is_["H"] | is_["A"] | is_["F"] | is_["E"] | is_["C"]
+                              | is_["X"] | is_["D"] | is_["U"]), "ours")
+        with m.If(ours):
             m.d.sync += [r[t].eq(is_[t]) for t in r]
+            m.d.sync += [
+                r_ref.eq(m_ref),
+                r_new_ref.eq(body.U.new_ref), r_locate.eq(msg.locate),
+                r_shares.eq(m_shares), r_px.eq(m_px), r_side.eq(m_side),
+                r_index.eq(msg.index), r_rx_cycle.eq(msg.rx_cycle),
+            ]
             with m.If(~is_["R"]):
                 m.d.sync += touched.bit_select(slot, 1).eq(1)
-            with m.If(use_symbol):
+            with m.If(is_["R"] | is_["H"] | is_["A"] | is_["F"]):
                 m.d.sync += [locate[slot].eq(msg.locate), known.bit_select(slot, 1).eq(1)]
 
-        # -- the order table -------------------------------------------------------------------
-        # Flat over both banks: place i is way i % ways of bank i // ways.
-        places, n_places = [], BOOK_BANKS * p.ways
-        for b in range(BOOK_BANKS):
-            for w in range(p.ways):
-                mem = memory.Memory(shape=self._entry, depth=p.sets, init=[])
-                m.submodules[f"bank{b}_way{w}"] = mem
-                places.append((b, mem.read_port(), mem.write_port()))
-        # Read at t0 the order's two sets; at t1, for U, the new order's. r_set: those read.
-        set_now = [Signal(set_bits, name=f"set_now{b}") for b in range(BOOK_BANKS)]
-        r_set = [Signal(set_bits, name=f"r_set{b}") for b in range(BOOK_BANKS)]
-        read_ref = Signal(64)
-        m.d.comb += read_ref.eq(Mux(s1 & r["U"], r_new_ref, ref))
-        sets_of = order_sets(read_ref, p.sets)
-        for b in range(BOOK_BANKS):
-            m.d.comb += set_now[b].eq(sets_of[b])
-            m.d.sync += r_set[b].eq(set_now[b])
-        for b, rd, _ in places:
-            m.d.comb += rd.addr.eq(set_now[b])
+        # Start: at once, or (D) when its lookup is in.
+        needs_table = is_["A"] | is_["F"] | is_["E"] | is_["C"] | is_["X"] | is_["D"] | is_["U"]
+        pending = Signal()
+        ready = sig(looked_up & ~key_beat, "ready")
+        go_now = sig(ours & ~is_["R"] & (~needs_table | ready), "go_now")
+        go_late = sig(pending & ready, "go_late")
+        with m.If(go_late):
+            m.d.sync += pending.eq(0)
+        with m.If(ours & needs_table & ~ready):
+            m.d.sync += pending.eq(1)
+        go = go_now | go_late
+        # The type, operands for the stage that runs in the message's own cycle.
+        cur = {t: sig(Mux(self.message.valid, is_[t], r[t]), f"cur_{t}") for t in r}
+        a_shares = sig(Mux(self.message.valid, m_shares, r_shares), "a_shares")
 
-        wr_en, wr_place = Signal(), Signal(range(n_places))
-        wr_set, wr_entry = Signal(set_bits), Signal(self._entry)
-        for i, (_, _, wr) in enumerate(places):
-            m.d.comb += [wr.addr.eq(wr_set), wr.data.eq(wr_entry),
-                         wr.en.eq(wr_en & (wr_place == i))]
-
-        def lookup(key, slot, any_slot, freed):
-            """In the two sets read last cycle: is `key` live (of `slot` unless `any_slot`)
-            and where; else is there room and where (2-left: the set with more free ways, bank
-            0 on a tie, its lowest free way). `freed` marks places being emptied this cycle.
-            Returns (found, room, place, set, entry at place)."""
-            # Every intermediate is a Signal: Amaranth re-emits an expression each place it is
-            # used, and these are used per way, so as nested expressions the netlist grew
-            # with the fourth power of the ways (measured: 5.7 MB of RTLIL at 2 ways, 81 MB at 4).
-            hit, free = Signal(n_places), Signal(n_places)
-            for i, (_, rd, _) in enumerate(places):
-                e = data.View(self._entry, rd.data)
-                live = (e.gen == gen) & ~freed[i]
-                m.d.comb += [
-                    hit[i].eq(live & (e.tag == key[set_bits:]) & (any_slot | (e.slot == slot))),
-                    free[i].eq(~live),
-                ]
-            n_free = [Signal(range(p.ways + 1), name=f"n_free{b}") for b in range(BOOK_BANKS)]
-            for b in range(BOOK_BANKS):
-                m.d.comb += n_free[b].eq(_popcount(free[b * p.ways:(b + 1) * p.ways]))
-            bank1, room, pick = Signal(), Signal(n_places), Signal(n_places)
-            m.d.comb += [
-                bank1.eq(n_free[1] > n_free[0]),
-                room.eq(Cat(free[:p.ways] & ~bank1.replicate(p.ways),
-                            free[p.ways:] & bank1.replicate(p.ways))),
-                pick.eq(Mux(hit.any(), hit, room)),
-            ]
-            onehot = _lowest(m, pick, "place_onehot")
-            place, entry = _encode(m, onehot, "place"), Signal(self._entry)
-            selected = Const(0, self._entry.size)
-            for i, (_, rd, _) in enumerate(places):
-                selected = selected | Mux(onehot[i], rd.data, 0)
-            m.d.comb += entry.eq(selected)
-            found, has_room, where = Signal(), Signal(), Signal(set_bits)
-            m.d.comb += [found.eq(hit.any()), has_room.eq(room.any()),
-                         where.eq(Mux(onehot[p.ways:].any(), r_set[1], r_set[0]))]
-            return found, has_room, place, where, entry
-
-        def new_entry(ref, side):
-            e = Signal(self._entry)
-            m.d.comb += [e.tag.eq(ref[set_bits:]), e.slot.eq(r_slot), e.side.eq(side),
-                         e.px.eq(r_px), e.shares.eq(r_shares), e.gen.eq(gen)]
-            return e
-
-        def new_order(enable, found, free, dup_slot, ref, side):
-            """A new order (A/F at t1, U at t3): rejected with zero shares or price; else added
-            to its level and stored over a duplicate, else in a free way, else nowhere and the
-            book is uncertain. Returns whether to write the entry, and the entry."""
-            ins = Signal(name="ins")
-            with m.If(enable & rejected):
-                m.d.comb += count["rejected"].eq(1)
-            with m.If(enable & ~rejected):
-                m.d.comb += [ins.eq(found | free), side_sel.eq(side), add_en.eq(1),
-                             add_px.eq(r_px), add_qty.eq(r_shares)]
-                with m.If(found):
-                    m.d.comb += [count["duplicate_ref"].eq(1), taint["dup"].eq(1 << dup_slot)]
-                with m.Elif(~free):
-                    m.d.comb += [count["table_full"].eq(1), taint["full"].eq(1 << r_slot)]
-            return ins, new_entry(ref, side)
-
-        # -- book row edits: one add and one remove, on the side the stage names ---------------
-        side_sel = Signal()
-        side_in = Signal(self._side)
-        # Mux, not row[side_sel]: a Value index becomes a shift over the whole 2.6 kbit row.
-        m.d.comb += side_in.eq(Mux(side_sel, row[SELL], row[BUY]))
-        is_bid = side_sel == BUY
-        add_en, add_px, add_qty = Signal(), Signal(32), Signal(BOOK_QTY_BITS)
-        rm_en, rm_px, rm_qty, rm_leaves = Signal(), Signal(32), Signal(BOOK_QTY_BITS), Signal()
-        add = _SideOp(m, p.levels, side_in, is_bid, "add")
-        add.add(add_en, add_px, add_qty, count["level_overflow"])
-        rm = _SideOp(m, p.levels, side_in, is_bid, "rm")
-        rm.remove(rm_en, rm_px, rm_qty, rm_leaves)
-        row_next = Signal(self._row)
-        m.d.comb += row_next.eq(row)
-        side_out = Signal(self._side)
-        m.d.comb += side_out.eq(Mux(add_en, add.out, rm.out))
-        with m.If(add_en | rm_en):
-            with m.If(side_sel):
-                m.d.comb += row_next[SELL].eq(side_out)
-            with m.Else():
-                m.d.comb += row_next[BUY].eq(side_out)
-            m.d.comb += [
-                taint["op"].eq(Mux(Mux(add_en, add.taint, rm.taint), 1 << r_slot, 0)),
-                row_wr.addr.eq(r_slot), row_wr.data.eq(row_next), row_wr.en.eq(1),
-            ]
-            m.d.sync += [row.eq(row_next), row_valid.bit_select(r_slot, 1).eq(1)]
-
-        # One lookup serves every stage: at t1 the message's reference (for A/F in any
-        # instrument, to catch a duplicate; for E/C/X/D/U in the message's), at t2 U's new one,
-        # with the old order's place, emptied that cycle, counted free.
-        look_new = s2 & r["U"]
-        o_hit, o_place, o_set = Signal(), Signal(range(n_places)), Signal(set_bits)
-        freed = Signal(n_places)
-        m.d.comb += freed.eq(Cat(look_new & (o_place == i) & (r_set[i // p.ways] == o_set)
-                                 for i in range(n_places)))
-        look_ref = Signal(64)
-        m.d.comb += look_ref.eq(Mux(look_new, r_new_ref, r_ref))
-        found, free, place, where, entry = lookup(
-            look_ref, r_slot, look_new | r["A"] | r["F"], freed)
-
-        # -- t1: A/F add, H state; the looked-up order of E/C/X/D/U is kept for t2 -------------
-        rejected = (r_shares == 0) | (r_px == 0)
-        ins, ins_entry = new_order(s1 & (r["A"] | r["F"]), found, free, entry.slot, r_ref,
-                                   r_side)
-        p_ins, p_place, p_set, p_entry = Signal(), Signal.like(place), Signal(set_bits), \
-            Signal(self._entry)
-        m.d.sync += [p_ins.eq(ins), p_place.eq(place), p_set.eq(where), p_entry.eq(ins_entry)]
-
-        o_entry = Signal(self._entry)
-        with m.If(s1):
-            m.d.sync += [o_hit.eq(found), o_place.eq(place), o_set.eq(where),
-                         o_entry.eq(entry)]
-
-        state_now = Signal(8)
-        m.d.comb += state_now.eq(state[r_slot])
-        with m.If(s1 & r["H"]):
-            m.d.comb += state_now.eq(r_state)
-            m.d.sync += state[r_slot].eq(r_state)
-
-        # -- t2: the A/F entry is written; E/C/X/D/U take from the order found ------------------
-        modify = s2 & (r["E"] | r["C"] | r["X"] | r["D"] | r["U"])
-        partial = r["E"] | r["C"] | r["X"]
-        clamp = partial & (r_shares > o_entry.shares)
-        take = Mux(partial & ~clamp, r_shares, o_entry.shares)
-        left = Signal(BOOK_QTY_BITS)
-        m.d.comb += left.eq(o_entry.shares - take)
-        with m.If(s2 & p_ins):
-            m.d.comb += [wr_en.eq(1), wr_place.eq(p_place), wr_set.eq(p_set),
-                         wr_entry.eq(p_entry)]
-        with m.If(modify):
-            with m.If(~o_hit):
-                m.d.comb += count["unknown_ref"].eq(1)
-            with m.Else():
-                m.d.comb += [
-                    count["clamped"].eq(clamp),
-                    wr_en.eq(1), wr_place.eq(o_place), wr_set.eq(o_set),
-                    side_sel.eq(o_entry.side), rm_en.eq(1), rm_px.eq(o_entry.px),
-                    rm_qty.eq(take), rm_leaves.eq(left == 0),
-                ]
-                with m.If(left != 0):
-                    m.d.comb += [wr_entry.eq(o_entry), wr_entry.shares.eq(left)]
-        m.d.sync += s3.eq(modify & r["U"] & o_hit)
-
-        # U: where its new reference goes (looked up at t2, in the sets read at t1).
-        q_found, q_free, q_place, q_set, q_dup_slot = Signal(), Signal(), Signal.like(place), \
-            Signal(set_bits), Signal(range(W))
-        m.d.sync += [q_found.eq(found), q_free.eq(free), q_place.eq(place), q_set.eq(where),
-                     q_dup_slot.eq(entry.slot)]
-
-        # -- t3: U adds the new order on the old one's side -----------------------------------
-        u_ins, u_entry = new_order(s3, q_found, q_free, q_dup_slot, r_new_ref, o_entry.side)
-        with m.If(u_ins):
-            m.d.comb += [wr_en.eq(1), wr_place.eq(q_place), wr_set.eq(q_set),
-                         wr_entry.eq(u_entry)]
-
-        # -- the update: at the message's last stage, if its view changed ----------------------
-        def view(r, stk, st):
-            bid, ask = r[BUY], r[SELL]
-            unsure = ((~bid.levels[0].valid & (bid.orphans != 0))
-                      | (~ask.levels[0].valid & (ask.orphans != 0)))
-            return Cat(bid.levels[0].px, bid.levels[0].qty, ask.levels[0].px,
-                       ask.levels[0].qty, poisoned | stk | unsure, st)
-
-        before_now = view(row, sticky.bit_select(r_slot, 1), state[r_slot])
-        before = Signal.like(before_now)
-        with m.If(s1):
-            m.d.sync += before.eq(before_now)
-        uncertain = Signal()
-        after = view(row_next, (sticky | sticky_set).bit_select(r_slot, 1), state_now)
-        m.d.comb += uncertain.eq(after[-9])
-        last = ((s1 & (r["H"] | r["A"] | r["F"]))
-                | (s2 & (r["E"] | r["C"] | r["X"] | r["D"] | (r["U"] & ~o_hit)))
-                | s3)
-        changed = last & (after != Mux(s1, before_now, before))
+        # -- the stages ------------------------------------------------------------------------
+        q_rm0, q_rm1, q_add0, q_add1 = Signal(), Signal(), Signal(), Signal()
+        st_r1 = sig(go & (cur["E"] | cur["C"] | cur["X"]), "st_r1")
+        st_rm0 = sig(go & (cur["D"] | cur["U"]) | q_rm0, "st_rm0")
+        st_add0 = sig(go & (cur["A"] | cur["F"]) | q_add0, "st_add0")
+        st_h = sig(go & cur["H"], "st_h")
+        m.d.sync += [q_rm0.eq(st_r1), q_rm1.eq(st_rm0 & o_found),
+                     q_add0.eq(q_rm1 & r["U"]), q_add1.eq(st_add0)]
 
         u = self.update.payload
-        m.d.sync += self.update.valid.eq(clear | changed)
-        m.d.comb += count["updates"].eq(clear | changed)
+        emit = Signal()
+        m.d.sync += self.update.valid.eq(emit)
+        m.d.comb += count["updates"].eq(emit)
+
+        def publish(bid_px, bid_qty, ask_px, ask_qty, uncertain, st):
+            m.d.sync += [
+                u.slot.eq(slot), u.locate.eq(r_locate), u.clear.eq(0),
+                u.bid_px.eq(bid_px), u.bid_qty.eq(bid_qty),
+                u.ask_px.eq(ask_px), u.ask_qty.eq(ask_qty),
+                u.uncertain.eq(uncertain), u.halted.eq(st != TRADING), u.state.eq(st),
+                u.index.eq(r_index), u.rx_cycle.eq(r_rx_cycle),
+            ]
+
+        def quote(side_sel, top_px, top_qty):
+            """(bid px, bid qty, ask px, ask qty) with side `side_sel`'s top replaced."""
+            o_px = Mux(side_sel, row[BUY].levels[0].px, row[SELL].levels[0].px)
+            o_qty = Mux(side_sel, row[BUY].levels[0].qty, row[SELL].levels[0].qty)
+            return (Mux(side_sel, o_px, top_px), Mux(side_sel, o_qty, top_qty),
+                    Mux(side_sel, top_px, o_px), Mux(side_sel, top_qty, o_qty))
+
         with m.If(clear):
+            m.d.comb += emit.eq(1)
             m.d.sync += [u.eq(0), u.clear.eq(1), u.uncertain.eq(poisoned | gen.all()),
                          u.state.eq(TRADING), u.index.eq(msg.index),
                          u.rx_cycle.eq(msg.rx_cycle)]
-        with m.If(last):
+
+        # H: the trading state. (Its index and locate come from the message, in this cycle.)
+        unsure_row = sig(_unsure(row[BUY]) | _unsure(row[SELL]), "unsure_row")
+        new_state = body.H.trading_state
+        # The update's payload loads whenever a stage could emit, and `emit` alone decides:
+        # the change compares would otherwise gate ~250 enables.
+        with m.If(st_h):
+            m.d.sync += state[slot].eq(new_state)
+            m.d.comb += emit.eq(new_state != slot_state)
+            publish(row[BUY].levels[0].px, row[BUY].levels[0].qty,
+                    row[SELL].levels[0].px, row[SELL].levels[0].qty,
+                    slot_sticky | unsure_row, new_state)
+            m.d.sync += [u.locate.eq(msg.locate), u.index.eq(msg.index),
+                         u.rx_cycle.eq(msg.rx_cycle)]
+
+        # R1 (E/C/X): take what the message says, at most what the order has.
+        r1_take, r1_leaves, r1_clamp = Signal(BOOK_QTY_BITS), Signal(), Signal()
+        with m.If(st_r1):
+            m.d.sync += [r1_clamp.eq(a_shares > o_entry.shares),
+                         r1_leaves.eq(a_shares >= o_entry.shares),
+                         r1_take.eq(Mux(a_shares > o_entry.shares, o_entry.shares, a_shares))]
+
+        # RM0: the update of E/C/X/D, from the top two levels of the order's side; the scan.
+        partial = cur["E"] | cur["C"] | cur["X"]
+        take = sig(Mux(partial, r1_take, o_entry.shares), "take")
+        leaves = sig(Mux(partial, r1_leaves, 1), "leaves")
+        o_side = o_entry.side
+        rm_in = sig(Mux(o_side, row[SELL], row[BUY]), "rm_in")
+        rm_in = data.View(self._side, rm_in)
+        lv0, lv1 = rm_in.levels[0], rm_in.levels[1]
+        empties = sig(Mux(leaves, lv0.count == 1, lv0.count == 0), "empties")
+        rm_px = sig(Mux(empties, lv1.px, lv0.px), "rm_px")
+        rm_qty = sig(Mux(empties, lv1.qty, lv0.qty - take), "rm_qty")
+        top_px = Mux(o_top, rm_px, lv0.px)
+        top_qty = Mux(o_top, rm_qty, lv0.qty)
+        unsure_other = Mux(o_side, _unsure(row[BUY]), _unsure(row[SELL]))
+        unsure_rm = Mux(o_top, empties & ~lv1.valid & (rm_in.orphans != 0),
+                        ~lv0.valid & Mux(leaves, rm_in.orphans != 1, rm_in.orphans != 0))
+        rm_uncertain = sig(slot_sticky | unsure_other | unsure_rm, "rm_uncertain")
+        rm_changed = sig(o_top & ((take != 0) | empties)
+                         | (rm_uncertain != (slot_sticky | unsure_row)), "rm_changed")
+        with m.If(st_rm0):
+            with m.If(~o_found):
+                m.d.comb += count["unknown_ref"].eq(1)
+            with m.Elif(partial):
+                m.d.comb += count["clamped"].eq(r1_clamp)
+            with m.If(~cur["U"]):
+                m.d.comb += emit.eq(o_found & rm_changed)
+                publish(*quote(o_side, top_px, top_qty), rm_uncertain, slot_state)
+
+        # The scan of the side for a removal, registered for RM1.
+        x_side, x_leaves = Signal(), Signal()
+        x_eq, x_empty = Signal(N), Signal(N)
+        x_qty = Signal(data.ArrayLayout(BOOK_QTY_BITS, N))
+        x_count = Signal(data.ArrayLayout(BOOK_COUNT_BITS, N))
+        left = Signal(BOOK_QTY_BITS)
+        u_before_px, u_before_qty, u_before_unsure = Signal(32), Signal(BOOK_QTY_BITS), Signal()
+        with m.If(st_rm0):
+            m.d.sync += [x_side.eq(o_side), x_leaves.eq(leaves),
+                         left.eq(o_entry.shares - take),
+                         u_before_px.eq(lv0.px), u_before_qty.eq(lv0.qty),
+                         u_before_unsure.eq(unsure_row)]
+            for i, lv in enumerate(rm_in.levels):
+                m.d.sync += [
+                    x_eq[i].eq(lv.valid & (lv.px == o_entry.px)),
+                    x_qty[i].eq(lv.qty - take),
+                    x_count[i].eq(lv.count - leaves),
+                    x_empty[i].eq(Mux(leaves, lv.count == 1, lv.count == 0)),
+                ]
+
+        # ADD0: the scan of the side for a new order (A/F now, U after its removal), and the
+        # candidates for the top of that side afterwards.
+        a_side = sig(Mux(cur["U"], o_side, Mux(self.message.valid, m_side, r_side)), "a_side")
+        a_px = sig(Mux(self.message.valid, m_px, r_px), "a_px")
+        add_in = data.View(self._side, sig(Mux(a_side, row[SELL], row[BUY]), "add_in"))
+        is_bid = a_side == BUY
+        y_side, y_rej, y_orph, y_full = Signal(), Signal(), Signal(), Signal()
+        y_eq, y_bt, y_ovf = Signal(N), Signal(N), Signal(N)
+        y_qty = Signal(data.ArrayLayout(BOOK_QTY_BITS, N))
+        y_px, y_shares = Signal(32), Signal(BOOK_QTY_BITS)
+        y_push_ovf, y_orph_max = Signal(), Signal()
+        y_before_px, y_before_qty, y_before_unsure = Signal(32), Signal(BOOK_QTY_BITS), Signal()
+        y_unsure_other = Signal()
+        with m.If(st_add0):
+            last_lv = add_in.levels[N - 1]
+            push = Signal(BOOK_COUNT_BITS + 1)
+            m.d.comb += push.eq(add_in.orphans + last_lv.count)
             m.d.sync += [
-                u.slot.eq(r_slot), u.locate.eq(r_locate), u.clear.eq(0),
-                u.bid_px.eq(row_next[BUY].levels[0].px),
-                u.bid_qty.eq(row_next[BUY].levels[0].qty),
-                u.ask_px.eq(row_next[SELL].levels[0].px),
-                u.ask_qty.eq(row_next[SELL].levels[0].qty),
-                u.uncertain.eq(uncertain), u.halted.eq(state_now != TRADING),
-                u.state.eq(state_now), u.index.eq(r_index), u.rx_cycle.eq(r_rx_cycle),
+                y_side.eq(a_side), y_px.eq(a_px), y_shares.eq(a_shares),
+                y_rej.eq((a_shares == 0) | (a_px == 0)),
+                y_orph.eq((add_in.orphans != 0) & ~_better(is_bid, a_px, add_in.cut)),
+                y_full.eq(last_lv.valid), y_push_ovf.eq(push[-1]),
+                y_orph_max.eq(add_in.orphans.all()),
+                y_before_px.eq(Mux(cur["U"], u_before_px, add_in.levels[0].px)),
+                y_before_qty.eq(Mux(cur["U"], u_before_qty, add_in.levels[0].qty)),
+                y_before_unsure.eq(Mux(cur["U"], u_before_unsure, unsure_row)),
+                y_unsure_other.eq(Mux(a_side, _unsure(row[BUY]), _unsure(row[SELL]))),
             ]
+            for i, lv in enumerate(add_in.levels):
+                total = Signal(BOOK_QTY_BITS + 1, name=f"add_total{i}")
+                m.d.comb += total.eq(lv.qty + a_shares)
+                m.d.sync += [
+                    y_eq[i].eq(lv.valid & (lv.px == a_px)),
+                    y_bt[i].eq(lv.valid & _better(is_bid, lv.px, a_px)),
+                    y_qty[i].eq(total),
+                    y_ovf[i].eq(total[-1] | lv.count.all()),
+                ]
+
+        # -- RM1 / ADD1: the edit of the side, written back ------------------------------------
+        ed_in = data.View(self._side, sig(Mux(Mux(q_add1, y_side, x_side), row[SELL], row[BUY]),
+                                          "ed_in"))
+        lv = ed_in.levels
+        rm_out = Signal(self._side)
+        m.d.comb += rm_out.eq(ed_in)
+        with m.If(x_eq.any()):
+            for i in range(N):
+                with m.If(x_eq[i]):
+                    m.d.comb += [rm_out.levels[i].qty.eq(x_qty[i]),
+                                 rm_out.levels[i].count.eq(x_count[i])]
+            with m.If((x_eq & x_empty).any()):          # the level goes: the rest move up
+                for i in range(N):
+                    with m.If(x_eq[:i + 1].any()):
+                        m.d.comb += rm_out.levels[i].eq(lv[i + 1] if i + 1 < N else 0)
+        with m.Elif(x_leaves):
+            m.d.comb += rm_out.orphans.eq(ed_in.orphans - 1)
+
+        add_out = Signal(self._side)
+        m.d.comb += add_out.eq(ed_in)
+        new = Signal(Level)
+        m.d.comb += [new.valid.eq(1), new.px.eq(y_px), new.qty.eq(y_shares), new.count.eq(1)]
+        y_eq_any = sig(y_eq.any(), "y_eq_any")
+        insert = sig(~y_rej & ~y_orph & ~y_eq_any, "insert")
+        with m.If(~y_rej):
+            with m.If(y_orph):
+                m.d.comb += add_out.orphans.eq(ed_in.orphans + 1)
+            with m.Elif(y_eq_any):
+                for i in range(N):
+                    with m.If(y_eq[i]):
+                        m.d.comb += [add_out.levels[i].qty.eq(y_qty[i]),
+                                     add_out.levels[i].count.eq(lv[i].count + 1)]
+            with m.Else():
+                # Levels better than px stay, px goes in after them, the rest move down one.
+                with m.If(~y_bt[0]):
+                    m.d.comb += add_out.levels[0].eq(new)
+                for i in range(1, N):
+                    with m.If(~y_bt[i]):
+                        m.d.comb += add_out.levels[i].eq(Mux(y_bt[i - 1], new, lv[i - 1]))
+                with m.If(y_full):
+                    with m.If(y_bt.all()):              # worse than every level: not kept
+                        m.d.comb += [add_out.cut.eq(y_px),
+                                     add_out.orphans.eq(ed_in.orphans + 1)]
+                    with m.Else():
+                        m.d.comb += [add_out.cut.eq(lv[N - 1].px),
+                                     add_out.orphans.eq(ed_in.orphans + lv[N - 1].count)]
+
+        with m.If(q_rm1 | q_add1):
+            side_out = Signal(self._side)
+            m.d.comb += side_out.eq(Mux(q_add1, add_out, rm_out))
+            row_next = Signal(self._row)
+            m.d.comb += [row_next.eq(row), row_wr.data.eq(row_next), row_wr.en.eq(1)]
+            with m.If(Mux(q_add1, y_side, x_side)):
+                m.d.comb += row_next[SELL].eq(side_out)
+            with m.Else():
+                m.d.comb += row_next[BUY].eq(side_out)
+            m.d.sync += [row.eq(row_next), row_valid.bit_select(slot, 1).eq(1)]
+
+        # RM1: the entry keeps what is left, or is emptied. An order leaving from a price with
+        # neither a level nor orphans: the book was already uncertain (module docstring).
+        with m.If(q_rm1):
+            m.d.comb += [wr_en.eq(1), wr_place.eq(o_place), wr_set.eq(o_set)]
+            with m.If(left != 0):
+                m.d.comb += [wr_entry.eq(o_entry), wr_entry.shares.eq(left)]
+            with m.If(~x_eq.any() & x_leaves & (ed_in.orphans == 0)):
+                m.d.comb += taint["op"].eq(1 << slot)
+
+        # ADD1: the new order stored (over a duplicate, else in a free way, else nowhere) and
+        # the update.
+        found = sig(Mux(r["U"], n_found, o_found), "found")
+        full = sig(Mux(r["U"], n_full, o_full), "full")
+        dup_slot = Mux(r["U"], n_dup_slot, o_entry.slot)
+        dup_here = found & (dup_slot == slot)
+        op_taint = sig(~y_rej & ((y_orph & y_orph_max) | (y_eq & y_ovf).any()
+                                 | (insert & y_full & Mux(y_bt.all(), y_orph_max, y_push_ovf))),
+                       "op_taint")
+        top_sel_b = y_eq[0]                                 # joins the top level
+        top_sel_c = ~y_eq[0] & ~y_bt[0]                     # becomes the top level
+        lv0_now = ed_in.levels[0]
+        add_top_px = sig(Mux(~y_rej & ~y_orph & top_sel_c, y_px, lv0_now.px), "add_top_px")
+        add_top_qty = sig(Mux(~y_rej & ~y_orph & (top_sel_b | top_sel_c),
+                              Mux(top_sel_b, y_qty[0], y_shares), lv0_now.qty), "add_top_qty")
+        unsure_add = Mux(~y_rej & ~y_orph, 0, _unsure(ed_in))
+        add_uncertain = sig(slot_sticky | (~y_rej & (dup_here | full | op_taint))
+                            | unsure_add | y_unsure_other, "add_uncertain")
+        add_changed = sig((add_top_px != y_before_px) | (add_top_qty != y_before_qty)
+                          | (add_uncertain != (slot_sticky | y_before_unsure)), "add_changed")
+        new_entry = Signal(self._entry)
+        m.d.comb += [new_entry.tag.eq(Mux(r["U"], r_new_ref, r_ref)[set_bits:]),
+                     new_entry.slot.eq(slot), new_entry.side.eq(y_side),
+                     new_entry.px.eq(y_px), new_entry.shares.eq(y_shares), new_entry.gen.eq(gen)]
+        with m.If(q_add1):
+            with m.If(y_rej):
+                m.d.comb += count["rejected"].eq(1)
+            with m.Else():
+                with m.If(found | ~full):
+                    m.d.comb += [wr_en.eq(1), wr_entry.eq(new_entry),
+                                 wr_place.eq(Mux(r["U"], n_place, o_place)),
+                                 wr_set.eq(Mux(r["U"], n_set, o_set))]
+                with m.If(found):
+                    m.d.comb += [count["duplicate_ref"].eq(1), taint["dup"].eq(1 << dup_slot)]
+                with m.Elif(full):
+                    m.d.comb += [count["table_full"].eq(1), taint["full"].eq(1 << slot)]
+                with m.If(insert & y_full):
+                    m.d.comb += count["level_overflow"].eq(1)
+                with m.If(op_taint):
+                    m.d.comb += taint["op"].eq(1 << slot)
+            m.d.comb += emit.eq(add_changed)
+            publish(*quote(y_side, add_top_px, add_top_qty), add_uncertain, slot_state)
         return m

@@ -1,6 +1,6 @@
 """The card's core: GMII in, the feed handler, the order book, top-of-book updates out.
 
-    gmii -> FeedHandler -> message/verdict/gap -> OrderBook -> update
+    gmii -> FeedHandler -> message/head/verdict/gap -> OrderBook -> update
 
 The tick-to-trade stages (triggers, risk gate, order builder, TX) join here behind the book.
 """
@@ -40,6 +40,7 @@ class Core(wiring.Component):
         wiring.connect(m, wiring.flipped(self.watch_write), book.watch_write)
         m.d.comb += feed.own_mac.eq(self.own_mac)
         wiring.connect(m, feed.message, book.message)
+        wiring.connect(m, feed.head, book.head)
         wiring.connect(m, feed.verdict, book.verdict)
         wiring.connect(m, feed.gap, book.gap)
         wiring.connect(m, book.update, wiring.flipped(self.update))

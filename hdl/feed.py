@@ -1,7 +1,7 @@
 """The feed handler: GMII in, decoded ITCH 5.0 messages out, one byte per cycle, never stalling.
 
     gmii -> MacRx -> EthFilter -> Ipv4Rx -> UdpFilter -> MoldUdp64Rx -> ItchDecoder -> message
-                                                              |-> gap        |-> verdict
+                                                              |-> gap        |-> verdict, head
 
 Each block passes payload bytes through combinationally, so the whole path has the MAC's
 input register and the decoder's output register: a message's struct is valid 2 cycles after
@@ -17,7 +17,7 @@ from hdl.beats import Subscription, beats
 from hdl.eth import EthFilter
 from hdl.formats import ITCH_TYPES, N_SUBSCRIPTIONS, Drop
 from hdl.ipv4 import Ipv4Rx
-from hdl.itch import ItchDecoder, ItchMessage, Verdict
+from hdl.itch import ItchDecoder, ItchHead, ItchMessage, Verdict
 from hdl.mac_rx import GmiiRx, MacRx
 from hdl.moldudp64 import GapReport, MoldUdp64Rx
 from hdl.udp import UdpFilter
@@ -45,6 +45,7 @@ class FeedHandler(wiring.Component):
     own_mac: In(48)
     sub_write: In(beats(SubscriptionWrite))
     message: Out(beats(ItchMessage))
+    head: Out(beats(ItchHead))
     verdict: Out(beats(Verdict))
     gap: Out(beats(GapReport))
     counters: Out(Counters)
@@ -80,6 +81,7 @@ class FeedHandler(wiring.Component):
             itch.cycle.eq(cycle),
         ]
         wiring.connect(m, itch.message, wiring.flipped(self.message))
+        wiring.connect(m, itch.head, wiring.flipped(self.head))
         wiring.connect(m, itch.verdict, wiring.flipped(self.verdict))
         wiring.connect(m, mold.gap, wiring.flipped(self.gap))
 

@@ -11,7 +11,7 @@ and the rest of the packet dropped, because the bytes after it can no longer be 
 Known types without a body table are skipped by their length; every type is counted.
 """
 
-from amaranth import Cat, Module, Signal
+from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -28,7 +28,8 @@ from hdl.formats import (
 )
 from hdl.mac_rx import MacRx
 
-__all__ = ["ItchMessage", "ItchDecoder", "Verdict", "BODY"]
+__all__ = ["ItchMessage", "ItchHead", "ItchDecoder", "Verdict", "BODY", "HEAD_KEYS", "HEAD_AT",
+           "LOCATE_AT"]
 
 HEADER = be_layout(ITCH_HEADER[1:])
 BODY = data.UnionLayout({
@@ -50,6 +51,43 @@ class ItchMessage(data.Struct):
     index: 32               # ITCH messages of every type decoded before it (wraps)
 
 
+# The fields a book needs before the message ends, so its lookups are done when the price (or
+# the reference itself, for D) arrives: see `ItchHead`.
+HEAD_KEYS = ("order_ref", "new_ref", "stock")
+LOCATE_AT = ITCH_HEADER_LEN - 1 - 8     # offset of the locate's last byte (header: 1+2+2+6)
+
+
+def _field_end(kind: str, name: str) -> int:
+    """Offset in its message of the last byte of body field `name` of type `kind`."""
+    at = ITCH_HEADER_LEN
+    for field, size in ITCH_BODIES[kind]:
+        at += size
+        if field == name:
+            return at - 1
+    raise KeyError(name)
+
+
+HEAD_AT = {kind: max(_field_end(kind, f) for f, _ in fields if f in HEAD_KEYS)
+           for kind, fields in ITCH_BODIES.items() if any(f in HEAD_KEYS for f, _ in fields)}
+"""Offset of the byte after which a type's key fields (`HEAD_KEYS` it has) are all known."""
+
+
+class ItchHead(data.Struct):
+    """Early news of a message still arriving, for lookups that must be done by its end.
+
+    Two beats per message of a type in `HEAD_AT`: after its locate (byte 2; `key` = 0, only
+    `type` and `locate` are meaningful) and after its last key field (`key` = 1: also
+    `order_ref`, `new_ref` and `stock`, as far as the type has them). Other types get the first
+    only. A head is a promise, not a message: the message may still be dropped (truncated
+    frame), so nothing may be changed on a head alone."""
+    type: 8
+    locate: 16
+    key: 1
+    order_ref: 64
+    new_ref: 64
+    stock: 64
+
+
 class Verdict(data.Struct):
     """One per frame, after its end: why it was dropped, or Drop.NONE."""
     drop: Drop
@@ -61,6 +99,7 @@ class ItchDecoder(wiring.Component):
     cycle: In(48)                           # free-running cycle counter
     sink: In(beats(MsgBeat))
     message: Out(beats(ItchMessage))
+    head: Out(beats(ItchHead))
     verdict: Out(beats(Verdict))
     by_type: Out(data.ArrayLayout(32, len(ITCH_TYPES)))
 
@@ -101,6 +140,37 @@ class ItchDecoder(wiring.Component):
         ]
         m.d.comb += self.message.valid.eq(valid)
 
+        # Heads. `pos`: the offset of the byte now on the sink (after the type byte). Like the
+        # message, the head registers load every cycle; the fields sit where their type puts
+        # them in the window when the byte at HEAD_AT arrives.
+        pos = Signal(range(max(ITCH_LENGTHS.values()) + 1))
+        key_at = Signal.like(pos)
+        with m.If(self.sink.valid & ~beat.end):
+            m.d.sync += pos.eq(Mux(beat.first, 1, pos + 1))
+        head = self.head.payload
+        m.d.sync += [head.type.eq(kind), head.key.eq(pos != LOCATE_AT)]
+
+        def field(kind_, name, at):
+            """Bits of field `name` of `kind_` in `now` when the byte at offset `at` arrives."""
+            size = 8 * dict((f, n) for f, n in ITCH_HEADER + ITCH_BODIES[kind_])[name]
+            end = _field_end(kind_, name) if name != "locate" else LOCATE_AT
+            return now[8 * (at - end):8 * (at - end) + size]
+
+        with m.Switch(kind):
+            for t, at in HEAD_AT.items():
+                with m.Case(ord(t)):
+                    names = {f for f, _ in ITCH_BODIES[t]}
+                    m.d.sync += [getattr(head, f).eq(field(t, f, at))
+                                 for f in HEAD_KEYS if f in names]
+                    m.d.sync += head.locate.eq(Mux(pos == LOCATE_AT,
+                                                   field(t, "locate", LOCATE_AT),
+                                                   field(t, "locate", at)))
+            with m.Default():
+                m.d.sync += head.locate.eq(now[:16])
+        m.d.sync += self.head.valid.eq(
+            self.sink.valid & ~beat.end & ~beat.first & (reason == Drop.NONE) & decoded
+            & ((pos == LOCATE_AT) | (pos == key_at)))
+
         count = Signal()
         total = Signal(32)
         m.d.sync += [msg.index.eq(total), total.eq(total + count)]
@@ -111,7 +181,8 @@ class ItchDecoder(wiring.Component):
                 with m.Switch(beat.data):
                     for i, t in enumerate(ITCH_TYPES):
                         with m.Case(ord(t)):
-                            m.d.sync += [kind_index.eq(i), decoded.eq(t in ITCH_BODIES)]
+                            m.d.sync += [kind_index.eq(i), decoded.eq(t in ITCH_BODIES),
+                                         key_at.eq(HEAD_AT.get(t, 0))]
                             with m.If(beat.length == ITCH_LENGTHS[t]):
                                 m.d.sync += reason.eq(Drop.NONE)
                             with m.Else():

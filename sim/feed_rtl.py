@@ -15,7 +15,7 @@ from amaranth.lib import data
 
 from hdl.feed import FeedHandler, SubscriptionWrite
 from hdl.formats import ITCH_TYPES, N_SUBSCRIPTIONS, Drop
-from hdl.itch import ItchMessage, Verdict
+from hdl.itch import ItchHead, ItchMessage, Verdict
 from hdl.moldudp64 import GapReport
 from host.model import pack
 from host.model.feed import FeedModel, Gap, Subscription
@@ -85,6 +85,7 @@ class Outcome:
     seconds: float = 0.0
     emitted_at: list[int] = field(default_factory=list)   # cycle each message was valid (rtl)
     verdict_at: list[int] = field(default_factory=list)   # cycle each verdict was valid (rtl)
+    heads: list[tuple[int, dict[str, Any]]] = field(default_factory=list)   # (cycle, ItchHead)
 
 
 def run_model(schedule: Schedule) -> Outcome:
@@ -133,7 +134,8 @@ class FeedRtl:
     def __init__(self, build_dir: Path = Path("build/verilated")) -> None:
         self.sim = Verilated(FeedHandler(), name="feed_handler",
                              gmii=("gmii__rxd", "gmii__rx_dv", "gmii__rx_er"),
-                             streams=("message", "verdict", "gap"), build_dir=build_dir)
+                             streams=("message", "head", "verdict", "gap"),
+                             build_dir=build_dir)
 
     def run(self, schedule: Schedule) -> Outcome:
         st = stimulus(schedule)
@@ -145,8 +147,9 @@ class FeedRtl:
             emitted.append(cycle)
         verdicts = [Drop(unpack(_VERDICT, v)["drop"]) for _, v in r.events["verdict"]]
         gaps = [Gap(**unpack(GapReport, v)) for _, v in r.events["gap"]]
+        heads = [(cycle, unpack(ItchHead, v)) for cycle, v in r.events["head"]]
         return Outcome(messages, verdicts, gaps, decode_counters(r.final), r.cycles, r.seconds,
-                       emitted, [cycle for cycle, _ in r.events["verdict"]])
+                       emitted, [cycle for cycle, _ in r.events["verdict"]], heads)
 
 
 def stimulus(schedule: Schedule,

@@ -34,6 +34,7 @@ from hdl.formats import (
     Drop,
     multicast_mac,
 )
+from hdl.itch import HEAD_AT, HEAD_KEYS, LOCATE_AT
 from host.model import pack
 from host.model.feed import Subscription
 from sim.feed_rtl import IFG, PREAMBLE, Burst, FeedRtl, Outcome, Schedule, run_model
@@ -299,6 +300,30 @@ def test_stream_rx_cycle_is_true_and_latency_is_fixed(
     assert [m["rx_cycle"] for m in rtl_out.messages] == [m["rx_cycle"] for m in model.messages]
     assert all(e - m["rx_cycle"] == FeedHandler.LATENCY
                for e, m in zip(rtl_out.emitted_at, rtl_out.messages, strict=True))
+
+
+def test_stream_heads_come_early_and_carry_the_keys(
+        stream: tuple[Stream, Outcome, Outcome]) -> None:
+    """Every decoded message is announced by a head after its locate, and a type with key
+    fields by a second one after the last of them, each exactly as many cycles before the
+    message as bytes remain; the heads carry what the message then carries. (The stream has
+    no bad frames, so there is no head without its message.)"""
+    _, rtl_out, _ = stream
+    heads = dict(rtl_out.heads)
+    assert len(heads) == len(rtl_out.heads)
+    expected = 0
+    for at, m in zip(rtl_out.emitted_at, rtl_out.messages, strict=True):
+        last = ITCH_LENGTHS[m["type"]] - 1
+        marks = [(LOCATE_AT, 0)] + ([(HEAD_AT[m["type"]], 1)] if m["type"] in HEAD_AT else [])
+        for offset, key in marks:
+            h = heads[at - (last - offset)]
+            assert (chr(h["type"]), h["locate"], h["key"]) == (m["type"], m["locate"], key)
+            for name in HEAD_KEYS:
+                if key and name in m:
+                    assert h[name] == m[name], (name, m)
+        expected += len(marks)
+    assert expected == len(heads)
+    assert {chr(h["type"]) for h in heads.values() if h["key"]} >= set("RHAFECXDU")
 
 
 # --- 2. one case per drop reason ----------------------------------------------------------------
