@@ -154,6 +154,15 @@ def _encode(m, onehot, name):
     return index
 
 
+def _or_tree(values):
+    """The OR of `values`, as a balanced tree: a Python fold would be a chain as deep as the
+    list, and nothing promises that synthesis rebalances it."""
+    while len(values) > 1:
+        values = [values[i] | values[i + 1] if i + 1 < len(values) else values[i]
+                  for i in range(0, len(values), 2)]
+    return values[0]
+
+
 def _popcount(bits):
     """The number of set bits, as a balanced adder tree."""
     terms = [bits[i] for i in range(len(bits))]
@@ -289,6 +298,9 @@ class OrderBook(wiring.Component):
                                      | h_is["X"] | h_is["D"] | h_is["U"]), "key_beat")
         u_second, new_ref_held = Signal(), Signal(64)
         m.d.sync += [u_second.eq(key_beat & h_is["U"]), new_ref_held.eq(h.new_ref)]
+        k_side, k_shares = Signal(), Signal(BOOK_QTY_BITS)     # A/F: from the key head
+        with m.If(key_beat):
+            m.d.sync += [k_side.eq(h.side != ord("B")), k_shares.eq(h.shares)]
         p0_key = sig(Mux(u_second, new_ref_held, h.order_ref), "p0_key")
         p0_sets = [sig(s_, f"p0_set{b}") for b, s_ in enumerate(order_sets(p0_key, p.sets))]
         for b, rd, _ in places:
@@ -332,11 +344,8 @@ class OrderBook(wiring.Component):
         hit = sig(p2_hit & ~freed, "hit")
         free = sig(p2_free | freed, "free")
         hit1 = _lowest(m, hit, "hit_onehot")
-        entry = Const(0, self._entry.size)
-        for i in range(n_places):
-            entry = entry | Mux(hit1[i], p2_data[i], 0)
         entry_sig = Signal(self._entry)
-        m.d.comb += entry_sig.eq(entry)
+        m.d.comb += entry_sig.eq(_or_tree([Mux(hit1[i], p2_data[i], 0) for i in range(n_places)]))
         with m.If(p2_valid & ~p2_new):
             m.d.sync += [o_found.eq(hit.any()), o_hit.eq(hit1), o_entry.eq(entry_sig),
                          o_top.eq((hit1 & p2_top).any()), o_full.eq(~hit.any() & ~free.any())]
@@ -382,7 +391,7 @@ class OrderBook(wiring.Component):
         # -- the message arrives ---------------------------------------------------------------
         msg, body = self.message.payload, self.message.payload.body
         is_ = {t: sig(self.message.valid & (msg.type == ord(t)), f"is_{t}") for t in "SRHAFECXDU"}
-        m_shares, m_px, m_side, m_ref = Signal(BOOK_QTY_BITS), Signal(32), Signal(), Signal(64)
+        m_shares, m_px, m_ref = Signal(BOOK_QTY_BITS), Signal(32), Signal(64)
         with m.Switch(msg.type):
             for t in "AFECXU":
                 with m.Case(ord(t)):
@@ -391,7 +400,7 @@ class OrderBook(wiring.Component):
                     if t in "AFU":
                         m.d.comb += m_px.eq(b_.price)
                     if t in "AF":
-                        m.d.comb += [m_side.eq(b_.side != ord("B")), m_ref.eq(b_.order_ref)]
+                        m.d.comb += m_ref.eq(b_.order_ref)
 
         clear = is_["S"] & Cat(body.S.event_code == ord(c) for c in BOOK_CLEAR_EVENTS).any()
         with m.If(clear):
@@ -406,7 +415,7 @@ class OrderBook(wiring.Component):
         # The message's fields, held for the later stages.
         r = {t: Signal(name=f"r_is_{t}") for t in "HAFECXDU"}
         r_ref, r_new_ref, r_locate = Signal(64), Signal(64), Signal(16)
-        r_shares, r_px, r_side = Signal(BOOK_QTY_BITS), Signal(32), Signal()
+        r_shares, r_px = Signal(BOOK_QTY_BITS), Signal(32)
         r_index, r_rx_cycle = Signal(32), Signal(48)
         ours = sig(slot_ok & (is_["R"] | is_["H"] | is_["A"] | is_["F"] | is_["E"] | is_["C"]
                               | is_["X"] | is_["D"] | is_["U"]), "ours")
@@ -415,7 +424,7 @@ class OrderBook(wiring.Component):
             m.d.sync += [
                 r_ref.eq(m_ref),
                 r_new_ref.eq(body.U.new_ref), r_locate.eq(msg.locate),
-                r_shares.eq(m_shares), r_px.eq(m_px), r_side.eq(m_side),
+                r_shares.eq(m_shares), r_px.eq(m_px),
                 r_index.eq(msg.index), r_rx_cycle.eq(msg.rx_cycle),
             ]
             with m.If(~is_["R"]):
@@ -452,14 +461,16 @@ class OrderBook(wiring.Component):
         m.d.sync += self.update.valid.eq(emit)
         m.d.comb += count["updates"].eq(emit)
 
-        def publish(bid_px, bid_qty, ask_px, ask_qty, uncertain, st):
-            m.d.sync += [
-                u.slot.eq(slot), u.locate.eq(r_locate), u.clear.eq(0),
-                u.bid_px.eq(bid_px), u.bid_qty.eq(bid_qty),
-                u.ask_px.eq(ask_px), u.ask_qty.eq(ask_qty),
-                u.uncertain.eq(uncertain), u.halted.eq(st != TRADING), u.state.eq(st),
-                u.index.eq(r_index), u.rx_cycle.eq(r_rx_cycle),
-            ]
+        # The stages that can emit are exclusive: the payload is their AND-OR, not a priority
+        # chain. It loads whenever a stage could emit, and `emit` alone decides: the change
+        # compares would otherwise gate ~250 enables.
+        sources: list[tuple[Value, dict[str, Value]]] = []
+
+        def publish(when, bid_px, bid_qty, ask_px, ask_qty, uncertain, st, **more):
+            sources.append((when, dict(
+                slot=slot, locate=r_locate, bid_px=bid_px, bid_qty=bid_qty, ask_px=ask_px,
+                ask_qty=ask_qty, uncertain=uncertain, halted=st != TRADING, state=st,
+                index=r_index, rx_cycle=r_rx_cycle) | more))
 
         def quote(side_sel, top_px, top_qty):
             """(bid px, bid qty, ask px, ask qty) with side `side_sel`'s top replaced."""
@@ -470,33 +481,30 @@ class OrderBook(wiring.Component):
 
         with m.If(clear):
             m.d.comb += emit.eq(1)
-            m.d.sync += [u.eq(0), u.clear.eq(1), u.uncertain.eq(poisoned | gen.all()),
-                         u.state.eq(TRADING), u.index.eq(msg.index),
-                         u.rx_cycle.eq(msg.rx_cycle)]
+        sources.append((clear, dict(clear=1, uncertain=poisoned | gen.all(), state=TRADING,
+                                    index=msg.index, rx_cycle=msg.rx_cycle)))
 
         # H: the trading state. (Its index and locate come from the message, in this cycle.)
         unsure_row = sig(_unsure(row[BUY]) | _unsure(row[SELL]), "unsure_row")
         new_state = body.H.trading_state
-        # The update's payload loads whenever a stage could emit, and `emit` alone decides:
-        # the change compares would otherwise gate ~250 enables.
         with m.If(st_h):
             m.d.sync += state[slot].eq(new_state)
             m.d.comb += emit.eq(new_state != slot_state)
-            publish(row[BUY].levels[0].px, row[BUY].levels[0].qty,
-                    row[SELL].levels[0].px, row[SELL].levels[0].qty,
-                    slot_sticky | unsure_row, new_state)
-            m.d.sync += [u.locate.eq(msg.locate), u.index.eq(msg.index),
-                         u.rx_cycle.eq(msg.rx_cycle)]
+        publish(st_h, row[BUY].levels[0].px, row[BUY].levels[0].qty,
+                row[SELL].levels[0].px, row[SELL].levels[0].qty,
+                slot_sticky | unsure_row, new_state,
+                locate=msg.locate, index=msg.index, rx_cycle=msg.rx_cycle)
 
         # R1 (E/C/X): take what the message says, at most what the order has.
         r1_take, r1_leaves, r1_clamp = Signal(BOOK_QTY_BITS), Signal(), Signal()
-        with m.If(st_r1):
-            m.d.sync += [r1_clamp.eq(a_shares > o_entry.shares),
-                         r1_leaves.eq(a_shares >= o_entry.shares),
-                         r1_take.eq(Mux(a_shares > o_entry.shares, o_entry.shares, a_shares))]
+        # The stages' scan registers load every cycle (no enable to fan out): each is read only
+        # in the cycle after its stage.
+        m.d.sync += [r1_clamp.eq(a_shares > o_entry.shares),
+                     r1_leaves.eq(a_shares >= o_entry.shares),
+                     r1_take.eq(Mux(a_shares > o_entry.shares, o_entry.shares, a_shares))]
 
         # RM0: the update of E/C/X/D, from the top two levels of the order's side; the scan.
-        partial = cur["E"] | cur["C"] | cur["X"]
+        partial = sig(~self.message.valid & (r["E"] | r["C"] | r["X"]), "partial")   # not at t0
         take = sig(Mux(partial, r1_take, o_entry.shares), "take")
         leaves = sig(Mux(partial, r1_leaves, 1), "leaves")
         o_side = o_entry.side
@@ -521,7 +529,7 @@ class OrderBook(wiring.Component):
                 m.d.comb += count["clamped"].eq(r1_clamp)
             with m.If(~cur["U"]):
                 m.d.comb += emit.eq(o_found & rm_changed)
-                publish(*quote(o_side, top_px, top_qty), rm_uncertain, slot_state)
+        publish(st_rm0 & ~cur["U"], *quote(o_side, top_px, top_qty), rm_uncertain, slot_state)
 
         # The scan of the side for a removal, registered for RM1.
         x_side, x_leaves = Signal(), Signal()
@@ -531,22 +539,25 @@ class OrderBook(wiring.Component):
         left = Signal(BOOK_QTY_BITS)
         u_before_px, u_before_qty, u_before_unsure = Signal(32), Signal(BOOK_QTY_BITS), Signal()
         with m.If(st_rm0):
-            m.d.sync += [x_side.eq(o_side), x_leaves.eq(leaves),
-                         left.eq(o_entry.shares - take),
-                         u_before_px.eq(lv0.px), u_before_qty.eq(lv0.qty),
+            m.d.sync += [u_before_px.eq(lv0.px), u_before_qty.eq(lv0.qty),
                          u_before_unsure.eq(unsure_row)]
-            for i, lv in enumerate(rm_in.levels):
-                m.d.sync += [
-                    x_eq[i].eq(lv.valid & (lv.px == o_entry.px)),
-                    x_qty[i].eq(lv.qty - take),
-                    x_count[i].eq(lv.count - leaves),
-                    x_empty[i].eq(Mux(leaves, lv.count == 1, lv.count == 0)),
-                ]
+        m.d.sync += [x_side.eq(o_side), x_leaves.eq(leaves), left.eq(o_entry.shares - take)]
+        for i, lv in enumerate(rm_in.levels):
+            m.d.sync += [
+                x_eq[i].eq(lv.valid & (lv.px == o_entry.px)),
+                x_qty[i].eq(lv.qty - take),
+                x_count[i].eq(lv.count - leaves),
+                x_empty[i].eq(Mux(leaves, lv.count == 1, lv.count == 0)),
+            ]
 
         # ADD0: the scan of the side for a new order (A/F now, U after its removal), and the
         # candidates for the top of that side afterwards.
-        a_side = sig(Mux(cur["U"], o_side, Mux(self.message.valid, m_side, r_side)), "a_side")
-        a_px = sig(Mux(self.message.valid, m_px, r_px), "a_px")
+        # A/F run ADD0 in the message's own cycle, with side and shares from the key head; U
+        # runs it later (q_add0), from its old order and the held message.
+        a_side = sig(Mux(q_add0, o_side, k_side), "a_side")
+        a_px = sig(Mux(q_add0, r_px, Mux(msg.type == ord("F"), body.F.price, body.A.price)),
+                   "a_px")
+        a_qty = sig(Mux(q_add0, r_shares, k_shares), "a_qty")
         add_in = data.View(self._side, sig(Mux(a_side, row[SELL], row[BUY]), "add_in"))
         is_bid = a_side == BUY
         y_side, y_rej, y_orph, y_full = Signal(), Signal(), Signal(), Signal()
@@ -556,30 +567,29 @@ class OrderBook(wiring.Component):
         y_push_ovf, y_orph_max = Signal(), Signal()
         y_before_px, y_before_qty, y_before_unsure = Signal(32), Signal(BOOK_QTY_BITS), Signal()
         y_unsure_other = Signal()
-        with m.If(st_add0):
-            last_lv = add_in.levels[N - 1]
-            push = Signal(BOOK_COUNT_BITS + 1)
-            m.d.comb += push.eq(add_in.orphans + last_lv.count)
+        last_lv = add_in.levels[N - 1]
+        push = Signal(BOOK_COUNT_BITS + 1)
+        m.d.comb += push.eq(add_in.orphans + last_lv.count)
+        m.d.sync += [
+            y_side.eq(a_side), y_px.eq(a_px), y_shares.eq(a_qty),
+            y_rej.eq((a_qty == 0) | (a_px == 0)),
+            y_orph.eq((add_in.orphans != 0) & ~_better(is_bid, a_px, add_in.cut)),
+            y_full.eq(last_lv.valid), y_push_ovf.eq(push[-1]),
+            y_orph_max.eq(add_in.orphans.all()),
+            y_before_px.eq(Mux(q_add0, u_before_px, add_in.levels[0].px)),
+            y_before_qty.eq(Mux(q_add0, u_before_qty, add_in.levels[0].qty)),
+            y_before_unsure.eq(Mux(q_add0, u_before_unsure, unsure_row)),
+            y_unsure_other.eq(Mux(a_side, _unsure(row[BUY]), _unsure(row[SELL]))),
+        ]
+        for i, lv in enumerate(add_in.levels):
+            total = Signal(BOOK_QTY_BITS + 1, name=f"add_total{i}")
+            m.d.comb += total.eq(lv.qty + a_qty)
             m.d.sync += [
-                y_side.eq(a_side), y_px.eq(a_px), y_shares.eq(a_shares),
-                y_rej.eq((a_shares == 0) | (a_px == 0)),
-                y_orph.eq((add_in.orphans != 0) & ~_better(is_bid, a_px, add_in.cut)),
-                y_full.eq(last_lv.valid), y_push_ovf.eq(push[-1]),
-                y_orph_max.eq(add_in.orphans.all()),
-                y_before_px.eq(Mux(cur["U"], u_before_px, add_in.levels[0].px)),
-                y_before_qty.eq(Mux(cur["U"], u_before_qty, add_in.levels[0].qty)),
-                y_before_unsure.eq(Mux(cur["U"], u_before_unsure, unsure_row)),
-                y_unsure_other.eq(Mux(a_side, _unsure(row[BUY]), _unsure(row[SELL]))),
+                y_eq[i].eq(lv.valid & (lv.px == a_px)),
+                y_bt[i].eq(lv.valid & _better(is_bid, lv.px, a_px)),
+                y_qty[i].eq(total),
+                y_ovf[i].eq(total[-1] | lv.count.all()),
             ]
-            for i, lv in enumerate(add_in.levels):
-                total = Signal(BOOK_QTY_BITS + 1, name=f"add_total{i}")
-                m.d.comb += total.eq(lv.qty + a_shares)
-                m.d.sync += [
-                    y_eq[i].eq(lv.valid & (lv.px == a_px)),
-                    y_bt[i].eq(lv.valid & _better(is_bid, lv.px, a_px)),
-                    y_qty[i].eq(total),
-                    y_ovf[i].eq(total[-1] | lv.count.all()),
-                ]
 
         # -- RM1 / ADD1: the edit of the side, written back ------------------------------------
         ed_in = data.View(self._side, sig(Mux(Mux(q_add1, y_side, x_side), row[SELL], row[BUY]),
@@ -689,5 +699,10 @@ class OrderBook(wiring.Component):
                 with m.If(op_taint):
                     m.d.comb += taint["op"].eq(1 << slot)
             m.d.comb += emit.eq(add_changed)
-            publish(*quote(y_side, add_top_px, add_top_qty), add_uncertain, slot_state)
+        publish(q_add1, *quote(y_side, add_top_px, add_top_qty), add_uncertain, slot_state)
+
+        for name in data.Layout.cast(TopUpdate).members:
+            terms = [Mux(when, Value.cast(fields[name]), 0)
+                     for when, fields in sources if name in fields]
+            m.d.sync += getattr(u, name).eq(_or_tree(terms) if terms else 0)
         return m

@@ -28,8 +28,8 @@ from hdl.formats import (
 )
 from hdl.mac_rx import MacRx
 
-__all__ = ["ItchMessage", "ItchHead", "ItchDecoder", "Verdict", "BODY", "HEAD_KEYS", "HEAD_AT",
-           "LOCATE_AT"]
+__all__ = ["ItchMessage", "ItchHead", "ItchDecoder", "Verdict", "BODY", "HEAD_KEYS",
+           "HEAD_EXTRAS", "HEAD_AT", "LOCATE_AT", "field_end"]
 
 HEADER = be_layout(ITCH_HEADER[1:])
 BODY = data.UnionLayout({
@@ -52,12 +52,14 @@ class ItchMessage(data.Struct):
 
 
 # The fields a book needs before the message ends, so its lookups are done when the price (or
-# the reference itself, for D) arrives: see `ItchHead`.
+# the reference itself, for D) arrives: see `ItchHead`. HEAD_KEYS say when the key head comes;
+# it also carries the HEAD_EXTRAS of its type that have arrived by then (A/F's side, shares).
 HEAD_KEYS = ("order_ref", "new_ref", "stock")
+HEAD_EXTRAS = ("side", "shares")
 LOCATE_AT = ITCH_HEADER_LEN - 1 - 8     # offset of the locate's last byte (header: 1+2+2+6)
 
 
-def _field_end(kind: str, name: str) -> int:
+def field_end(kind: str, name: str) -> int:
     """Offset in its message of the last byte of body field `name` of type `kind`."""
     at = ITCH_HEADER_LEN
     for field, size in ITCH_BODIES[kind]:
@@ -67,7 +69,7 @@ def _field_end(kind: str, name: str) -> int:
     raise KeyError(name)
 
 
-HEAD_AT = {kind: max(_field_end(kind, f) for f, _ in fields if f in HEAD_KEYS)
+HEAD_AT = {kind: max(field_end(kind, f) for f, _ in fields if f in HEAD_KEYS)
            for kind, fields in ITCH_BODIES.items() if any(f in HEAD_KEYS for f, _ in fields)}
 """Offset of the byte after which a type's key fields (`HEAD_KEYS` it has) are all known."""
 
@@ -77,7 +79,8 @@ class ItchHead(data.Struct):
 
     Two beats per message of a type in `HEAD_AT`: after its locate (byte 2; `key` = 0, only
     `type` and `locate` are meaningful) and after its last key field (`key` = 1: also
-    `order_ref`, `new_ref` and `stock`, as far as the type has them). Other types get the first
+    `order_ref`, `new_ref` and `stock`, as far as the type has them, and `side` and `shares` if
+    they came before those). Other types get the first
     only. A head is a promise, not a message: the message may still be dropped (truncated
     frame), so nothing may be changed on a head alone."""
     type: 8
@@ -86,6 +89,8 @@ class ItchHead(data.Struct):
     order_ref: 64
     new_ref: 64
     stock: 64
+    side: 8
+    shares: 32
 
 
 class Verdict(data.Struct):
@@ -153,7 +158,7 @@ class ItchDecoder(wiring.Component):
         def field(kind_, name, at):
             """Bits of field `name` of `kind_` in `now` when the byte at offset `at` arrives."""
             size = 8 * dict((f, n) for f, n in ITCH_HEADER + ITCH_BODIES[kind_])[name]
-            end = _field_end(kind_, name) if name != "locate" else LOCATE_AT
+            end = field_end(kind_, name) if name != "locate" else LOCATE_AT
             return now[8 * (at - end):8 * (at - end) + size]
 
         with m.Switch(kind):
@@ -161,7 +166,8 @@ class ItchDecoder(wiring.Component):
                 with m.Case(ord(t)):
                     names = {f for f, _ in ITCH_BODIES[t]}
                     m.d.sync += [getattr(head, f).eq(field(t, f, at))
-                                 for f in HEAD_KEYS if f in names]
+                                 for f in HEAD_KEYS + HEAD_EXTRAS
+                                 if f in names and field_end(t, f) <= at]
                     m.d.sync += head.locate.eq(Mux(pos == LOCATE_AT,
                                                    field(t, "locate", LOCATE_AT),
                                                    field(t, "locate", at)))

@@ -34,7 +34,7 @@ from hdl.formats import (
     Drop,
     multicast_mac,
 )
-from hdl.itch import HEAD_AT, HEAD_KEYS, LOCATE_AT
+from hdl.itch import HEAD_AT, HEAD_EXTRAS, HEAD_KEYS, LOCATE_AT, field_end
 from host.model import pack
 from host.model.feed import Subscription
 from sim.feed_rtl import IFG, PREAMBLE, Burst, FeedRtl, Outcome, Schedule, run_model
@@ -318,8 +318,8 @@ def test_stream_heads_come_early_and_carry_the_keys(
         for offset, key in marks:
             h = heads[at - (last - offset)]
             assert (chr(h["type"]), h["locate"], h["key"]) == (m["type"], m["locate"], key)
-            for name in HEAD_KEYS:
-                if key and name in m:
+            for name in HEAD_KEYS + HEAD_EXTRAS:
+                if key and name in m and HEAD_AT[m["type"]] >= field_end(m["type"], name):
                     assert h[name] == m[name], (name, m)
         expected += len(marks)
     assert expected == len(heads)
