@@ -35,12 +35,13 @@ stage (a message leaves at least 14 cycles to the next):
 "Scan" compares every level with the price and precomputes sums, all registered, so the
 edit in the next stage is only multiplexers. The update never waits for the edit: its top is
 chosen from candidates computed beside the scan. Cycles from a message's last byte on the
-pins to its update valid: A/F/E/C/X/H 4, D and U 6.
+pins to its update valid: H 3, A/F/E/C/X 4, D and U 6.
 
-Two taints are applied to the book a message after the update that caused them: a count of
-orders at one level or of orphans overflowing 16 bits, and an order leaving from a price with
-neither a level nor orphans. Both need more orders than the table holds (asserted below), or
-a book that is already uncertain, so no update can differ from the model's.
+One taint reaches the book a message after the update that caused it: an order leaving from a
+price with neither a level nor orphans (finding that out needs the scan, which D's update does
+not wait for). It cannot happen while the book is certain: every order a certain book counts
+is in the table (a lost or overwritten one taints at once), and every order in the table is
+counted in its level or in the orphans. So no update differs from the model's.
 """
 
 from amaranth import Cat, Const, Module, Mux, Signal, Value
@@ -186,11 +187,6 @@ class OrderBook(wiring.Component):
 
     def __init__(self, params: BookParams | None = None):
         self.params = p = params or BookParams()
-        # A level's order count and a side's orphans count orders that are in the table, so
-        # they overflow only in a book that is already uncertain (see the module docstring).
-        if p.capacity >= 1 << BOOK_COUNT_BITS:
-            raise ValueError(f"the order table must hold fewer than {1 << BOOK_COUNT_BITS} "
-                             f"orders (BOOK_COUNT_BITS), not {p.capacity}")
         self._entry = entry_layout(p)
         self._side = side_layout(p.levels)
         self._row = data.ArrayLayout(self._side, 2)
@@ -230,7 +226,8 @@ class OrderBook(wiring.Component):
         state = Signal(data.ArrayLayout(8, W), init=[TRADING] * W)
         sticky = Signal(W)                  # uncertain until the next clear
         touched = Signal(W)                 # changed by messages of the frame now arriving
-        row_valid = Signal(W)               # book row written since the last clear
+        side_valid = [Signal(W, name=f"side_valid{b}") for b in (BUY, SELL)]   # written since
+                                            # the last clear
         gen = Signal(BOOK_GEN_BITS, init=1)
         poisoned = Signal()
         taint = {name: Signal(W, name=f"taint_{name}")
@@ -252,7 +249,8 @@ class OrderBook(wiring.Component):
             for i in range(W):
                 with m.If(ww.slot == i):
                     m.d.sync += [symbol[i].eq(ww.symbol), enabled[i].eq(ww.enable),
-                                 known[i].eq(0), row_valid[i].eq(0), state[i].eq(TRADING),
+                                 known[i].eq(0), side_valid[BUY][i].eq(0),
+                                 side_valid[SELL][i].eq(0), state[i].eq(TRADING),
                                  sticky[i].eq(ww.enable)]
 
         # -- heads: find the slot, read its row ------------------------------------------------
@@ -267,17 +265,24 @@ class OrderBook(wiring.Component):
         slot, slot_ok = Signal(range(W)), Signal()      # the slot of the message to come
         m.d.sync += [s_match.eq(Mux(by_symbol | by_locate, cam, 0)),
                      s_find.eq(by_symbol | by_locate), s_read.eq(s_find)]
-        with m.If(s_find):                              # the lowest matching slot wins
-            m.d.sync += [slot.eq(_encode(m, _lowest(m, s_match, "slot_onehot"), "slot_index")),
-                         slot_ok.eq(s_match.any())]
+        slot_onehot = _lowest(m, s_match, "slot_onehot")      # the lowest matching slot wins
+        slot_valid = Signal(2)
+        with m.If(s_find):
+            m.d.sync += [slot.eq(_encode(m, slot_onehot, "slot_index")), slot_ok.eq(s_match.any()),
+                         slot_valid.eq(Cat((v & slot_onehot).any() for v in side_valid))]
 
-        row_mem = memory.Memory(shape=self._row, depth=W, init=[])
-        m.submodules.rows = row_mem
-        row_rd, row_wr = row_mem.read_port(domain="comb"), row_mem.write_port()
-        row = Signal(self._row)             # the slot's book row, as edited so far
-        m.d.comb += [row_rd.addr.eq(slot), row_wr.addr.eq(slot)]
-        with m.If(s_read):
-            m.d.sync += row.eq(Mux(row_valid.bit_select(slot, 1), row_rd.data, 0))
+        # The slot's row: read into `row` by the prefetch, and left alone until the next one.
+        # Edits happen in `work` (the side being edited) and are written to that side's memory.
+        row = Signal(self._row)
+        sides = []
+        for b in (BUY, SELL):
+            mem = memory.Memory(shape=self._side, depth=W, init=[])
+            m.submodules[f"sides{b}"] = mem
+            rd, wr = mem.read_port(domain="comb"), mem.write_port()
+            m.d.comb += [rd.addr.eq(slot), wr.addr.eq(slot)]
+            with m.If(s_read):
+                m.d.sync += row[b].eq(Mux(slot_valid[b], rd.data, 0))
+            sides.append(wr)
         # This message's own taints are added where they arise; others (a verdict, a gap)
         # follow the message in the model, so they must not show in its update.
         slot_sticky = sig(poisoned | sticky.bit_select(slot, 1), "slot_sticky")
@@ -298,9 +303,10 @@ class OrderBook(wiring.Component):
                                      | h_is["X"] | h_is["D"] | h_is["U"]), "key_beat")
         u_second, new_ref_held = Signal(), Signal(64)
         m.d.sync += [u_second.eq(key_beat & h_is["U"]), new_ref_held.eq(h.new_ref)]
-        k_side, k_shares = Signal(), Signal(BOOK_QTY_BITS)     # A/F: from the key head
-        with m.If(key_beat):
-            m.d.sync += [k_side.eq(h.side != ord("B")), k_shares.eq(h.shares)]
+        # The side every stage edits: A/F's from its key head, E/C/X/D/U's from its order (P2).
+        s_side, k_shares = Signal(), Signal(BOOK_QTY_BITS)
+        with m.If(key_beat & (h_is["A"] | h_is["F"])):
+            m.d.sync += [s_side.eq(h.side != ord("B")), k_shares.eq(h.shares)]
         p0_key = sig(Mux(u_second, new_ref_held, h.order_ref), "p0_key")
         p0_sets = [sig(s_, f"p0_set{b}") for b, s_ in enumerate(order_sets(p0_key, p.sets))]
         for b, rd, _ in places:
@@ -313,7 +319,7 @@ class OrderBook(wiring.Component):
         m.d.sync += [p1["set"][b].eq(p0_sets[b]) for b in range(BOOK_BANKS)]
 
         # P1. Every way's verdict on the key, registered with its entry.
-        p2_valid, p2_new = Signal(), Signal()
+        p2_valid, p2_new, p2_any = Signal(), Signal(), Signal()
         p2_hit, p2_free, p2_top = Signal(n_places), Signal(n_places), Signal(n_places)
         p2_data = [Signal(self._entry, name=f"p2_data{i}") for i in range(n_places)]
         p2_set = [Signal(set_bits, name=f"p2_set{b}") for b in range(BOOK_BANKS)]
@@ -330,7 +336,7 @@ class OrderBook(wiring.Component):
                 p2_top[i].eq(top_valid & (top_px == e.px)),
                 p2_data[i].eq(rd.data),
             ]
-        m.d.sync += [p2_valid.eq(p1["valid"]), p2_new.eq(p1["new"])]
+        m.d.sync += [p2_valid.eq(p1["valid"]), p2_new.eq(p1["new"]), p2_any.eq(p1["any"])]
         m.d.sync += [p2_set[b].eq(p1["set"][b]) for b in range(BOOK_BANKS)]
         m.d.sync += [p2_same[b].eq(p1["set"][b] == p2_set[b]) for b in range(BOOK_BANKS)]
 
@@ -349,6 +355,8 @@ class OrderBook(wiring.Component):
         with m.If(p2_valid & ~p2_new):
             m.d.sync += [o_found.eq(hit.any()), o_hit.eq(hit1), o_entry.eq(entry_sig),
                          o_top.eq((hit1 & p2_top).any()), o_full.eq(~hit.any() & ~free.any())]
+        with m.If(p2_valid & ~p2_new & ~p2_any):
+            m.d.sync += s_side.eq(entry_sig.side)
         with m.If(p2_valid & p2_new):
             m.d.sync += [n_found.eq(hit.any()), n_full.eq(~hit.any() & ~free.any()),
                          n_dup_slot.eq(entry_sig.slot)]
@@ -406,7 +414,8 @@ class OrderBook(wiring.Component):
         with m.If(clear):
             m.d.comb += count["clears"].eq(1)
             m.d.sync += [
-                known.eq(0), row_valid.eq(0), touched.eq(0), sticky.eq(0),
+                known.eq(0), side_valid[BUY].eq(0), side_valid[SELL].eq(0), touched.eq(0),
+                sticky.eq(0),
                 state.eq(Cat([Const(TRADING, 8)] * W)),
                 gen.eq(Mux(gen.all(), 1, gen + 1)),
                 poisoned.eq(poisoned | gen.all()),
@@ -507,18 +516,16 @@ class OrderBook(wiring.Component):
         partial = sig(~self.message.valid & (r["E"] | r["C"] | r["X"]), "partial")   # not at t0
         take = sig(Mux(partial, r1_take, o_entry.shares), "take")
         leaves = sig(Mux(partial, r1_leaves, 1), "leaves")
-        o_side = o_entry.side
-        rm_in = sig(Mux(o_side, row[SELL], row[BUY]), "rm_in")
-        rm_in = data.View(self._side, rm_in)
-        lv0, lv1 = rm_in.levels[0], rm_in.levels[1]
+        side_now = data.View(self._side, sig(Mux(s_side, row[SELL], row[BUY]), "side_now"))
+        lv0, lv1 = side_now.levels[0], side_now.levels[1]
         empties = sig(Mux(leaves, lv0.count == 1, lv0.count == 0), "empties")
         rm_px = sig(Mux(empties, lv1.px, lv0.px), "rm_px")
         rm_qty = sig(Mux(empties, lv1.qty, lv0.qty - take), "rm_qty")
         top_px = Mux(o_top, rm_px, lv0.px)
         top_qty = Mux(o_top, rm_qty, lv0.qty)
-        unsure_other = Mux(o_side, _unsure(row[BUY]), _unsure(row[SELL]))
-        unsure_rm = Mux(o_top, empties & ~lv1.valid & (rm_in.orphans != 0),
-                        ~lv0.valid & Mux(leaves, rm_in.orphans != 1, rm_in.orphans != 0))
+        unsure_other = sig(Mux(s_side, _unsure(row[BUY]), _unsure(row[SELL])), "unsure_other")
+        unsure_rm = Mux(o_top, empties & ~lv1.valid & (side_now.orphans != 0),
+                        ~lv0.valid & Mux(leaves, side_now.orphans != 1, side_now.orphans != 0))
         rm_uncertain = sig(slot_sticky | unsure_other | unsure_rm, "rm_uncertain")
         rm_changed = sig(o_top & ((take != 0) | empties)
                          | (rm_uncertain != (slot_sticky | unsure_row)), "rm_changed")
@@ -529,20 +536,27 @@ class OrderBook(wiring.Component):
                 m.d.comb += count["clamped"].eq(r1_clamp)
             with m.If(~cur["U"]):
                 m.d.comb += emit.eq(o_found & rm_changed)
-        publish(st_rm0 & ~cur["U"], *quote(o_side, top_px, top_qty), rm_uncertain, slot_state)
-
-        # The scan of the side for a removal, registered for RM1.
-        x_side, x_leaves = Signal(), Signal()
-        x_eq, x_empty = Signal(N), Signal(N)
-        x_qty = Signal(data.ArrayLayout(BOOK_QTY_BITS, N))
-        x_count = Signal(data.ArrayLayout(BOOK_COUNT_BITS, N))
-        left = Signal(BOOK_QTY_BITS)
+        publish(st_rm0 & ~cur["U"], *quote(s_side, top_px, top_qty), rm_uncertain, slot_state)
         u_before_px, u_before_qty, u_before_unsure = Signal(32), Signal(BOOK_QTY_BITS), Signal()
         with m.If(st_rm0):
             m.d.sync += [u_before_px.eq(lv0.px), u_before_qty.eq(lv0.qty),
                          u_before_unsure.eq(unsure_row)]
-        m.d.sync += [x_side.eq(o_side), x_leaves.eq(leaves), left.eq(o_entry.shares - take)]
-        for i, lv in enumerate(rm_in.levels):
+
+        # -- the scans (RM0, ADD0) --------------------------------------------------------------
+        # One side is scanned: the slot's (or, for U's new order, the side its removal left in
+        # `work`). `work` keeps a copy for the edit; every level is compared with the price and
+        # its sums precomputed, all registered, so the edit is only multiplexers.
+        work = Signal(self._side)
+        scan_in = data.View(self._side, sig(Mux(q_add0, work, side_now), "scan_in"))
+
+        # The removal scan (RM0).
+        x_leaves, x_eq, x_empty = Signal(), Signal(N), Signal(N)
+        x_qty = Signal(data.ArrayLayout(BOOK_QTY_BITS, N))
+        x_count = Signal(data.ArrayLayout(BOOK_COUNT_BITS, N))
+        x_orphans, left = Signal(BOOK_COUNT_BITS), Signal(BOOK_QTY_BITS)
+        m.d.sync += [x_leaves.eq(leaves), left.eq(o_entry.shares - take),
+                     x_orphans.eq(scan_in.orphans - 1)]
+        for i, lv in enumerate(scan_in.levels):
             m.d.sync += [
                 x_eq[i].eq(lv.valid & (lv.px == o_entry.px)),
                 x_qty[i].eq(lv.qty - take),
@@ -550,104 +564,85 @@ class OrderBook(wiring.Component):
                 x_empty[i].eq(Mux(leaves, lv.count == 1, lv.count == 0)),
             ]
 
-        # ADD0: the scan of the side for a new order (A/F now, U after its removal), and the
-        # candidates for the top of that side afterwards.
-        # A/F run ADD0 in the message's own cycle, with side and shares from the key head; U
-        # runs it later (q_add0), from its old order and the held message.
-        a_side = sig(Mux(q_add0, o_side, k_side), "a_side")
+        # The add scan (ADD0), with the candidates for the update. A/F run it in the message's
+        # own cycle, with shares from the key head; U later (q_add0), from the held message.
         a_px = sig(Mux(q_add0, r_px, Mux(msg.type == ord("F"), body.F.price, body.A.price)),
                    "a_px")
         a_qty = sig(Mux(q_add0, r_shares, k_shares), "a_qty")
-        add_in = data.View(self._side, sig(Mux(a_side, row[SELL], row[BUY]), "add_in"))
-        is_bid = a_side == BUY
-        y_side, y_rej, y_orph, y_full = Signal(), Signal(), Signal(), Signal()
+        is_bid = s_side == BUY
+        y_rej, y_orph, y_full = Signal(), Signal(), Signal()
         y_eq, y_bt, y_ovf = Signal(N), Signal(N), Signal(N)
         y_qty = Signal(data.ArrayLayout(BOOK_QTY_BITS, N))
+        y_count = Signal(data.ArrayLayout(BOOK_COUNT_BITS, N))
         y_px, y_shares = Signal(32), Signal(BOOK_QTY_BITS)
         y_push_ovf, y_orph_max = Signal(), Signal()
+        y_orph_inc, y_orph_push = Signal(BOOK_COUNT_BITS), Signal(BOOK_COUNT_BITS)
         y_before_px, y_before_qty, y_before_unsure = Signal(32), Signal(BOOK_QTY_BITS), Signal()
-        y_unsure_other = Signal()
-        last_lv = add_in.levels[N - 1]
+        last_lv = scan_in.levels[N - 1]
         push = Signal(BOOK_COUNT_BITS + 1)
-        m.d.comb += push.eq(add_in.orphans + last_lv.count)
+        m.d.comb += push.eq(scan_in.orphans + last_lv.count)
         m.d.sync += [
-            y_side.eq(a_side), y_px.eq(a_px), y_shares.eq(a_qty),
+            y_px.eq(a_px), y_shares.eq(a_qty),
             y_rej.eq((a_qty == 0) | (a_px == 0)),
-            y_orph.eq((add_in.orphans != 0) & ~_better(is_bid, a_px, add_in.cut)),
+            y_orph.eq((scan_in.orphans != 0) & ~_better(is_bid, a_px, scan_in.cut)),
             y_full.eq(last_lv.valid), y_push_ovf.eq(push[-1]),
-            y_orph_max.eq(add_in.orphans.all()),
-            y_before_px.eq(Mux(q_add0, u_before_px, add_in.levels[0].px)),
-            y_before_qty.eq(Mux(q_add0, u_before_qty, add_in.levels[0].qty)),
+            y_orph_max.eq(scan_in.orphans.all()),
+            y_orph_inc.eq(scan_in.orphans + 1), y_orph_push.eq(push),
+            y_before_px.eq(Mux(q_add0, u_before_px, scan_in.levels[0].px)),
+            y_before_qty.eq(Mux(q_add0, u_before_qty, scan_in.levels[0].qty)),
             y_before_unsure.eq(Mux(q_add0, u_before_unsure, unsure_row)),
-            y_unsure_other.eq(Mux(a_side, _unsure(row[BUY]), _unsure(row[SELL]))),
         ]
-        for i, lv in enumerate(add_in.levels):
+        for i, lv in enumerate(scan_in.levels):
             total = Signal(BOOK_QTY_BITS + 1, name=f"add_total{i}")
             m.d.comb += total.eq(lv.qty + a_qty)
             m.d.sync += [
                 y_eq[i].eq(lv.valid & (lv.px == a_px)),
                 y_bt[i].eq(lv.valid & _better(is_bid, lv.px, a_px)),
-                y_qty[i].eq(total),
+                y_qty[i].eq(total), y_count[i].eq(lv.count + 1),
                 y_ovf[i].eq(total[-1] | lv.count.all()),
             ]
 
-        # -- RM1 / ADD1: the edit of the side, written back ------------------------------------
-        ed_in = data.View(self._side, sig(Mux(Mux(q_add1, y_side, x_side), row[SELL], row[BUY]),
-                                          "ed_in"))
-        lv = ed_in.levels
-        rm_out = Signal(self._side)
-        m.d.comb += rm_out.eq(ed_in)
-        with m.If(x_eq.any()):
-            for i in range(N):
-                with m.If(x_eq[i]):
-                    m.d.comb += [rm_out.levels[i].qty.eq(x_qty[i]),
-                                 rm_out.levels[i].count.eq(x_count[i])]
-            with m.If((x_eq & x_empty).any()):          # the level goes: the rest move up
-                for i in range(N):
-                    with m.If(x_eq[:i + 1].any()):
-                        m.d.comb += rm_out.levels[i].eq(lv[i + 1] if i + 1 < N else 0)
-        with m.Elif(x_leaves):
-            m.d.comb += rm_out.orphans.eq(ed_in.orphans - 1)
-
-        add_out = Signal(self._side)
-        m.d.comb += add_out.eq(ed_in)
+        # -- the edit (RM1, ADD1): each level picks one of its sources -------------------------
+        lv = work.levels
+        x_gone = sig((x_eq & x_empty).any(), "x_gone")      # the order's level empties
+        y_eq_any = sig(y_eq.any(), "y_eq_any")
+        y_ok = sig(q_add1 & ~y_rej & ~y_orph, "y_ok")
+        insert = sig(y_ok & ~y_eq_any, "insert")
+        edit_out = Signal(self._side)
         new = Signal(Level)
         m.d.comb += [new.valid.eq(1), new.px.eq(y_px), new.qty.eq(y_shares), new.count.eq(1)]
-        y_eq_any = sig(y_eq.any(), "y_eq_any")
-        insert = sig(~y_rej & ~y_orph & ~y_eq_any, "insert")
-        with m.If(~y_rej):
-            with m.If(y_orph):
-                m.d.comb += add_out.orphans.eq(ed_in.orphans + 1)
-            with m.Elif(y_eq_any):
-                for i in range(N):
-                    with m.If(y_eq[i]):
-                        m.d.comb += [add_out.levels[i].qty.eq(y_qty[i]),
-                                     add_out.levels[i].count.eq(lv[i].count + 1)]
-            with m.Else():
-                # Levels better than px stay, px goes in after them, the rest move down one.
-                with m.If(~y_bt[0]):
-                    m.d.comb += add_out.levels[0].eq(new)
-                for i in range(1, N):
-                    with m.If(~y_bt[i]):
-                        m.d.comb += add_out.levels[i].eq(Mux(y_bt[i - 1], new, lv[i - 1]))
-                with m.If(y_full):
-                    with m.If(y_bt.all()):              # worse than every level: not kept
-                        m.d.comb += [add_out.cut.eq(y_px),
-                                     add_out.orphans.eq(ed_in.orphans + 1)]
-                    with m.Else():
-                        m.d.comb += [add_out.cut.eq(lv[N - 1].px),
-                                     add_out.orphans.eq(ed_in.orphans + lv[N - 1].count)]
-
-        with m.If(q_rm1 | q_add1):
-            side_out = Signal(self._side)
-            m.d.comb += side_out.eq(Mux(q_add1, add_out, rm_out))
-            row_next = Signal(self._row)
-            m.d.comb += [row_next.eq(row), row_wr.data.eq(row_next), row_wr.en.eq(1)]
-            with m.If(Mux(q_add1, y_side, x_side)):
-                m.d.comb += row_next[SELL].eq(side_out)
-            with m.Else():
-                m.d.comb += row_next[BUY].eq(side_out)
-            m.d.sync += [row.eq(row_next), row_valid.bit_select(slot, 1).eq(1)]
+        for i in range(N):
+            rm_mod = q_rm1 & x_eq[i] & ~x_gone
+            rm_up = q_rm1 & x_gone & x_eq[:i + 1].any()     # at and after the emptied level
+            add_mod = y_ok & y_eq[i]
+            add_new = insert & ~y_bt[i] & (y_bt[i - 1] if i else 1)
+            add_down = insert & ~y_bt[i] & (~y_bt[i - 1] if i else 0)
+            keep = ~(rm_mod | rm_up | add_mod | add_new | add_down)
+            m.d.comb += edit_out.levels[i].eq(_or_tree([
+                Mux(keep, lv[i], 0),
+                Mux(rm_mod, Cat(lv[i].valid, lv[i].px, x_qty[i], x_count[i]), 0),
+                Mux(add_mod, Cat(lv[i].valid, lv[i].px, y_qty[i], y_count[i]), 0),
+                Mux(add_new, new, 0),
+                Mux(add_down, lv[i - 1] if i else 0, 0),
+                Mux(rm_up, lv[i + 1] if i + 1 < N else 0, 0),
+            ]))
+        # Orphans and cut: one leaves (not found), one joins, or the worst level is pushed out
+        # (or the new one is not kept).
+        push_out = sig(insert & y_full, "push_out")
+        pushed_new = sig(push_out & y_bt.all(), "pushed_new")
+        orphan_out = sig(q_rm1 & ~x_eq.any() & x_leaves, "orphan_out")
+        orphan_in = sig((q_add1 & ~y_rej & y_orph) | pushed_new, "orphan_in")
+        m.d.comb += [
+            edit_out.orphans.eq(Mux(orphan_out, x_orphans, Mux(orphan_in, y_orph_inc,
+                                    Mux(push_out, y_orph_push, work.orphans)))),
+            edit_out.cut.eq(Mux(pushed_new, y_px, Mux(push_out, lv[N - 1].px, work.cut))),
+        ]
+        edit = q_rm1 | q_add1
+        m.d.sync += work.eq(Mux(edit, edit_out, scan_in))
+        for b, wr in enumerate(sides):
+            m.d.comb += [wr.data.eq(edit_out), wr.en.eq(edit & (s_side == b))]
+            with m.If(edit & (s_side == b)):
+                m.d.sync += side_valid[b].bit_select(slot, 1).eq(1)
 
         # RM1: the entry keeps what is left, or is emptied. An order leaving from a price with
         # neither a level nor orphans: the book was already uncertain (module docstring).
@@ -655,7 +650,7 @@ class OrderBook(wiring.Component):
             m.d.comb += [wr_en.eq(1), wr_place.eq(o_place), wr_set.eq(o_set)]
             with m.If(left != 0):
                 m.d.comb += [wr_entry.eq(o_entry), wr_entry.shares.eq(left)]
-            with m.If(~x_eq.any() & x_leaves & (ed_in.orphans == 0)):
+            with m.If(orphan_out & (work.orphans == 0)):
                 m.d.comb += taint["op"].eq(1 << slot)
 
         # ADD1: the new order stored (over a duplicate, else in a free way, else nowhere) and
@@ -665,22 +660,22 @@ class OrderBook(wiring.Component):
         dup_slot = Mux(r["U"], n_dup_slot, o_entry.slot)
         dup_here = found & (dup_slot == slot)
         op_taint = sig(~y_rej & ((y_orph & y_orph_max) | (y_eq & y_ovf).any()
-                                 | (insert & y_full & Mux(y_bt.all(), y_orph_max, y_push_ovf))),
+                                 | (push_out & Mux(y_bt.all(), y_orph_max, y_push_ovf))),
                        "op_taint")
         top_sel_b = y_eq[0]                                 # joins the top level
         top_sel_c = ~y_eq[0] & ~y_bt[0]                     # becomes the top level
-        lv0_now = ed_in.levels[0]
+        lv0_now = work.levels[0]
         add_top_px = sig(Mux(~y_rej & ~y_orph & top_sel_c, y_px, lv0_now.px), "add_top_px")
         add_top_qty = sig(Mux(~y_rej & ~y_orph & (top_sel_b | top_sel_c),
                               Mux(top_sel_b, y_qty[0], y_shares), lv0_now.qty), "add_top_qty")
-        unsure_add = Mux(~y_rej & ~y_orph, 0, _unsure(ed_in))
+        unsure_add = Mux(~y_rej & ~y_orph, 0, _unsure(work))
         add_uncertain = sig(slot_sticky | (~y_rej & (dup_here | full | op_taint))
-                            | unsure_add | y_unsure_other, "add_uncertain")
+                            | unsure_add | unsure_other, "add_uncertain")
         add_changed = sig((add_top_px != y_before_px) | (add_top_qty != y_before_qty)
                           | (add_uncertain != (slot_sticky | y_before_unsure)), "add_changed")
         new_entry = Signal(self._entry)
         m.d.comb += [new_entry.tag.eq(Mux(r["U"], r_new_ref, r_ref)[set_bits:]),
-                     new_entry.slot.eq(slot), new_entry.side.eq(y_side),
+                     new_entry.slot.eq(slot), new_entry.side.eq(s_side),
                      new_entry.px.eq(y_px), new_entry.shares.eq(y_shares), new_entry.gen.eq(gen)]
         with m.If(q_add1):
             with m.If(y_rej):
@@ -694,12 +689,12 @@ class OrderBook(wiring.Component):
                     m.d.comb += [count["duplicate_ref"].eq(1), taint["dup"].eq(1 << dup_slot)]
                 with m.Elif(full):
                     m.d.comb += [count["table_full"].eq(1), taint["full"].eq(1 << slot)]
-                with m.If(insert & y_full):
+                with m.If(push_out):
                     m.d.comb += count["level_overflow"].eq(1)
                 with m.If(op_taint):
                     m.d.comb += taint["op"].eq(1 << slot)
             m.d.comb += emit.eq(add_changed)
-        publish(q_add1, *quote(y_side, add_top_px, add_top_qty), add_uncertain, slot_state)
+        publish(q_add1, *quote(s_side, add_top_px, add_top_qty), add_uncertain, slot_state)
 
         for name in data.Layout.cast(TopUpdate).members:
             terms = [Mux(when, Value.cast(fields[name]), 0)
