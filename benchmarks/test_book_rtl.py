@@ -22,9 +22,10 @@ from sim.market import MARKET_SYMBOLS, market_stream
 
 N = int(os.environ.get("TICKNIC_BENCH_MESSAGES", "1000000"))
 SEED = 20261122
-TARGETS = {"A/F": 4, "E/C/X/D": 6, "U": 6, "H": 4}
-GROUP = {"A": "A/F", "F": "A/F", "E": "E/C/X/D", "C": "E/C/X/D", "X": "E/C/X/D",
-         "D": "E/C/X/D", "U": "U", "H": "H"}
+# D is its own group: its reference is its last field, so it alone waits for its lookup.
+TARGETS = {"A/F": 4, "E/C/X": 6, "D": 6, "U": 6, "H": 4}
+GROUP = {"A": "A/F", "F": "A/F", "E": "E/C/X", "C": "E/C/X", "X": "E/C/X", "D": "D", "U": "U",
+         "H": "H"}
 
 
 @pytest.mark.bench

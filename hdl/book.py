@@ -283,10 +283,13 @@ class OrderBook(wiring.Component):
             with m.If(s_read):
                 m.d.sync += row[b].eq(Mux(slot_valid[b], rd.data, 0))
             sides.append(wr)
-        # This message's own taints are added where they arise; others (a verdict, a gap)
-        # follow the message in the model, so they must not show in its update.
-        slot_sticky = sig(poisoned | sticky.bit_select(slot, 1), "slot_sticky")
-        slot_state = sig(state[slot], "slot_state")
+        # Read with the row: nothing changes them between the prefetch and the message's last
+        # stage but the message itself, whose own taints are added where they arise (a verdict
+        # or a gap follows the message, in the model as on the wire).
+        slot_sticky, slot_state = Signal(), Signal(8)
+        with m.If(s_read):
+            m.d.sync += [slot_sticky.eq(poisoned | sticky.bit_select(slot, 1)),
+                         slot_state.eq(state[slot])]
 
         # -- heads: search the order table -----------------------------------------------------
         places = []                         # place i: way i % ways of bank i // ways
@@ -340,8 +343,12 @@ class OrderBook(wiring.Component):
         m.d.sync += [p2_set[b].eq(p1["set"][b]) for b in range(BOOK_BANKS)]
         m.d.sync += [p2_same[b].eq(p1["set"][b] == p2_set[b]) for b in range(BOOK_BANKS)]
 
-        # P2. The hit (at most one: a reference is stored once) and the free ways. For U's new
-        # reference the old order's place counts as free: it leaves before the new one enters.
+        # P2. The hit and the free ways. For U's new reference the old order's place counts as
+        # free: it leaves before the new one enters. A reference is stored once, so the hit
+        # selects the entry as it is (no lowest-bit pick): the 32 ways are spread over the
+        # chip's block RAM columns, and each of `p2_hit[i] & p2_data[i]` stays beside its way,
+        # so gathering the entry crosses the chip once. (Only after 65,535 clears, in a
+        # poisoned table, could two hits meet.)
         o_found, o_hit, o_top, o_full = Signal(), Signal(n_places), Signal(), Signal()
         o_entry = Signal(self._entry)       # the message's order (A/F: a live duplicate)
         n_found, n_full, n_dup_slot = Signal(), Signal(), Signal(range(W))   # U's new ref
@@ -349,12 +356,11 @@ class OrderBook(wiring.Component):
                                             for b in range(BOOK_BANKS)), 0), "freed")
         hit = sig(p2_hit & ~freed, "hit")
         free = sig(p2_free | freed, "free")
-        hit1 = _lowest(m, hit, "hit_onehot")
         entry_sig = Signal(self._entry)
-        m.d.comb += entry_sig.eq(_or_tree([Mux(hit1[i], p2_data[i], 0) for i in range(n_places)]))
+        m.d.comb += entry_sig.eq(_or_tree([Mux(hit[i], p2_data[i], 0) for i in range(n_places)]))
         with m.If(p2_valid & ~p2_new):
-            m.d.sync += [o_found.eq(hit.any()), o_hit.eq(hit1), o_entry.eq(entry_sig),
-                         o_top.eq((hit1 & p2_top).any()), o_full.eq(~hit.any() & ~free.any())]
+            m.d.sync += [o_found.eq(hit.any()), o_hit.eq(hit), o_entry.eq(entry_sig),
+                         o_top.eq((hit & p2_top).any()), o_full.eq(~hit.any() & ~free.any())]
         with m.If(p2_valid & ~p2_new & ~p2_any):
             m.d.sync += s_side.eq(entry_sig.side)
         with m.If(p2_valid & p2_new):
@@ -365,19 +371,21 @@ class OrderBook(wiring.Component):
         p3_set = [Signal(set_bits, name=f"p3_set{b}") for b in range(BOOK_BANKS)]
         p3_nfree = [Signal(range(p.ways + 1), name=f"p3_nfree{b}") for b in range(BOOK_BANKS)]
         m.d.sync += [p3_valid.eq(p2_valid), p3_new.eq(p2_new), p3_found.eq(hit.any()),
-                     p3_hit.eq(hit1), p3_free.eq(free)]
+                     p3_hit.eq(hit), p3_free.eq(free)]
         m.d.sync += [p3_set[b].eq(p2_set[b]) for b in range(BOOK_BANKS)]
         m.d.sync += [p3_nfree[b].eq(_popcount(free[in_bank[b]])) for b in range(BOOK_BANKS)]
 
         # P3. Where the order is (or, not found, would go): 2-left, the lowest free way.
         o_place, o_set = Signal(range(n_places)), Signal(set_bits)
         n_place, n_set = Signal(range(n_places)), Signal(set_bits)
+        # The lowest free way of each bank and the bank compare run side by side.
         bank1 = sig(p3_nfree[1] > p3_nfree[0], "bank1")
-        room = sig(Cat(p3_free[in_bank[0]] & ~bank1.replicate(p.ways),
-                       p3_free[in_bank[1]] & bank1.replicate(p.ways)), "room")
-        pick = sig(Mux(p3_found, p3_hit, _lowest(m, room, "room_onehot")), "pick")
+        first = [_lowest(m, p3_free[in_bank[b]], f"first_free{b}") for b in range(BOOK_BANKS)]
+        pick = sig(Mux(p3_found, p3_hit, Mux(bank1, Cat(Const(0, p.ways), first[1]),
+                                               Cat(first[0], Const(0, p.ways)))), "pick")
         place = _encode(m, pick, "place")
-        where = sig(Mux(pick[in_bank[1]].any(), p3_set[1], p3_set[0]), "where")
+        where = sig(Mux(Mux(p3_found, p3_hit[in_bank[1]].any(), bank1), p3_set[1], p3_set[0]),
+                    "where")
         with m.If(p3_valid & ~p3_new):
             m.d.sync += [o_place.eq(place), o_set.eq(where)]
         with m.If(p3_valid & p3_new):
@@ -428,7 +436,9 @@ class OrderBook(wiring.Component):
         r_index, r_rx_cycle = Signal(32), Signal(48)
         ours = sig(slot_ok & (is_["R"] | is_["H"] | is_["A"] | is_["F"] | is_["E"] | is_["C"]
                               | is_["X"] | is_["D"] | is_["U"]), "ours")
-        with m.If(ours):
+        # Held on every message (an enable from the decoder's register, not from the slot
+        # match); the next one is >= 14 cycles away, after this one's last stage.
+        with m.If(self.message.valid):
             m.d.sync += [r[t].eq(is_[t]) for t in r]
             m.d.sync += [
                 r_ref.eq(m_ref),
@@ -436,6 +446,7 @@ class OrderBook(wiring.Component):
                 r_shares.eq(m_shares), r_px.eq(m_px),
                 r_index.eq(msg.index), r_rx_cycle.eq(msg.rx_cycle),
             ]
+        with m.If(ours):
             with m.If(~is_["R"]):
                 m.d.sync += touched.bit_select(slot, 1).eq(1)
             with m.If(is_["R"] | is_["H"] | is_["A"] | is_["F"]):
@@ -454,11 +465,13 @@ class OrderBook(wiring.Component):
         go = go_now | go_late
         # The type, operands for the stage that runs in the message's own cycle.
         cur = {t: sig(Mux(self.message.valid, is_[t], r[t]), f"cur_{t}") for t in r}
-        a_shares = sig(Mux(self.message.valid, m_shares, r_shares), "a_shares")
 
         # -- the stages ------------------------------------------------------------------------
-        q_rm0, q_rm1, q_add0, q_add1 = Signal(), Signal(), Signal(), Signal()
-        st_r1 = sig(go & (cur["E"] | cur["C"] | cur["X"]), "st_r1")
+        # R1 runs the cycle after go, on the held shares (E/C/X have cycles to spare; the
+        # message's own fields are a type-keyed multiplexer away).
+        q_r1, q_rm0, q_rm1, q_add0, q_add1 = Signal(), Signal(), Signal(), Signal(), Signal()
+        m.d.sync += q_r1.eq(go & (cur["E"] | cur["C"] | cur["X"]))
+        st_r1 = q_r1
         st_rm0 = sig(go & (cur["D"] | cur["U"]) | q_rm0, "st_rm0")
         st_add0 = sig(go & (cur["A"] | cur["F"]) | q_add0, "st_add0")
         st_h = sig(go & cur["H"], "st_h")
@@ -508,9 +521,9 @@ class OrderBook(wiring.Component):
         r1_take, r1_leaves, r1_clamp = Signal(BOOK_QTY_BITS), Signal(), Signal()
         # The stages' scan registers load every cycle (no enable to fan out): each is read only
         # in the cycle after its stage.
-        m.d.sync += [r1_clamp.eq(a_shares > o_entry.shares),
-                     r1_leaves.eq(a_shares >= o_entry.shares),
-                     r1_take.eq(Mux(a_shares > o_entry.shares, o_entry.shares, a_shares))]
+        m.d.sync += [r1_clamp.eq(r_shares > o_entry.shares),
+                     r1_leaves.eq(r_shares >= o_entry.shares),
+                     r1_take.eq(Mux(r_shares > o_entry.shares, o_entry.shares, r_shares))]
 
         # RM0: the update of E/C/X/D, from the top two levels of the order's side; the scan.
         partial = sig(~self.message.valid & (r["E"] | r["C"] | r["X"]), "partial")   # not at t0
