@@ -474,7 +474,7 @@ class OrderBook(wiring.Component):
         st_r1 = q_r1
         st_rm0 = sig(go & (cur["D"] | cur["U"]) | q_rm0, "st_rm0")
         st_add0 = sig(go & (cur["A"] | cur["F"]) | q_add0, "st_add0")
-        st_h = sig(go & cur["H"], "st_h")
+        st_h = sig(ours & is_["H"], "st_h")           # H needs no lookup: it runs at once
         m.d.sync += [q_rm0.eq(st_r1), q_rm1.eq(st_rm0 & o_found),
                      q_add0.eq(q_rm1 & r["U"]), q_add1.eq(st_add0)]
 
@@ -484,8 +484,9 @@ class OrderBook(wiring.Component):
         m.d.comb += count["updates"].eq(emit)
 
         # The stages that can emit are exclusive: the payload is their AND-OR, not a priority
-        # chain. It loads whenever a stage could emit, and `emit` alone decides: the change
-        # compares would otherwise gate ~250 enables.
+        # chain, selected by the message type alone; it loads every cycle, and `emit` alone
+        # says when it holds an update (the stage and change logic would otherwise gate ~250
+        # enables).
         sources: list[tuple[Value, dict[str, Value]]] = []
 
         def publish(when, bid_px, bid_qty, ask_px, ask_qty, uncertain, st, **more):
@@ -503,7 +504,7 @@ class OrderBook(wiring.Component):
 
         with m.If(clear):
             m.d.comb += emit.eq(1)
-        sources.append((clear, dict(clear=1, uncertain=poisoned | gen.all(), state=TRADING,
+        sources.append((is_["S"], dict(clear=1, uncertain=poisoned | gen.all(), state=TRADING,
                                     index=msg.index, rx_cycle=msg.rx_cycle)))
 
         # H: the trading state. (Its index and locate come from the message, in this cycle.)
@@ -512,7 +513,7 @@ class OrderBook(wiring.Component):
         with m.If(st_h):
             m.d.sync += state[slot].eq(new_state)
             m.d.comb += emit.eq(new_state != slot_state)
-        publish(st_h, row[BUY].levels[0].px, row[BUY].levels[0].qty,
+        publish(is_["H"], row[BUY].levels[0].px, row[BUY].levels[0].qty,
                 row[SELL].levels[0].px, row[SELL].levels[0].qty,
                 slot_sticky | unsure_row, new_state,
                 locate=msg.locate, index=msg.index, rx_cycle=msg.rx_cycle)
@@ -549,7 +550,9 @@ class OrderBook(wiring.Component):
                 m.d.comb += count["clamped"].eq(r1_clamp)
             with m.If(~cur["U"]):
                 m.d.comb += emit.eq(o_found & rm_changed)
-        publish(st_rm0 & ~cur["U"], *quote(s_side, top_px, top_qty), rm_uncertain, slot_state)
+        # (Selected by registers alone: RM0 of E/C/X/D never falls in a message's own cycle.)
+        publish(~self.message.valid & ~q_add1 & (r["E"] | r["C"] | r["X"] | r["D"]),
+                *quote(s_side, top_px, top_qty), rm_uncertain, slot_state)
         u_before_px, u_before_qty, u_before_unsure = Signal(32), Signal(BOOK_QTY_BITS), Signal()
         with m.If(st_rm0):
             m.d.sync += [u_before_px.eq(lv0.px), u_before_qty.eq(lv0.qty),

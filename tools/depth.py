@@ -86,6 +86,10 @@ def analyse(path: str, top: int) -> None:
         if ctype == "TRELLIS_COMB":          # nextpnr's packed slice half (placed netlists)
             if inp.startswith(("WAD", "WD", "WRE")):
                 return None                   # LUT RAM write side: an endpoint
+            if out == "OFX":                  # the slice's wide-function mux: M ? FXB : FXA
+                return LOGIC["PFUMX"] if inp in ("M", "FXA", "FXB") else None
+            if inp in ("M", "FXA", "FXB"):
+                return None
             if inp == "FCI":
                 return CARRY_IN if out == "FCO" else CARRY_SUM - CARRY_OUT + CARRY_IN
             return CARRY_OUT if out == "FCO" else LOGIC["LUT4"]
