@@ -2,15 +2,17 @@
 
 The semantics (watchlist, order table, price levels with orphans, clearing, uncertainty) are
 specified by `host.model.book`, whose docstring is the reference; this file says how the card
-does it in a few cycles at 125 MHz.
+does it in a few cycles. (Its clock target is 125 MHz; README "Numbers" says what it reaches.)
 
 Storage:
 * The order table is two banks of `ways` memories of `sets` entries (block RAM), all read
   together: bank b at the reference's set `order_sets(ref)[b]` (2-left hashing). An entry holds
   the reference without its lowest chunk (implied by the set), instrument, side, price,
   remaining shares and the generation it was written in.
-* The books are one row per watched instrument (bid and ask side: levels best first, orphan
-  count and cut price), in a memory read asynchronously (LUT RAM) into the register `row`.
+* The books: per watched instrument and side, the levels best first, the orphan count and the
+  cut price, in two memories (bid, ask) read asynchronously (LUT RAM) into the register `row`
+  when the message's slot is known. The side a message edits is copied into `work`, edited
+  there and written back to its memory; `row` keeps the state before the message.
 
 Lookups run ahead of the message, on the decoder's heads (`hdl.itch.ItchHead`): the slot is
 found (by locate for E/C/X/D/U, as soon as byte 2 is in; by symbol for R/H/A/F) and its row
@@ -26,16 +28,17 @@ For every type but D the lookup is done when the message's last byte arrives; D'
 *is* its last field, so D waits three cycles for it. Then one message is executed, stage by
 stage (a message leaves at least 14 cycles to the next):
 
-    R1   E/C/X: how much to take; does the order leave (a compare)
+    R1   E/C/X, the cycle after the message: how much to take, does the order leave
     RM0  E/C/X/D: the update, from the top two levels alone.  E/C/X/D/U: scan the side
     RM1  the side without the order: row and entry written back
     ADD0 A/F/U: scan the side for the new price; the update's candidates
     ADD1 A/F/U: the update; the side with the order: row and entry written
 
 "Scan" compares every level with the price and precomputes sums, all registered, so the
-edit in the next stage is only multiplexers. The update never waits for the edit: its top is
-chosen from candidates computed beside the scan. Cycles from a message's last byte on the
-pins to its update valid: H 3, A/F/E/C/X 4, D and U 6.
+edit in the next stage picks each level from five sources (itself, its neighbours, the new
+level, itself changed). The update never waits for the edit: its top is chosen from candidates
+computed beside the scan. Cycles from a message's last byte on the pins to its update valid
+(benchmarks/test_book_rtl.py): H 3, A/F 4, E/C/X 5, D and U 6.
 
 One taint reaches the book a message after the update that caused it: an order leaving from a
 price with neither a level nor orphans (finding that out needs the scan, which D's update does
@@ -467,7 +470,7 @@ class OrderBook(wiring.Component):
         cur = {t: sig(Mux(self.message.valid, is_[t], r[t]), f"cur_{t}") for t in r}
 
         # -- the stages ------------------------------------------------------------------------
-        # R1 runs the cycle after go, on the held shares (E/C/X have cycles to spare; the
+        # R1 runs the cycle after go, on the held shares (E/C/X have a cycle to spare; the
         # message's own fields are a type-keyed multiplexer away).
         q_r1, q_rm0, q_rm1, q_add0, q_add1 = Signal(), Signal(), Signal(), Signal(), Signal()
         m.d.sync += q_r1.eq(go & (cur["E"] | cur["C"] | cur["X"]))
