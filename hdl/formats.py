@@ -16,7 +16,8 @@ __all__ = [
     "N_SUBSCRIPTIONS", "Drop", "ITCH_LENGTHS", "ITCH_TYPES", "ITCH_HEADER", "ITCH_BODIES",
     "ITCH_HEADER_LEN", "ITCH_MAX_BODY", "multicast_mac", "BOOK_CLEAR_EVENTS", "BOOK_QTY_BITS",
     "BOOK_COUNT_BITS", "BOOK_GEN_BITS", "BOOK_BANKS", "BOOK_BUY", "BOOK_SELL", "BOOK_TRADING",
-    "BOOK_COUNTERS", "order_hash", "order_sets", "BookParams",
+    "BOOK_COUNTERS", "order_hash", "order_sets", "BookParams", "RISK_QTY_BITS", "RISK_PRICE_BITS",
+    "RISK_NOTIONAL_BITS", "RISK_POSITION_BITS", "RISK_RATE_BITS",
 ]
 
 # Ethernet frame sizes count the destination MAC through the FCS, not preamble/SFD.
@@ -121,6 +122,15 @@ BOOK_TRADING = "T"            # the H trading state that is not halted; also the
 # The book's counters, in the order the gateware exports them (counters.json "book").
 BOOK_COUNTERS = ("updates", "unknown_ref", "clamped", "rejected", "duplicate_ref", "table_full",
                  "level_overflow", "clears")
+
+
+# Trigger and risk registers (the tick-to-trade gateware, host.config): the widths every value
+# of a strategy and limits file must fit.
+RISK_QTY_BITS = 32            # shares: order and level quantities (ITCH and OUCH carry 4 bytes)
+RISK_PRICE_BITS = 32          # ITCH prices, 1/10000 dollar
+RISK_NOTIONAL_BITS = 64       # price x shares
+RISK_POSITION_BITS = 32       # signed shares: position and exposure bounds
+RISK_RATE_BITS = 16           # orders per second
 
 
 def order_hash(ref: int, sets: int) -> int:

@@ -39,6 +39,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="keep the order book of these symbols (at most "
                         f"{BookParams().slots}) and write DIR/bbo.csv")
     r.add_argument("--json", action="store_true", help="print counters.json to stdout")
+    c = sub.add_parser("config", help="check a strategy and limits file",
+                       description="Validate a strategy and limits file (TOML) and print what "
+                                   "it configures; a bad one gives one line and exit code 2.")
+    c.add_argument("file", type=Path)
+    c.add_argument("--json", action="store_true", help="print the parsed file as JSON")
     return p
 
 
@@ -84,7 +89,31 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "replay":
         return _replay(args)
+    if args.command == "config":
+        return _config(args)
     raise AssertionError(args.command)
+
+
+def _config(args: argparse.Namespace) -> int:
+    from host.config import ConfigError, load_config
+    try:
+        cfg = load_config(args.file)
+    except ConfigError as e:
+        print(f"hostctl: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(cfg.as_dict(), indent=2))
+        return 0
+    lim = cfg.limits
+    print(f"{args.file}: limits: order qty <= {lim.max_order_qty}, notional <= "
+          f"{lim.max_order_notional}, <= {lim.max_orders_per_second} orders/s")
+    for i in cfg.instruments:
+        sides = [f"buy at ask <= {i.buy_below}" if i.buy_below is not None else "",
+                 f"sell at bid >= {i.sell_above}" if i.sell_above is not None else ""]
+        print(f"  {i.symbol}: {', '.join(s for s in sides if s) or 'no trigger'}; min qty "
+              f"{i.min_qty}, order qty {i.order_qty}, |position| <= {i.max_position}, "
+              f"price {i.reference_px} +/- {i.collar}")
+    return 0
 
 
 def _replay(args: argparse.Namespace) -> int:
