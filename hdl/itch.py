@@ -177,9 +177,12 @@ class ItchDecoder(wiring.Component):
             self.sink.valid & ~beat.end & ~beat.first & (reason == Drop.NONE) & decoded
             & ((pos == LOCATE_AT) | (pos == key_at)))
 
-        count = Signal()
+        # A message is counted the cycle after its last byte (`counted`): the count comes off
+        # the cut-through valid chain, and the counters sit wherever their readers pull them
+        # (the index goes into the book). The next message's last byte is >= 14 cycles away.
+        count, counted = Signal(), Signal()
         total = Signal(32)
-        m.d.sync += [msg.index.eq(total), total.eq(total + count)]
+        m.d.sync += [counted.eq(count), msg.index.eq(total), total.eq(total + counted)]
         m.d.sync += [valid.eq(0), self.verdict.valid.eq(0)]
         with m.If(self.sink.valid & ~beat.end & (reason == Drop.NONE)):
             with m.If(beat.first):
@@ -198,7 +201,7 @@ class ItchDecoder(wiring.Component):
                 m.d.comb += count.eq(1)
 
         for i in range(len(ITCH_TYPES)):
-            with m.If(count & (kind_index == i)):
+            with m.If(counted & (kind_index == i)):
                 m.d.sync += self.by_type[i].eq(self.by_type[i] + 1)
 
         with m.If(self.sink.valid & beat.end):
