@@ -43,7 +43,8 @@ def position(cell: dict) -> tuple[int, int] | None:
     return int(parts[0][1:]), int(parts[1][1:])
 
 
-def analyse(path: str, top: int) -> None:
+def analyse(path: str, top: int) -> list[str]:
+    """The report as lines: the `top` worst endpoints, then the path to the worst."""
     mod = next(iter(json.load(open(path))["modules"].values()))
     for m in json.load(open(path))["modules"].values():
         if m.get("attributes", {}).get("top"):
@@ -150,18 +151,18 @@ def analyse(path: str, top: int) -> None:
                                                    position(c), len(loads[b]))
                     ends.append((t, b, cname))
     ends.sort(reverse=True)
-    print(f"worst {top} endpoints (ns, rough):")
+    lines = [f"worst {top} endpoints (ns, rough):"]
     seen = set()
     for t, b, cname in ends:
         key = names.get(b, str(b)).split("_TRELLIS")[0]
         if key in seen:
             continue
         seen.add(key)
-        print(f"  {t:5.1f}  {names.get(b, b)}  -> {cname}")
+        lines.append(f"  {t:5.1f}  {names.get(b, b)}  -> {cname}")
         if len(seen) >= top:
             break
     t, b, _ = ends[0]
-    print(f"\npath to the worst ({t:.1f} ns), source first:")
+    lines.append(f"path to the worst ({t:.1f} ns), source first:")
     chain = []
     while b is not None:
         chain.append(b)
@@ -170,7 +171,9 @@ def analyse(path: str, top: int) -> None:
         drv = drivers.get(b, ("input", ""))
         ctype = cells[drv[0]]["type"] if drv[0] in cells else "input"
         where = position(cells[drv[0]]) if drv[0] in cells else None
-        print(f"  {arrival.get(b, 0):5.1f}  {ctype:16s} {str(where or ''):10s} {names.get(b, b)}")
+        lines.append(f"  {arrival.get(b, 0):5.1f}  {ctype:16s} {str(where or ''):10s} "
+                     f"{names.get(b, b)}")
+    return lines
 
 
 if __name__ == "__main__":
@@ -178,4 +181,4 @@ if __name__ == "__main__":
     ap.add_argument("json")
     ap.add_argument("--top", type=int, default=25)
     a = ap.parse_args()
-    analyse(a.json, a.top)
+    print("\n".join(analyse(a.json, a.top)))
