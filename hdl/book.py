@@ -658,9 +658,15 @@ class OrderBook(wiring.Component):
         ]
         edit = q_rm1 | q_add1
         m.d.sync += work.eq(Mux(edit, edit_out, scan_in))
+        # The edited side goes back to its memory the cycle after, from `work`: the edit's
+        # multiplexers then end at flip-flops, not at the LUT RAM's write ports all over the
+        # chip. The next prefetch of a row is >= 2 cycles after the last edit (D: RM1 at t0+4,
+        # the next message's locate head at t0+5 and its row read at t0+7).
+        written = Signal()
+        m.d.sync += written.eq(edit)
         for b, wr in enumerate(sides):
-            m.d.comb += [wr.data.eq(edit_out), wr.en.eq(edit & (s_side == b))]
-            with m.If(edit & (s_side == b)):
+            m.d.comb += [wr.data.eq(work), wr.en.eq(written & (s_side == b))]
+            with m.If(written & (s_side == b)):
                 m.d.sync += side_valid[b].bit_select(slot, 1).eq(1)
 
         # RM1: the entry keeps what is left, or is emptied. An order leaving from a price with
