@@ -17,7 +17,7 @@ __all__ = [
     "ITCH_HEADER_LEN", "ITCH_MAX_BODY", "multicast_mac", "BOOK_CLEAR_EVENTS", "BOOK_QTY_BITS",
     "BOOK_COUNT_BITS", "BOOK_GEN_BITS", "BOOK_BANKS", "BOOK_BUY", "BOOK_SELL", "BOOK_TRADING",
     "BOOK_COUNTERS", "order_hash", "order_sets", "BookParams", "RISK_QTY_BITS", "RISK_PRICE_BITS",
-    "RISK_NOTIONAL_BITS", "RISK_POSITION_BITS", "RISK_RATE_BITS",
+    "RISK_NOTIONAL_BITS", "RISK_POSITION_BITS", "RISK_RATE_BITS", "CARD_CLOCK_HZ", "Reject",
 ]
 
 # Ethernet frame sizes count the destination MAC through the FCS, not preamble/SFD.
@@ -131,6 +131,24 @@ RISK_PRICE_BITS = 32          # ITCH prices, 1/10000 dollar
 RISK_NOTIONAL_BITS = 64       # price x shares
 RISK_POSITION_BITS = 32       # signed shares: position and exposure bounds
 RISK_RATE_BITS = 16           # orders per second
+CARD_CLOCK_HZ = 125_000_000   # the core clock the rate throttle counts (1 Gb/s GMII)
+
+
+class Reject(enum.IntEnum):
+    """Why the risk gate refused an order. Checked in this order; an order is counted once,
+    under the first that applies. `NONE`: sent."""
+    NONE = 0
+    KILL_CARD = 1             # the card-wide kill switch is set
+    KILL_INSTRUMENT = 2       # this instrument's kill switch is set
+    HALTED = 3                # its trading state is not T
+    UNCERTAIN = 4             # its book cannot vouch for its top
+    REDUCE_ONLY = 5           # reduce-only (card or instrument) and the order would not reduce
+    MAX_QTY = 6               # qty > max_order_qty
+    MAX_NOTIONAL = 7          # qty x price > max_order_notional
+    COLLAR = 8                # |price - reference_px| > collar
+    MAX_POSITION = 9          # position + open orders that way + qty > max_position
+    RATE_CARD = 10            # the card-wide token bucket is empty
+    RATE_INSTRUMENT = 11      # this instrument's token bucket is empty
 
 
 def order_hash(ref: int, sets: int) -> int:

@@ -18,6 +18,7 @@ register for it (`hdl.formats.RISK_*_BITS`), and prices are ITCH integers (1/100
     max_position = 3000     # |position + open orders in the order's direction| bound
     reference_px = 2924200  # price collar centre
     collar = 20000          # |order price - reference_px| bound
+    max_orders_per_second = 10  # optional: this instrument's throttle (default: the card's)
 
 The trigger and risk semantics are the tick-to-trade issue's; this module only says what a
 well-formed file is.
@@ -62,6 +63,7 @@ class Instrument:
     collar: int
     buy_below: int | None = None
     sell_above: int | None = None
+    max_orders_per_second: int | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ _INSTRUMENT = (
     ("max_position", 0, (1 << (RISK_POSITION_BITS - 1)) - 1, True),
     ("reference_px", *_PRICE, True),
     ("collar", 0, (1 << RISK_PRICE_BITS) - 1, True),
+    ("max_orders_per_second", 1, (1 << RISK_RATE_BITS) - 1, False),
 )
 
 
