@@ -18,6 +18,7 @@ __all__ = [
     "BOOK_COUNT_BITS", "BOOK_GEN_BITS", "BOOK_BANKS", "BOOK_BUY", "BOOK_SELL", "BOOK_TRADING",
     "BOOK_COUNTERS", "order_hash", "order_sets", "BookParams", "RISK_QTY_BITS", "RISK_PRICE_BITS",
     "RISK_NOTIONAL_BITS", "RISK_POSITION_BITS", "RISK_RATE_BITS", "CARD_CLOCK_HZ", "Reject",
+    "OUCH_ENTER_ORDER", "OUCH_ENTER_ORDER_LEN", "OUCH_IOC",
 ]
 
 # Ethernet frame sizes count the destination MAC through the FCS, not preamble/SFD.
@@ -109,6 +110,18 @@ ITCH_BODIES: dict[str, tuple[tuple[str, int], ...]] = {
 for _t, _fields in ITCH_BODIES.items():
     assert ITCH_HEADER_LEN + sum(n for _, n in _fields) == ITCH_LENGTHS[_t], _t
 ITCH_MAX_BODY = max(ITCH_LENGTHS[t] for t in ITCH_BODIES) - ITCH_HEADER_LEN
+
+
+# OUCH 5.0 Enter Order (host.model.ouch; the order builder), checked byte for byte against the
+# real capture in ../shared/data/nasdaq/Nasdaq.Nsm.Ouch.v5.0/EnterOrderMessage.pcap. All
+# integers big-endian; price with 4 implied decimals; appendage (tag-value options) follows.
+OUCH_ENTER_ORDER: tuple[tuple[str, int], ...] = (
+    ("type", 1), ("user_ref", 4), ("side", 1), ("quantity", 4), ("symbol", 8), ("price", 8),
+    ("time_in_force", 1), ("display", 1), ("capacity", 1), ("intermarket_sweep", 1),
+    ("cross_type", 1), ("cl_ord_id", 14), ("appendage_length", 2),
+)
+OUCH_ENTER_ORDER_LEN = sum(n for _, n in OUCH_ENTER_ORDER)      # 47
+OUCH_IOC = "3"                # time in force: immediate or cancel (0 day, 5 GTX, 6 GTT, E)
 
 
 # Order book (hdl.book, host.model.book).
