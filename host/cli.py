@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--watch", type=_watch, metavar="SYM,SYM",
                    help="keep the order book of these symbols (at most "
                         f"{BookParams().slots}) and write DIR/bbo.csv")
+    r.add_argument("--config", type=Path, metavar="FILE",
+                   help="a strategy and limits file: watch its instruments, run the order "
+                        "path (model engine) and write DIR/orders.csv")
     r.add_argument("--json", action="store_true", help="print counters.json to stdout")
     c = sub.add_parser("config", help="check a strategy and limits file",
                        description="Validate a strategy and limits file (TOML) and print what "
@@ -126,8 +129,16 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"hostctl: --feed may be given at most {N_SUBSCRIPTIONS} times, not "
               f"{len(args.feed)}", file=sys.stderr)
         return 2
+    config = None
+    if args.config is not None:
+        from host.config import ConfigError, load_config
+        try:
+            config = load_config(args.config)
+        except ConfigError as e:
+            print(f"hostctl: {e}", file=sys.stderr)
+            return 2
     try:
-        replay(args.capture, args.out, args.engine, args.feed, args.watch)
+        replay(args.capture, args.out, args.engine, args.feed, args.watch, config)
     except ValueError as e:      # read_capture's errors name the file and what was expected
         print(f"hostctl: {e}", file=sys.stderr)
         return 2
@@ -139,8 +150,10 @@ def _replay(args: argparse.Namespace) -> int:
     else:
         c = json.loads((args.out / "counters.json").read_text())
         book = ""
-        if args.watch:
+        if "book" in c:
             book = f", {c['book']['updates']} book updates"
+        if "orders" in c:
+            book += f", {c['orders']} orders, {sum(c['rejects'].values())} refused"
         print(f"{args.capture.name}: {c['frames_ok']} frames ok, "
               f"{sum(c['messages_by_type'].values())} messages, "
               f"{sum(c['drops'].values())} dropped, {c['gaps']} gaps{book} -> {args.out}")

@@ -7,7 +7,10 @@ packet and next_seq 0 (synchronise on the first packet), unless `feeds` names th
 without a session takes it from the capture's first packet to that group:port.
 Writes DIR/counters.json (DESIGN.md §4). With a watchlist the order book runs too (the core:
 feed handler + book) and DIR/bbo.csv is written, and the book's counters join counters.json
-under "book".
+under "book". With a strategy and limits file (`host.config`) its instruments are the
+watchlist, the order path runs on the book's updates (`host.model.orders`; the model engine
+only, until the tick-to-trade gateware exists), DIR/orders.csv is written and counters.json
+gains "orders" and "rejects".
 """
 
 import ipaddress
@@ -17,8 +20,10 @@ from typing import Literal
 
 from hdl.formats import MOLD_HEADER_LEN, N_SUBSCRIPTIONS, SESSION_LEN, BookParams
 from host.capture import read_capture
+from host.config import CardConfig
 from host.model.book import bbo_csv
 from host.model.feed import Subscription
+from host.model.orders import OrderFlow, orders_csv
 from host.model.pack import udp_endpoint
 from sim.core_rtl import BookOutcome, run_book_model
 from sim.feed_rtl import Outcome, Schedule, run_model
@@ -48,12 +53,20 @@ Feed = tuple[int, int, bytes | None]     # group, port, session (None: from the 
 
 
 def replay(capture: Path, out: Path, engine: Engine = "model",
-           feeds: list[Feed] | None = None, watch: list[str] | None = None
-           ) -> Outcome | BookOutcome:
-    """Replay `capture` and write `out`/counters.json (and bbo.csv if `watch` names symbols).
-    Raises ValueError for a bad capture, a feed whose session cannot be found or a watchlist
-    the book cannot take."""
+           feeds: list[Feed] | None = None, watch: list[str] | None = None,
+           config: CardConfig | None = None) -> Outcome | BookOutcome:
+    """Replay `capture` and write `out`/counters.json (and bbo.csv if `watch` names symbols;
+    and orders.csv with a `config`). Raises ValueError for a bad capture, a feed whose session
+    cannot be found, a watchlist the book cannot take or a combination not built yet."""
     params = BookParams()
+    if config is not None:
+        if watch is not None:
+            raise ValueError("--watch and --config both name the watchlist: give one (a "
+                             "config's [[instrument]] tables are its watchlist)")
+        if engine == "rtl":
+            raise ValueError("--config runs with --engine model only: the tick-to-trade "
+                             "gateware (triggers, risk gate, OUCH builder) is not built yet")
+        watch = [i.symbol for i in config.instruments]
     if watch is not None and len(watch) > params.slots:
         raise ValueError(f"--watch takes at most {params.slots} symbols, not {len(watch)}")
     frames = read_capture(capture).as_frames()
@@ -72,6 +85,11 @@ def replay(capture: Path, out: Path, engine: Engine = "model",
             book = run_book_model(schedule, params)
         (out / "bbo.csv").write_text(bbo_csv(book.updates, watch))
         counters = {**book.counters, "book": book.book}
+        if config is not None:
+            flow = OrderFlow(config)
+            sent = [o for u in book.updates for o in flow.update(u)]
+            (out / "orders.csv").write_text(orders_csv(sent))
+            counters |= flow.counters()
         (out / "counters.json").write_text(json.dumps(counters, indent=2) + "\n")
         return book
     if engine == "rtl":

@@ -1,0 +1,71 @@
+"""The order path of the card in the models: top-of-book updates in, orders sent or refused out.
+
+Chains `host.model.trigger` (intents), `host.model.risk` (the gate) and `host.model.ouch` (the
+Enter Order bytes): each intent is checked at the card cycle of its update's causing message
+(`rx_cycle`; the gateware decides a fixed number of cycles later, which the throttle's
+differences do not see); a sent one gets the next UserRefNum (from 1, strictly increasing) and
+its OUCH message (firm fields as in the real EnterOrder capture, display Y, capacity A, until
+the host-loaded template exists). `orders_csv` writes DESIGN.md §4's orders.csv. No fills come
+in a replay, so positions stay 0 and every sent order stays open, as the risk gate counts it.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from hdl.formats import OUCH_IOC, Reject
+from host.config import CardConfig
+from host.model.book import TopUpdate
+from host.model.ouch import cl_ord_id, encode_enter_order
+from host.model.risk import RiskModel
+from host.model.trigger import TriggerModel
+
+__all__ = ["SentOrder", "OrderFlow", "orders_csv", "ORDERS_HEADER"]
+
+ORDERS_HEADER = "msg,symbol,side,qty,price,user_ref"
+
+
+@dataclass(frozen=True)
+class SentOrder:
+    index: int              # the ITCH message that caused it
+    slot: int
+    symbol: str
+    side: str
+    qty: int
+    price: int
+    user_ref: int
+    ouch: bytes             # the Enter Order message
+
+
+class OrderFlow:
+    def __init__(self, config: CardConfig) -> None:
+        self.config = config
+        self.triggers = TriggerModel(config)
+        self.risk = RiskModel(config)
+        self.next_ref = 1
+
+    def update(self, u: TopUpdate) -> list[SentOrder]:
+        sent = []
+        for intent in self.triggers.update(u):
+            if self.risk.check(intent, u, u.rx_cycle) is not Reject.NONE:
+                continue
+            symbol = self.config.instruments[intent.slot].symbol
+            ref, self.next_ref = self.next_ref, self.next_ref + 1
+            msg = encode_enter_order({
+                "user_ref": ref, "side": intent.side, "quantity": intent.qty, "symbol": symbol,
+                "price": intent.price, "time_in_force": OUCH_IOC, "display": "Y",
+                "capacity": "A", "intermarket_sweep": "N", "cross_type": "N",
+                "cl_ord_id": cl_ord_id(ref)})
+            sent.append(SentOrder(intent.index, intent.slot, symbol, intent.side, intent.qty,
+                                  intent.price, ref, msg))
+        return sent
+
+    def counters(self) -> dict[str, object]:
+        """`orders` and `rejects` (reason to count, only those that happened) for counters.json."""
+        rejects = {k: v for k, v in self.risk.count.items() if k != "none" and v}
+        return {"orders": self.risk.count["none"], "rejects": rejects}
+
+
+def orders_csv(orders: Iterable[SentOrder]) -> str:
+    rows = [ORDERS_HEADER] + [f"{o.index},{o.symbol},{o.side},{o.qty},{o.price},{o.user_ref}"
+                              for o in orders]
+    return "\n".join(rows) + "\n"
