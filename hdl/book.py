@@ -474,11 +474,10 @@ class OrderBook(wiring.Component):
         # message's own fields are a type-keyed multiplexer away).
         q_r1, q_rm0, q_rm1, q_add0, q_add1 = Signal(), Signal(), Signal(), Signal(), Signal()
         m.d.sync += q_r1.eq(go & (cur["E"] | cur["C"] | cur["X"]))
-        st_r1 = q_r1
         st_rm0 = sig(go & (cur["D"] | cur["U"]) | q_rm0, "st_rm0")
         st_add0 = sig(go & (cur["A"] | cur["F"]) | q_add0, "st_add0")
         st_h = sig(ours & is_["H"], "st_h")           # H needs no lookup: it runs at once
-        m.d.sync += [q_rm0.eq(st_r1), q_rm1.eq(st_rm0 & o_found),
+        m.d.sync += [q_rm0.eq(q_r1), q_rm1.eq(st_rm0 & o_found),
                      q_add0.eq(q_rm1 & r["U"]), q_add1.eq(st_add0)]
 
         u = self.update.payload

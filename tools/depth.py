@@ -13,6 +13,7 @@ Why: a routed report of the core takes nextpnr ~30 minutes; this takes ~10 secon
 import argparse
 import json
 import math
+import re
 import sys
 from collections import defaultdict
 
@@ -154,7 +155,9 @@ def analyse(path: str, top: int) -> list[str]:
     lines = [f"worst {top} endpoints (ns, rough):"]
     seen = set()
     for t, b, cname in ends:
-        key = names.get(b, str(b)).split("_TRELLIS")[0]
+        # One line per register or memory, not per bit: strip the bit and cell suffixes.
+        key = re.sub(r"(\.\d+)+$", "", re.sub(r"(_TRELLIS|_DI|\$RAMW|_LUT4).*", "",
+                                                 str(names.get(b, b))))
         if key in seen:
             continue
         seen.add(key)
