@@ -9,7 +9,7 @@ each, Fmax, LUT4/FF/EBR use and the tool run times; when 150 MHz is missed, the 
 from nextpnr's report: its start and end cells, logic and routing delay, and the Amaranth source
 lines of the nets on it, so the gateware engineer knows where to cut. The core is placed but not
 routed (see the parameter list): its figure is nextpnr's post-placement estimate (the feed
-handler routes at 1.33 times its own estimate), and its long paths come from `tools/depth.py`
+handler's routed/estimate ratio is printed beside it), and its long paths come from `tools/depth.py`
 on the placed netlist. Logs, reports and placed.json stay in build/synth/NAME/. The feed
 handler takes a few minutes, the core ~10; the first YoWASP run on a machine adds ~35 s of
 compiling.
@@ -118,6 +118,9 @@ def test_fmax(figure, label, make, name, route):
         f"{name} {u[key]['used']}/{u[key]['available']} "
         f"({100 * u[key]['used'] / max(u[key]['available'], 1):.1f}%)"
         for key, name in (("lut4", "LUT4"), ("ff", "FF"), ("ebr", "EBR"), ("dsp", "DSP"))))
+    if route and r["placed_estimate_mhz"]:
+        figure(f"{label} post-placement estimate: {r['placed_estimate_mhz']:.1f} MHz; routed "
+               f"/ estimate = {fmax / r['placed_estimate_mhz']:.2f}")
     if make is FeedHandler:
         lat = FeedHandler.LATENCY
         figure(f"feed handler clock at Fmax: {1000 / fmax:.2f} ns, so the {lat}-cycle decode "

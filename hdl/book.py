@@ -467,7 +467,7 @@ class OrderBook(wiring.Component):
             m.d.sync += pending.eq(1)
         go = go_now | go_late
         # The type, operands for the stage that runs in the message's own cycle.
-        cur = {t: sig(Mux(self.message.valid, is_[t], r[t]), f"cur_{t}") for t in r}
+        cur = {t: sig(Mux(self.message.valid, is_[t], r[t]), f"cur_{t}") for t in "AFECXDU"}
 
         # -- the stages ------------------------------------------------------------------------
         # R1 runs the cycle after go, on the held shares (E/C/X have a cycle to spare; the

@@ -80,9 +80,9 @@ class ItchHead(data.Struct):
     Two beats per message of a type in `HEAD_AT`: after its locate (byte 2; `key` = 0, only
     `type` and `locate` are meaningful) and after its last key field (`key` = 1: also
     `order_ref`, `new_ref` and `stock`, as far as the type has them, and `side` and `shares` if
-    they came before those). Other types get the first
-    only. A head is a promise, not a message: the message may still be dropped (truncated
-    frame), so nothing may be changed on a head alone."""
+    they came before those). Other types get the first only. A head is a promise, not a
+    message: the message may still be dropped (truncated frame), so nothing may be changed on a
+    head alone."""
     type: 8
     locate: 16
     key: 1

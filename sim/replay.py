@@ -77,7 +77,7 @@ def replay(capture: Path, out: Path, engine: Engine = "model",
     for frame in frames:
         schedule.add_frame(frame)
     out.mkdir(parents=True, exist_ok=True)
-    if watch:
+    if watch or config is not None:       # a config with no instrument still writes orders.csv
         if engine == "rtl":
             from sim.core_rtl import CoreRtl  # builds the Verilator model on first use
             book = CoreRtl.shared(params).run(schedule)

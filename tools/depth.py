@@ -16,6 +16,7 @@ import math
 import re
 import sys
 from collections import defaultdict
+from pathlib import Path
 
 FF_CO, SETUP = 0.5, 0.1
 LOGIC = {"LUT4": 0.35, "PFUMX": 0.2, "L6MUX21": 0.2}
@@ -46,10 +47,9 @@ def position(cell: dict) -> tuple[int, int] | None:
 
 def analyse(path: str, top: int) -> list[str]:
     """The report as lines: the `top` worst endpoints, then the path to the worst."""
-    mod = next(iter(json.load(open(path))["modules"].values()))
-    for m in json.load(open(path))["modules"].values():
-        if m.get("attributes", {}).get("top"):
-            mod = m
+    modules = json.loads(Path(path).read_text())["modules"]
+    mod = next((m for m in modules.values() if m.get("attributes", {}).get("top")),
+               next(iter(modules.values())))
     names: dict[int, str] = {}
     for name, n in mod["netnames"].items():
         for b in n["bits"]:

@@ -72,12 +72,14 @@ def synth_report(
 
     `design` is a `wiring.Component` (ports come from its signature) or any Elaboratable with
     `ports` given. Timing failure is not an error: `fmax_mhz` below `freq_mhz` is the answer.
-    Returns {"name", "target_mhz", "fmax_mhz": {clock: MHz}, "fmax_min_mhz", "met", "util":
+    Returns {"name", "target_mhz", "fmax_mhz": {clock: MHz}, "fmax_min_mhz",
+    "placed_estimate_mhz", "met", "util":
     {"lut4"|"ff"|"ebr"|"dsp": {"used", "available"}}, "seconds": {"yosys", "nextpnr"}, "dir",
     "yosys_flow", "routed"}. `router` picks nextpnr's router (router2 finishes congested
     designs that router1 takes tens of minutes on); with `route=False` nextpnr stops after
     placement, writes `placed.json` (for `tools/depth.py`) and the Fmax is its post-placement
-    estimate (on the feed handler the routed Fmax was 1.33 times it).
+    estimate (`placed_estimate_mhz`, also set when routing: `make bench` prints the ratio for
+    the feed handler).
     """
     from amaranth.back import rtlil
     from amaranth.lib import wiring
@@ -118,12 +120,13 @@ def synth_report(
 
     report = json.loads((out / "report.json").read_text())
     fmax = {clk: round(v["achieved"], 2) for clk, v in report.get("fmax", {}).items()}
+    # nextpnr 0.11 logs "Max frequency for clock 'clk': 50.06 MHz ..." after placement (its
+    # estimate) and again after routing; report.json has only the routed one, if any.
+    logged = re.findall(r"Max frequency for clock '([^']+)': ([0-9.]+) MHz",
+                        (out / "nextpnr.log").read_text())
+    placed = min((float(mhz) for _, mhz in logged[:1]), default=None)
     if not route:
-        # nextpnr 0.11's report.json has no "fmax" without routing: its post-placement
-        # estimate is only in the log ("Max frequency for clock 'clk': 50.06 MHz ...").
-        for clk, mhz in re.findall(r"Max frequency for clock '([^']+)': ([0-9.]+) MHz",
-                                   (out / "nextpnr.log").read_text()):
-            fmax[clk] = float(mhz)
+        fmax = {clk: float(mhz) for clk, mhz in logged}
     util = {
         short: {"used": report["utilization"].get(cell, {}).get("used", 0),
                 "available": report["utilization"].get(cell, {}).get("available", 0)}
@@ -135,6 +138,7 @@ def synth_report(
         "target_mhz": freq_mhz,
         "fmax_mhz": fmax,  # empty for a purely combinational design
         "fmax_min_mhz": fmax_min,
+        "placed_estimate_mhz": placed,  # nextpnr's post-placement estimate
         "met": fmax_min is None or fmax_min >= freq_mhz,
         "util": util,
         "seconds": {"yosys": round(t_yosys, 1), "nextpnr": round(t_pnr, 1)},

@@ -38,7 +38,8 @@ class Bucket:
     """A token bucket as a credit of cycles: a token costs `period` cycles of credit."""
     rate: int
     clock_hz: int = CARD_CLOCK_HZ
-    credit: int = field(init=False)
+    period: int = field(init=False)     # cycles per token
+    credit: int = field(init=False)     # starts full: `rate` tokens
     at: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:

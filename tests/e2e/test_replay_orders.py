@@ -106,3 +106,15 @@ def test_bad_combinations_exit_2(day, tmp_path, capsys):
     cfg.write_text("[limits]\nmax_order_qty = 0\n")
     assert hostctl(["replay", str(capture), "--out", out, "--config", str(cfg)]) == 2
     assert "limits.max_order_qty" in capsys.readouterr().err
+
+
+def test_a_config_without_instruments_sends_nothing_and_says_so(day, tmp_path):
+    capture, _ = day
+    cfg = tmp_path / "card.toml"
+    cfg.write_text("[limits]\nmax_order_qty = 1\nmax_order_notional = 1\n"
+                   "max_orders_per_second = 1\n")
+    out = tmp_path / "o"
+    assert hostctl(["replay", str(capture), "--out", str(out), "--config", str(cfg)]) == 0
+    assert (out / "orders.csv").read_text() == ORDERS_HEADER + "\n"
+    counters = json.loads((out / "counters.json").read_text())
+    assert (counters["orders"], counters["rejects"], counters["frames_ok"]) == (0, {}, 480)
