@@ -10,7 +10,8 @@ counted once):
 * HALTED / UNCERTAIN: the update that made the intent said so.
 * REDUCE_ONLY (card or instrument): a buy must leave position + open buys + qty <= 0, a sell
   position - open sells - qty >= 0.
-* MAX_QTY: qty > max_order_qty. MAX_NOTIONAL: qty x price > max_order_notional.
+* MAX_QTY: qty > max_order_qty, or 0 (the triggers never make one; the gateware's registers
+  could). MAX_NOTIONAL: qty x price > max_order_notional.
   COLLAR: |price - reference_px| > collar.
 * MAX_POSITION: exposure that way, position + open buys + qty (buy) or -position + open sells +
   qty (sell), > max_position. Open orders count until the host resolves them, so exposure is
@@ -105,7 +106,7 @@ class RiskModel:
         if self.reduce_only_card or self.reduce_only[slot]:
             if (pos + open_buy + qty > 0) if buy else (pos - open_sell - qty < 0):
                 return Reject.REDUCE_ONLY
-        if qty > lim.max_order_qty:
+        if qty == 0 or qty > lim.max_order_qty:
             return Reject.MAX_QTY
         if qty * px > lim.max_order_notional:
             return Reject.MAX_NOTIONAL

@@ -1,0 +1,124 @@
+"""Triggers: top-of-book updates in, order intents out (the twin of `host.model.trigger`).
+
+Per watched instrument (slot) and side, a condition on the slot's new top of book:
+
+    buy:  buy_on  and 0 < ask_px <= buy_below  and ask_qty >= min_qty
+    sell: sell_on and 0 < bid_px and bid_px >= sell_above and bid_qty >= min_qty
+
+An intent is made when a condition *becomes* true (edge-triggered: `was` keeps each condition
+as the slot's last update left it; a clear makes them all false). The intent is an
+immediate-or-cancel order at the touched price for min(order_qty, touched shares); the risk gate
+(`hdl.risk`) decides what becomes of it. Updates are >= 14 cycles apart, and the gate takes one
+intent at a time: when one update fires both sides (a crossed configuration), buy goes first
+and sell waits in its own register. A fire that finds its side's register still full (the gate
+held up by a full order queue) is lost and counted in `overruns`: the models have no such
+limit, so a test seeing one knows the card fell behind, not that it disagreed.
+"""
+
+from amaranth import Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hdl.beats import beats
+from hdl.book import TopUpdate
+from hdl.formats import BOOK_BUY, BOOK_SELL, RISK_PRICE_BITS, RISK_QTY_BITS
+
+__all__ = ["TriggerConfig", "Intent", "Trigger", "select"]
+
+
+class TriggerConfig(data.Struct):
+    """One slot's trigger, as the host loads it (`host.config.Instrument`)."""
+    buy_on: 1                     # buy_below is set
+    buy_below: RISK_PRICE_BITS
+    sell_on: 1                    # sell_above is set
+    sell_above: RISK_PRICE_BITS
+    min_qty: RISK_QTY_BITS
+    order_qty: RISK_QTY_BITS
+
+
+class Intent(data.Struct):
+    """An order the triggers want; `halted` and `uncertain` are the causing update's."""
+    slot: 8
+    side: 1                       # BOOK_BUY or BOOK_SELL
+    qty: RISK_QTY_BITS
+    price: RISK_PRICE_BITS
+    halted: 1
+    uncertain: 1
+    index: 32                     # the ITCH message whose update made it
+    rx_cycle: 48
+
+
+def select(m: Module, rows, index, name: str):
+    """rows[index] as a Signal, from a Switch (a Value index into an ArrayLayout would be a
+    shifter as wide as the whole array)."""
+    out = Signal(rows.shape().elem_shape, name=name)
+    with m.Switch(index):
+        for i in range(len(rows)):
+            with m.Case(i):
+                m.d.comb += out.eq(rows[i])
+    return out
+
+
+class Trigger(wiring.Component):
+    def __init__(self, slots: int):
+        self.slots = slots
+        super().__init__({
+            "update": In(beats(TopUpdate)),
+            "config": In(data.ArrayLayout(TriggerConfig, slots)),
+            "intent": Out(stream.Signature(Intent)),
+            "overruns": Out(32),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        W = self.slots
+        u, uv = self.update.payload, self.update.valid
+
+        cfg = data.View(TriggerConfig, select(m, self.config, u.slot, "cfg"))
+        buy = Signal()
+        sell = Signal()
+        m.d.comb += [
+            buy.eq(cfg.buy_on & (u.ask_px != 0) & (u.ask_px <= cfg.buy_below)
+                   & (u.ask_qty >= cfg.min_qty)),
+            sell.eq(cfg.sell_on & (u.bid_px != 0) & (u.bid_px >= cfg.sell_above)
+                    & (u.bid_qty >= cfg.min_qty)),
+        ]
+        was = [Signal(W, name="was_buy"), Signal(W, name="was_sell")]
+        ours = uv & ~u.clear & (u.slot < W)
+        fire = [Signal(name="fire_buy"), Signal(name="fire_sell")]
+        m.d.comb += [fire[BOOK_BUY].eq(ours & buy & ~was[BOOK_BUY].bit_select(u.slot, 1)),
+                     fire[BOOK_SELL].eq(ours & sell & ~was[BOOK_SELL].bit_select(u.slot, 1))]
+        with m.If(ours):
+            m.d.sync += [was[BOOK_BUY].bit_select(u.slot, 1).eq(buy),
+                         was[BOOK_SELL].bit_select(u.slot, 1).eq(sell)]
+        with m.If(uv & u.clear):
+            m.d.sync += [was[BOOK_BUY].eq(0), was[BOOK_SELL].eq(0)]
+
+        # One held intent per side; buy is offered first.
+        held = [Signal(Intent, name="held_buy"), Signal(Intent, name="held_sell")]
+        full = [Signal(name="full_buy"), Signal(name="full_sell")]
+        take = Mux(full[BOOK_BUY], BOOK_BUY, BOOK_SELL)
+        m.d.comb += [self.intent.valid.eq(full[BOOK_BUY] | full[BOOK_SELL]),
+                     self.intent.payload.eq(Mux(full[BOOK_BUY], held[BOOK_BUY],
+                                                held[BOOK_SELL]))]
+        overrun = Signal(2)
+        for side, (px, qty) in ((BOOK_BUY, (u.ask_px, u.ask_qty)),
+                                (BOOK_SELL, (u.bid_px, u.bid_qty))):
+            taken = self.intent.valid & self.intent.ready & (take == side)
+            with m.If(taken):
+                m.d.sync += full[side].eq(0)
+            with m.If(fire[side]):
+                with m.If(full[side] & ~taken):
+                    m.d.comb += overrun[side].eq(1)
+                with m.Else():
+                    m.d.sync += [
+                        full[side].eq(1),
+                        held[side].slot.eq(u.slot), held[side].side.eq(side),
+                        held[side].qty.eq(Mux(qty < cfg.order_qty, qty, cfg.order_qty)),
+                        held[side].price.eq(px),
+                        held[side].halted.eq(u.halted), held[side].uncertain.eq(u.uncertain),
+                        held[side].index.eq(u.index), held[side].rx_cycle.eq(u.rx_cycle),
+                    ]
+        with m.If(overrun.any()):
+            m.d.sync += self.overruns.eq(self.overruns + overrun[0] + overrun[1])
+        return m

@@ -1,0 +1,52 @@
+"""The strategy and limits file (`host.config.CardConfig`) as the tick-to-trade gateware's input
+registers (`hdl.trigger.TriggerConfig`, `hdl.risk.SlotLimits`, `hdl.risk.CardLimits`), for the
+simulations that drive those ports directly. The token buckets' period and cap are the model's
+(`host.model.risk.Bucket`), so both count the same credits.
+"""
+
+from typing import Any
+
+from hdl.formats import CARD_CLOCK_HZ
+from host.config import CardConfig
+from host.model.risk import Bucket
+
+__all__ = ["trigger_rows", "slot_limit_rows", "card_limits"]
+
+
+def trigger_rows(config: CardConfig, slots: int) -> list[dict[str, int]]:
+    rows = []
+    for i in range(slots):
+        if i >= len(config.instruments):
+            rows.append({})
+            continue
+        inst = config.instruments[i]
+        rows.append({"buy_on": inst.buy_below is not None, "buy_below": inst.buy_below or 0,
+                     "sell_on": inst.sell_above is not None,
+                     "sell_above": inst.sell_above or 0,
+                     "min_qty": inst.min_qty, "order_qty": inst.order_qty})
+    return rows
+
+
+def _bucket(rate: int, clock_hz: int) -> dict[str, int]:
+    b = Bucket(rate, clock_hz)
+    return {"rate_period": b.period, "rate_cap": b.credit}
+
+
+def slot_limit_rows(config: CardConfig, slots: int,
+                    clock_hz: int = CARD_CLOCK_HZ) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for i in range(slots):
+        if i >= len(config.instruments):
+            rows.append({})
+            continue
+        inst = config.instruments[i]
+        rate = inst.max_orders_per_second or config.limits.max_orders_per_second
+        rows.append({"max_position": inst.max_position, "reference_px": inst.reference_px,
+                     "collar": inst.collar} | _bucket(rate, clock_hz))
+    return rows
+
+
+def card_limits(config: CardConfig, clock_hz: int = CARD_CLOCK_HZ) -> dict[str, int]:
+    lim = config.limits
+    return {"max_order_qty": lim.max_order_qty, "max_order_notional": lim.max_order_notional,
+            } | _bucket(lim.max_orders_per_second, clock_hz)
