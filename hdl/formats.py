@@ -17,7 +17,8 @@ __all__ = [
     "ITCH_HEADER_LEN", "ITCH_MAX_BODY", "multicast_mac", "BOOK_CLEAR_EVENTS", "BOOK_QTY_BITS",
     "BOOK_COUNT_BITS", "BOOK_GEN_BITS", "BOOK_BANKS", "BOOK_BUY", "BOOK_SELL", "BOOK_TRADING",
     "BOOK_COUNTERS", "order_hash", "order_sets", "BookParams", "RISK_QTY_BITS", "RISK_PRICE_BITS",
-    "RISK_NOTIONAL_BITS", "RISK_POSITION_BITS", "RISK_RATE_BITS", "RISK_CREDIT_BITS", "CARD_CLOCK_HZ", "Reject",
+    "RISK_NOTIONAL_BITS", "RISK_POSITION_BITS", "RISK_RATE_BITS", "RISK_CREDIT_BITS",
+    "CARD_CLOCK_HZ", "LATENCY_KINDS", "LATENCY_BINS", "Reject",
     "OUCH_ENTER_ORDER", "OUCH_ENTER_ORDER_LEN", "OUCH_IOC",
 ]
 
@@ -146,6 +147,10 @@ RISK_POSITION_BITS = 32       # signed shares: position and exposure bounds
 RISK_RATE_BITS = 16           # orders per second
 RISK_CREDIT_BITS = 32         # a token bucket's credit in cycles (at most CARD_CLOCK_HZ)
 CARD_CLOCK_HZ = 125_000_000   # the core clock the rate throttle counts (1 Gb/s GMII)
+# Tick-to-trade latency counters (hdl.latency): per kind of triggering message, a histogram of
+# one bin per cycle, the last bin counting that many cycles or more.
+LATENCY_KINDS = ("add", "removal")     # A/F; E/C/X/D/U
+LATENCY_BINS = 32
 
 
 class Reject(enum.IntEnum):

@@ -46,6 +46,7 @@ class Intent(data.Struct):
     uncertain: 1
     index: 32                     # the ITCH message whose update made it
     rx_cycle: 48
+    add: 1                        # made by an add (A/F) rather than a removal (E/C/X/D/U)
 
 
 def select(m: Module, rows, index, name: str):
@@ -118,6 +119,7 @@ class Trigger(wiring.Component):
                         held[side].price.eq(px),
                         held[side].halted.eq(u.halted), held[side].uncertain.eq(u.uncertain),
                         held[side].index.eq(u.index), held[side].rx_cycle.eq(u.rx_cycle),
+                        held[side].add.eq((u.cause == ord("A")) | (u.cause == ord("F"))),
                     ]
         with m.If(overrun.any()):
             m.d.sync += self.overruns.eq(self.overruns + overrun[0] + overrun[1])
