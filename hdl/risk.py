@@ -4,7 +4,8 @@
 Nothing reaches the order builder except through `order`, and `order` is only driven here, in
 the cycle the gate decides NONE. The gate takes one intent at a time, in a pipeline:
 
-    S0  accept the intent (only when the order queue has room, so a sent order is never lost)
+    S0  accept the intent (only when the order queue has room, so a sent order is never lost);
+        the decision is made 4 cycles later
     S1  the slot's limits, position and open orders; qty x price as four 16 x 16 products
     S2  the notional, |price - reference_px|, the exposure that way
     S3  each check as a flag
@@ -82,6 +83,7 @@ _QTY_MAX = (1 << RISK_QTY_BITS) - 1
 
 
 class RiskGate(wiring.Component):
+    LATENCY = 4                 # cycles from accepting an intent to its decision
     def __init__(self, slots: int):
         self.slots = slots
         super().__init__({
@@ -131,10 +133,10 @@ class RiskGate(wiring.Component):
                 bucket(credit, lim.rate_period, lim.rate_cap, take & (taken_slot == i)))
 
         # -- the pipeline ------------------------------------------------------------------------
-        v = Signal(5)                                   # an intent in S0..S4
+        v = Signal(4)                                   # an intent in S1..S4
         busy = v.any()
         m.d.comb += self.intent.ready.eq(~busy & self.order.ready)
-        m.d.sync += v.eq(Cat(self.intent.valid & self.intent.ready, v[:4]))
+        m.d.sync += v.eq(Cat(self.intent.valid & self.intent.ready, v[:3]))
         it = Signal(Intent)
         with m.If(self.intent.valid & self.intent.ready):
             m.d.sync += it.eq(self.intent.payload)
@@ -203,7 +205,7 @@ class RiskGate(wiring.Component):
             with m.Elif(failed):
                 m.d.comb += reason.eq(r)
 
-        decide = v[4]
+        decide = v[3]
         m.d.comb += [
             self.decision.valid.eq(decide),
             self.decision.payload.intent.eq(it),

@@ -21,7 +21,7 @@ from sim.tick import card_limits, slot_limit_rows, trigger_rows
 
 SLOTS = 4
 CLOCK = 600          # a slow card clock: the throttle bites within a short run
-GATE_DEPTH = 6       # cycles from an update to its decisions being done (quiet time for ops)
+GATE_DEPTH = 5       # cycles from an update to its decisions being done
 
 
 class TickPath(Elaboratable):
