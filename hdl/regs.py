@@ -435,18 +435,19 @@ class RegisterBank(wiring.Component):
                                     if p.reg.name == "commit")
                     writes[commit_at].extend(commit)
 
+        # Only r_data is a Switch: Amaranth copies a Switch's every case into the process of
+        # each signal assigned under it, so per-register logic decodes its own address once.
         m.d.sync += bus.r_data.eq(0)
         with m.If(bus.r_stb):
             with m.Switch(bus.addr):
                 for addr in sorted(reads):
                     with m.Case(addr):
                         m.d.sync += bus.r_data.eq(reads[addr])
-                        m.d.sync += on_read.get(addr, [])
-        with m.If(bus.w_stb):
-            with m.Switch(bus.addr):
-                for addr in sorted(writes):
-                    with m.Case(addr):
-                        m.d.sync += writes[addr]
+        for stb, actions in ((bus.r_stb, on_read), (bus.w_stb, writes)):
+            for addr in sorted(actions):
+                if actions[addr]:
+                    with m.If(stb & (bus.addr == addr)):
+                        m.d.sync += actions[addr]
         return m
 
     def _register(self, m, ports, at, p, reads, writes, on_read, commit):
