@@ -1,4 +1,4 @@
-"""The byte streams between the RX blocks, and big-endian header views.
+"""The byte streams between the RX blocks and into the TX MAC, and big-endian header views.
 
 Every RX block takes one byte per cycle and never pushes back, so every link is a
 `stream.Signature(..., always_ready=True)`. A frame is a run of data beats followed by one
@@ -7,6 +7,10 @@ end beat on, filling in its own drop reason only if no block before it had one. 
 exists because the MAC learns where a frame ended (and whether its FCS was good) only after the
 last byte has already been passed on: the blocks are cut-through. Data beats pass each block
 combinationally; end beats are registered in each (`forward_end`).
+
+The TX side is the other way round: the MAC sets the pace (it can start a frame only after the
+inter-frame gap), so its streams have `ready`, and a frame's end is known when its last byte is
+sent, so a `last` flag replaces the end beat (`TxBeat`).
 """
 
 from amaranth import Module, Mux, Signal, Value, unsigned
@@ -14,8 +18,8 @@ from amaranth.lib import data, stream
 
 from hdl.formats import N_SUBSCRIPTIONS, SESSION_LEN, Drop
 
-__all__ = ["be_layout", "Beat", "IpBeat", "UdpBeat", "MsgBeat", "Subscription", "beats",
-           "forward_end"]
+__all__ = ["be_layout", "Beat", "IpBeat", "UdpBeat", "MsgBeat", "Subscription", "TxBeat",
+           "beats", "forward_end"]
 
 
 def be_layout(fields: tuple[tuple[str, int], ...]) -> data.StructLayout:
@@ -69,6 +73,14 @@ class Subscription(data.Struct):
     port: 16                  # UDP destination port
     session: 8 * SESSION_LEN  # MoldUDP64 session, big-endian ASCII
     next_seq: 64              # next expected sequence number; 0 = take the first seen
+
+
+class TxBeat(data.Struct):
+    """Frame sources -> TX arbiter -> TX MAC: a frame from the destination MAC to the end of
+    its payload (the MAC adds padding and FCS). Once a frame's first beat is taken, the source
+    must offer one beat every cycle until `last` (`hdl.mac_tx`)."""
+    data: 8
+    last: 1
 
 
 def beats(layout: type[data.Struct]) -> stream.Signature:

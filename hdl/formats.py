@@ -11,7 +11,8 @@ import enum
 from dataclasses import dataclass
 
 __all__ = [
-    "ETH_MIN_FRAME", "ETH_MAX_FRAME", "FCS_LEN", "ETHERTYPE_IPV4", "ETHERTYPE_VLAN",
+    "ETH_MIN_FRAME", "ETH_MAX_FRAME", "FCS_LEN", "ETH_PREAMBLE", "ETH_PREAMBLE_LEN", "ETH_SFD",
+    "ETH_IFG", "ETHERTYPE_IPV4", "ETHERTYPE_VLAN",
     "IP_PROTO_UDP", "MOLD_HEADER_LEN", "MOLD_HEARTBEAT", "MOLD_END_OF_SESSION", "SESSION_LEN",
     "N_SUBSCRIPTIONS", "Drop", "ITCH_LENGTHS", "ITCH_TYPES", "ITCH_HEADER", "ITCH_BODIES",
     "ITCH_HEADER_LEN", "ITCH_MAX_BODY", "multicast_mac", "BOOK_CLEAR_EVENTS", "BOOK_QTY_BITS",
@@ -26,6 +27,11 @@ __all__ = [
 ETH_MIN_FRAME = 64
 ETH_MAX_FRAME = 1522          # 1518 + one 802.1Q tag
 FCS_LEN = 4
+# Around a frame on the wire (GMII), in byte times: preamble, SFD, and the idle gap after it.
+ETH_PREAMBLE = 0x55
+ETH_PREAMBLE_LEN = 7
+ETH_SFD = 0xD5
+ETH_IFG = 12                  # the least idle time between the end of a frame and the next
 ETHERTYPE_IPV4 = 0x0800
 ETHERTYPE_VLAN = 0x8100
 IP_PROTO_UDP = 17

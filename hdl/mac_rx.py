@@ -12,11 +12,9 @@ from amaranth.lib import crc, enum, wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.beats import Beat, beats
-from hdl.formats import ETH_MAX_FRAME, ETH_MIN_FRAME, Drop
+from hdl.formats import ETH_MAX_FRAME, ETH_MIN_FRAME, ETH_PREAMBLE, ETH_SFD, Drop
 
 __all__ = ["GmiiRx", "MacRx"]
-
-_PREAMBLE, _SFD = 0x55, 0xD5
 
 GmiiRx = wiring.Signature({"rxd": Out(8), "rx_dv": Out(1), "rx_er": Out(1)})
 
@@ -56,10 +54,10 @@ class MacRx(wiring.Component):
             m.d.sync += phy_error.eq(phy_error | er)
             with m.Switch(state):
                 with m.Case(State.IDLE, State.PREAMBLE):
-                    with m.If(rxd == _SFD):
+                    with m.If(rxd == ETH_SFD):
                         m.d.sync += [state.eq(State.DATA), length.eq(0), room.eq(1)]
                         m.d.comb += fcs.start.eq(1)
-                    with m.Elif(rxd == _PREAMBLE):
+                    with m.Elif(rxd == ETH_PREAMBLE):
                         m.d.sync += state.eq(State.PREAMBLE)
                     with m.Else():
                         m.d.sync += state.eq(State.BAD)

@@ -14,6 +14,9 @@ from collections.abc import Sequence
 
 from hdl.formats import (
     ETH_MIN_FRAME,
+    ETH_PREAMBLE,
+    ETH_PREAMBLE_LEN,
+    ETH_SFD,
     ETHERTYPE_IPV4,
     ETHERTYPE_VLAN,
     FCS_LEN,
@@ -27,7 +30,7 @@ __all__ = [
     "FEED_GROUP", "FEED_PORT", "FEED_SRC_IP", "FEED_SRC_PORT", "FEED_SRC_MAC", "FEED_VLAN",
     "IP_MTU", "MOLD_MAX_BLOCKS", "ETH_CRC_RESIDUE",
     "mold_packet", "mold_unpack", "mold_batches", "ipv4_checksum", "udp_frame", "fcs",
-    "with_fcs", "gmii", "payload_of", "udp_endpoint", "ip",
+    "pad", "with_fcs", "gmii", "payload_of", "udp_endpoint", "ip",
 ]
 
 
@@ -154,6 +157,12 @@ def udp_frame(payload: bytes, *, dst_ip: int, dst_port: int, src_ip: int = FEED_
         dst_mac.to_bytes(6, "big"), src_mac.to_bytes(6, "big"), tag,
         ETHERTYPE_IPV4.to_bytes(2, "big"), header,
         _UDP_HEADER.pack(src_port, dst_port, 8 + len(payload), 0), payload))
+    return pad(frame)
+
+
+def pad(frame: bytes) -> bytes:
+    """The frame zero-padded to the ETH_MIN_FRAME - FCS_LEN bytes that make a minimum frame once
+    the FCS is appended, as a MAC pads a short frame before computing the FCS."""
     return frame.ljust(ETH_MIN_FRAME - FCS_LEN, b"\0")
 
 
@@ -168,9 +177,9 @@ def with_fcs(frame: bytes) -> bytes:
     return frame + fcs(frame)
 
 
-def gmii(frame_with_fcs: bytes, preamble: int = 7) -> bytes:
+def gmii(frame_with_fcs: bytes, preamble: int = ETH_PREAMBLE_LEN) -> bytes:
     """The bytes a GMII receiver presents: `preamble` bytes 0x55, the SFD 0xD5, then the frame."""
-    return b"\x55" * preamble + b"\xd5" + frame_with_fcs
+    return bytes([ETH_PREAMBLE]) * preamble + bytes([ETH_SFD]) + frame_with_fcs
 
 
 def payload_of(frame: bytes) -> bytes | None:
