@@ -14,7 +14,7 @@ from amaranth.lib import data, stream
 
 from hdl.formats import N_SUBSCRIPTIONS, SESSION_LEN, Drop
 
-__all__ = ["be_layout", "Beat", "IpBeat", "UdpBeat", "MsgBeat", "Subscription", "beats",
+__all__ = ["be_layout", "Beat", "IpBeat", "UdpBeat", "MsgBeat", "Subscription", "TxBeat", "beats",
            "forward_end"]
 
 
@@ -69,6 +69,11 @@ class Subscription(data.Struct):
     port: 16                  # UDP destination port
     session: 8 * SESSION_LEN  # MoldUDP64 session, big-endian ASCII
     next_seq: 64              # next expected sequence number; 0 = take the first seen
+
+
+class TxBeat(data.Struct):
+    data: 8
+    last: 1
 
 
 def beats(layout: type[data.Struct]) -> stream.Signature:
