@@ -20,7 +20,8 @@ __all__ = [
     "BOOK_COUNTERS", "order_hash", "order_sets", "BookParams", "RISK_QTY_BITS", "RISK_PRICE_BITS",
     "RISK_NOTIONAL_BITS", "RISK_POSITION_BITS", "RISK_RATE_BITS", "RISK_CREDIT_BITS",
     "CARD_CLOCK_HZ", "LATENCY_KINDS", "LATENCY_BINS", "Reject",
-    "OUCH_ENTER_ORDER", "OUCH_ENTER_ORDER_LEN", "OUCH_IOC",
+    "OUCH_ENTER_ORDER", "OUCH_ENTER_ORDER_LEN", "OUCH_IOC", "OUCH_SIDES", "SOUPBIN_UNSEQUENCED",
+    "ORDER_TEMPLATE", "ORDER_TEMPLATE_TEXT",
 ]
 
 # Ethernet frame sizes count the destination MAC through the FCS, not preamble/SFD.
@@ -129,6 +130,21 @@ OUCH_ENTER_ORDER: tuple[tuple[str, int], ...] = (
 )
 OUCH_ENTER_ORDER_LEN = sum(n for _, n in OUCH_ENTER_ORDER)      # 47
 OUCH_IOC = "3"                # time in force: immediate or cancel (0 day, 5 GTX, 6 GTT, E)
+SOUPBIN_UNSEQUENCED = "U"     # SoupBinTCP packet type framing each message we send
+
+# The order template the host loads into the order builder (hdl.order_builder.TemplateLayout,
+# host.model.order_frame.OrderTemplate): everything of an order frame that is not the order.
+# (field, bytes), packed into the register LSB-first in this order (the first field in the
+# lowest bits). Integers are the wire values (MACs and IPv4 addresses as ints); the firm fields
+# (ORDER_TEMPLATE_TEXT) are one OUCH character each, held as its ASCII code. No VLAN tag: a card
+# port faces the exchange's access switch untagged.
+ORDER_TEMPLATE: tuple[tuple[str, int], ...] = (
+    ("dst_mac", 6), ("src_mac", 6), ("src_ip", 4), ("dst_ip", 4), ("src_port", 2),
+    ("dst_port", 2), ("ttl", 1), ("time_in_force", 1), ("display", 1), ("capacity", 1),
+    ("intermarket_sweep", 1), ("cross_type", 1),
+)
+ORDER_TEMPLATE_TEXT = ("time_in_force", "display", "capacity", "intermarket_sweep", "cross_type")
+assert all(dict(OUCH_ENTER_ORDER)[n] == dict(ORDER_TEMPLATE)[n] for n in ORDER_TEMPLATE_TEXT)
 
 
 # Order book (hdl.book, host.model.book).
@@ -138,6 +154,9 @@ BOOK_COUNT_BITS = 16          # orders per level, orphans per side
 BOOK_GEN_BITS = 16            # order table generation: a clear is one increment
 BOOK_BANKS = 2                # order table banks, one candidate set in each (`order_sets`)
 BOOK_BUY, BOOK_SELL = 0, 1    # side index in a book row and an order entry
+# The OUCH side letter of each side index (the order builder's request carries the index).
+OUCH_SIDES = ("B", "S")
+assert (OUCH_SIDES[BOOK_BUY], OUCH_SIDES[BOOK_SELL]) == ("B", "S")
 BOOK_TRADING = "T"            # the H trading state that is not halted; also the initial one
 # The book's counters, in the order the gateware exports them (counters.json "book").
 BOOK_COUNTERS = ("updates", "unknown_ref", "clamped", "rejected", "duplicate_ref", "table_full",

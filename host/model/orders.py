@@ -4,18 +4,19 @@ Chains `host.model.trigger` (intents), `host.model.risk` (the gate) and `host.mo
 Enter Order bytes): each intent is checked at the card cycle of its update's causing message
 (`rx_cycle`; the gateware decides a fixed number of cycles later, which the throttle's
 differences do not see); a sent one gets the next UserRefNum (from 1, strictly increasing) and
-its OUCH message (firm fields as in the real EnterOrder capture, display Y, capacity A, until
-the host-loaded template exists). `orders_csv` writes DESIGN.md §4's orders.csv. No fills come
-in a replay, so positions stay 0 and every sent order stays open, as the risk gate counts it.
+its OUCH message, with the firm fields of the order template the card is loaded with
+(`host.model.order_frame.OrderTemplate`; by default those of the real EnterOrder capture, time
+in force IOC). `orders_csv` writes DESIGN.md §4's orders.csv. No fills come in a replay, so
+positions stay 0 and every sent order stays open, as the risk gate counts it.
 """
 
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from hdl.formats import OUCH_IOC, Reject
+from hdl.formats import Reject
 from host.config import CardConfig
 from host.model.book import TopUpdate
-from host.model.ouch import cl_ord_id, encode_enter_order
+from host.model.order_frame import DEFAULT_TEMPLATE, OrderTemplate, enter_order
 from host.model.risk import RiskModel
 from host.model.trigger import TriggerModel
 
@@ -37,8 +38,9 @@ class SentOrder:
 
 
 class OrderFlow:
-    def __init__(self, config: CardConfig) -> None:
+    def __init__(self, config: CardConfig, template: OrderTemplate = DEFAULT_TEMPLATE) -> None:
         self.config = config
+        self.template = template
         self.triggers = TriggerModel(config)
         self.risk = RiskModel(config)
         self.next_ref = 1
@@ -50,11 +52,7 @@ class OrderFlow:
                 continue
             symbol = self.config.instruments[intent.slot].symbol
             ref, self.next_ref = self.next_ref, self.next_ref + 1
-            msg = encode_enter_order({
-                "user_ref": ref, "side": intent.side, "quantity": intent.qty, "symbol": symbol,
-                "price": intent.price, "time_in_force": OUCH_IOC, "display": "Y",
-                "capacity": "A", "intermarket_sweep": "N", "cross_type": "N",
-                "cl_ord_id": cl_ord_id(ref)})
+            msg = enter_order(self.template, ref, intent.side, intent.qty, symbol, intent.price)
             sent.append(SentOrder(intent.index, intent.slot, symbol, intent.side, intent.qty,
                                   intent.price, ref, msg))
         return sent

@@ -12,7 +12,7 @@ table in gateware, a binary-to-decimal conversion is not).
 
 from typing import Any
 
-from hdl.formats import OUCH_ENTER_ORDER, OUCH_ENTER_ORDER_LEN
+from hdl.formats import OUCH_ENTER_ORDER, OUCH_ENTER_ORDER_LEN, SOUPBIN_UNSEQUENCED
 
 __all__ = ["encode_enter_order", "decode_enter_order", "cl_ord_id", "soupbin_unsequenced",
            "TEXT_FIELDS"]
@@ -64,4 +64,4 @@ def decode_enter_order(msg: bytes) -> tuple[dict[str, Any], bytes]:
 
 def soupbin_unsequenced(msg: bytes) -> bytes:
     """A SoupBinTCP unsequenced data packet carrying `msg`."""
-    return (len(msg) + 1).to_bytes(2, "big") + b"U" + msg
+    return (len(msg) + 1).to_bytes(2, "big") + SOUPBIN_UNSEQUENCED.encode("ascii") + msg
