@@ -1,38 +1,100 @@
-"""The card's core: GMII in, the feed handler, the order book, top-of-book updates out.
+"""The card's core: GMII in, market data to orders, GMII out.
 
-    gmii -> FeedHandler -> message/head/verdict/gap -> OrderBook -> update
+    gmii -> FeedHandler -> OrderBook -> update -> Trigger -> RiskGate -> order queue
+         -> OrderBuilder -> TxArbiter (orders first; host frames when idle) -> MacTx -> gmii_tx
 
-The tick-to-trade stages (triggers, risk gate, order builder, TX) join here behind the book.
+The configuration inputs (triggers, limits, switches, the order template, watchlist and
+subscriptions) come from the register bank; the outputs (updates, decisions, counters, latency)
+go to it and to the simulation harnesses.
+
+Orders that passed the risk gate wait in a small queue while the line is busy (a frame is 92
+bytes and the MAC's gap 12, so an order takes 125 cycles of line; updates can come every 14). A
+queued order starts only when the TX arbiter would take its first byte in the same cycle
+(`TxArbiter.order_free`): the builder never holds a frame back from the wire, so the kill
+switch has only the queue to empty. A set kill switch (the card's, or the order's instrument's)
+discards the head of the queue every cycle, counted in `killed`: from the cycle the switch is
+seen, no order frame starts. A discarded order stays open in the risk gate's exposure until the
+host releases it (exposure is never understated).
+
+Tick-to-trade latency is sampled when an order frame's first byte is taken by the MAC: the
+cycles from its triggering message's last byte on the RX pins (`rx_cycle`, the feed handler's
+clock) to that byte on the TX stream (MacTx's sink; its first preamble byte is on the TX pins
+`MacTx.LATENCY` later).
 """
 
-from amaranth import Module
-from amaranth.lib import data, wiring
+from amaranth import Module, Mux, Signal, signed
+from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hdl.beats import beats
+from hdl.beats import TxBeat, beats
 from hdl.book import OrderBook, TopUpdate, WatchWrite
 from hdl.feed import Counters, FeedHandler, SubscriptionWrite
-from hdl.formats import BOOK_COUNTERS, BookParams
+from hdl.formats import (
+    BOOK_COUNTERS,
+    LATENCY_KINDS,
+    RISK_POSITION_BITS,
+    RISK_QTY_BITS,
+    BookParams,
+    Reject,
+)
+from hdl.latency import KindStats, LatencyCounters
 from hdl.mac_rx import GmiiRx
+from hdl.mac_tx import GmiiTx, MacTx
+from hdl.order_builder import OrderBuilder, TemplateLayout
+from hdl.risk import CardLimits, Decision, HostOp, RiskGate, SlotLimits
+from hdl.trigger import Intent, Trigger, TriggerConfig, select
+from hdl.tx_arbiter import TxArbiter
 
-__all__ = ["Core"]
+__all__ = ["Core", "SentOrder", "ORDER_QUEUE"]
+
+ORDER_QUEUE = 16        # orders waiting for the line
+
+
+class SentOrder(data.Struct):
+    """An order whose frame started: the intent, and the cycle its first byte went to the MAC."""
+    intent: Intent
+    tx_cycle: 48
 
 
 class Core(wiring.Component):
     def __init__(self, book: BookParams | None = None):
-        self.book_params = book or BookParams()
+        self.book_params = p = book or BookParams()
+        W = p.slots
         super().__init__({
             "gmii": In(GmiiRx),
+            "gmii_tx": Out(GmiiTx),
             "own_mac": In(48),
             "sub_write": In(beats(SubscriptionWrite)),
             "watch_write": In(beats(WatchWrite)),
+            # Tick-to-trade configuration.
+            "triggers": In(data.ArrayLayout(TriggerConfig, W)),
+            "card_limits": In(CardLimits),
+            "slot_limits": In(data.ArrayLayout(SlotLimits, W)),
+            "limits_load": In(1),           # the limits changed: token buckets start full
+            "kill_card": In(1), "kill": In(W),
+            "reduce_only_card": In(1), "reduce_only": In(W),
+            "host_op": In(stream.Signature(HostOp)),
+            # (Not `template`: a C++ keyword, which Verilator renames.)
+            "order_template": In(TemplateLayout),
+            "next_user_ref": In(32), "set_user_ref": In(1),
+            "host_tx": In(stream.Signature(TxBeat)),     # frames the host injects
+            # Out.
             "update": Out(beats(TopUpdate)),
+            "decision": Out(beats(Decision)),
+            "sent": Out(beats(SentOrder)),
             "counters": Out(Counters),
             "book_counters": Out(data.ArrayLayout(32, len(BOOK_COUNTERS))),
+            "risk_counters": Out(data.ArrayLayout(32, len(Reject))),
+            "latency": Out(data.ArrayLayout(KindStats, len(LATENCY_KINDS))),
+            "position": Out(data.ArrayLayout(signed(RISK_POSITION_BITS), W)),
+            "open": Out(data.ArrayLayout(data.ArrayLayout(RISK_QTY_BITS, 2), W)),
+            "tx_frames": Out(32), "tx_underruns": Out(32),
+            "trigger_overruns": Out(32), "killed": Out(32),
         })
 
     def elaborate(self, platform):
         m = Module()
+        W = self.book_params.slots
         m.submodules.feed = feed = FeedHandler()
         m.submodules.book = book = OrderBook(self.book_params)
         wiring.connect(m, wiring.flipped(self.gmii), feed.gmii)
@@ -43,7 +105,82 @@ class Core(wiring.Component):
         wiring.connect(m, feed.head, book.head)
         wiring.connect(m, feed.verdict, book.verdict)
         wiring.connect(m, feed.gap, book.gap)
-        wiring.connect(m, book.update, wiring.flipped(self.update))
         wiring.connect(m, feed.counters, wiring.flipped(self.counters))
         m.d.comb += self.book_counters.eq(book.counters)
+
+        # The book's updates go out and to the triggers.
+        m.submodules.trigger = trigger = Trigger(W)
+        m.d.comb += [
+            self.update.valid.eq(book.update.valid), self.update.payload.eq(book.update.payload),
+            trigger.update.valid.eq(book.update.valid),
+            trigger.update.payload.eq(book.update.payload),
+            trigger.config.eq(self.triggers),
+            self.trigger_overruns.eq(trigger.overruns),
+        ]
+
+        m.submodules.gate = gate = RiskGate(W)
+        wiring.connect(m, trigger.intent, gate.intent)
+        wiring.connect(m, wiring.flipped(self.host_op), gate.host_op)
+        m.d.comb += [
+            gate.card.eq(self.card_limits), gate.limits.eq(self.slot_limits),
+            gate.load.eq(self.limits_load),
+            gate.kill_card.eq(self.kill_card), gate.kill.eq(self.kill),
+            gate.reduce_only_card.eq(self.reduce_only_card),
+            gate.reduce_only.eq(self.reduce_only),
+            self.decision.valid.eq(gate.decision.valid),
+            self.decision.payload.eq(gate.decision.payload),
+            self.risk_counters.eq(gate.counters),
+            self.position.eq(gate.position), self.open.eq(gate.open),
+        ]
+
+        # The order queue.
+        m.submodules.queue = queue = fifo.SyncFIFO(width=len(gate.order.payload.as_value()),
+                                                   depth=ORDER_QUEUE)
+        m.d.comb += [queue.w_data.eq(gate.order.payload), queue.w_en.eq(gate.order.valid),
+                     gate.order.ready.eq(queue.w_rdy)]
+        head = data.View(Intent, queue.r_data)
+
+        # The symbol of each slot, as the watchlist names it (the book keeps its own copy).
+        symbols = Signal(data.ArrayLayout(64, W))
+        with m.If(self.watch_write.valid):
+            m.d.sync += symbols[self.watch_write.payload.slot].eq(self.watch_write.payload.symbol)
+
+        m.submodules.builder = builder = OrderBuilder()
+        m.submodules.arbiter = arbiter = TxArbiter()
+        m.submodules.mac_tx = mac_tx = MacTx()
+        killed = self.kill_card | self.kill.bit_select(head.slot, 1)
+        start = queue.r_rdy & ~killed & arbiter.order_free
+        m.d.comb += [
+            builder.template.eq(self.order_template),
+            builder.next_user_ref.eq(self.next_user_ref),
+            builder.set_user_ref.eq(self.set_user_ref),
+            builder.sink.valid.eq(start),
+            builder.sink.payload.side.eq(head.side),
+            builder.sink.payload.qty.eq(head.qty),
+            builder.sink.payload.price.eq(head.price),
+            builder.sink.payload.symbol.eq(select(m, symbols, head.slot, "order_symbol")),
+            queue.r_en.eq((start & builder.sink.ready) | (queue.r_rdy & killed)),
+        ]
+        with m.If(queue.r_rdy & killed):
+            m.d.sync += self.killed.eq(self.killed + 1)
+        wiring.connect(m, builder.source, arbiter.orders)
+        wiring.connect(m, wiring.flipped(self.host_tx), arbiter.host)
+        wiring.connect(m, arbiter.source, mac_tx.sink)
+        wiring.connect(m, mac_tx.gmii, wiring.flipped(self.gmii_tx))
+        m.d.comb += [self.tx_frames.eq(mac_tx.frames), self.tx_underruns.eq(mac_tx.underruns)]
+
+        # A frame starts in the cycle its request is taken (builder and arbiter add no cycle).
+        started = start & builder.sink.ready
+        m.submodules.latency = latency = LatencyCounters()
+        elapsed = Signal(49)
+        m.d.comb += [
+            elapsed.eq(feed.cycle - head.rx_cycle),
+            latency.sample.valid.eq(started),
+            latency.sample.payload.kind.eq(~head.add),
+            latency.sample.payload.cycles.eq(Mux(elapsed[16:].any(), 0xFFFF, elapsed[:16])),
+            self.latency.eq(latency.stats),
+            self.sent.valid.eq(started),
+            self.sent.payload.intent.eq(head),
+            self.sent.payload.tx_cycle.eq(feed.cycle),
+        ]
         return m

@@ -49,6 +49,7 @@ class FeedHandler(wiring.Component):
     verdict: Out(beats(Verdict))
     gap: Out(beats(GapReport))
     counters: Out(Counters)
+    cycle: Out(48)              # free-running; a message's rx_cycle is on this clock
 
     def elaborate(self, platform):
         m = Module()
@@ -59,7 +60,7 @@ class FeedHandler(wiring.Component):
         m.submodules.mold = mold = MoldUdp64Rx()
         m.submodules.itch = itch = ItchDecoder()
 
-        cycle = Signal(48)
+        cycle = self.cycle
         m.d.sync += cycle.eq(cycle + 1)
 
         subs = Signal(data.ArrayLayout(Subscription, N_SUBSCRIPTIONS))

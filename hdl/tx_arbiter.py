@@ -37,6 +37,10 @@ class TxArbiter(wiring.Component):
     orders: In(stream.Signature(TxBeat))
     host: In(stream.Signature(TxBeat))
     source: Out(stream.Signature(TxBeat))
+    # An order frame offered now would be taken now. From registers only (not from `valid`), so
+    # the order path may use it to decide whether to start a frame at all: the card never
+    # holds a built order back from the wire, where a kill switch could no longer stop it.
+    order_free: Out(1)
 
     def elaborate(self, platform):
         m = Module()
@@ -57,6 +61,7 @@ class TxArbiter(wiring.Component):
             self.orders.ready.eq(self.source.ready & pick_orders),
             self.host.ready.eq(self.source.ready & ~pick_orders),
         ]
+        m.d.comb += self.order_free.eq(self.source.ready & (owner != Owner.HOST))
         with m.If(self.source.valid & self.source.ready):
             with m.If(self.source.payload.last):
                 m.d.sync += owner.eq(Owner.NONE)

@@ -1,9 +1,14 @@
-"""The core (feed handler + order book) in Verilator, and the models it is compared with.
+"""The core (feed handler, order book, order path) in Verilator, and the models it is compared
+with.
 
 Both engines run a `sim.feed_rtl.Schedule` whose `watch` list is the book's watchlist and give a
-`BookOutcome`: the top-of-book updates, the feed and book counters. The model chain is the
-feed model's messages, verdicts and gaps fed to the book model in the order the gateware sees
-them (a frame's messages, then its verdict and gap).
+`BookOutcome`: the top-of-book updates, the feed and book counters, and with a strategy and
+limits file (`host.config.CardConfig`, whose instruments must be the watchlist) an
+`OrderOutcome`: the orders sent, the risk counters and the order frames as they went on the
+wire. The model chain is the feed model's messages, verdicts and gaps fed to the book model in
+the order the gateware sees them (a frame's messages, then its verdict and gap), and the book's
+updates to `host.model.orders.OrderFlow`; its frames are `host.model.order_frame`'s with their
+FCS.
 """
 
 import functools
@@ -13,18 +18,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from amaranth.lib import data
+
 from hdl.book import TopUpdate as TopUpdateLayout
 from hdl.book import WatchWrite
 from hdl.core import Core
-from hdl.formats import BOOK_COUNTERS, BookParams
+from hdl.core import SentOrder as SentLayout
+from hdl.formats import BOOK_BUY, BOOK_COUNTERS, ETH_PREAMBLE_LEN, BookParams, Reject
+from hdl.risk import CardLimits, SlotLimits
+from hdl.trigger import Intent, TriggerConfig
+from host.config import CardConfig
 from host.model import pack
 from host.model.book import BookModel, TopUpdate, symbol_code
 from host.model.feed import FeedModel, Subscription
+from host.model.order_frame import DEFAULT_TEMPLATE, OrderTemplate, order_frame, template_bits
+from host.model.orders import OrderFlow, SentOrder
+from host.model.ouch import decode_enter_order
 from sim.feed_rtl import Schedule, decode_counters, stimulus, unpack
+from sim.tick import card_limits, slot_limit_rows, trigger_rows
 from sim.traffic import Feed
 from sim.verilated import Stimulus, Verilated
 
-__all__ = ["BookOutcome", "run_book_model", "CoreRtl", "decode_update", "book_schedule"]
+__all__ = ["BookOutcome", "OrderOutcome", "run_book_model", "CoreRtl", "decode_update",
+           "book_schedule", "wire_frames"]
+
+
+@dataclass
+class OrderOutcome:
+    sent: list[SentOrder]
+    counters: dict[str, object]       # "orders" and "rejects", as counters.json has them
+    frames: list[bytes]               # each order frame as on the wire, FCS included
+    latency: list[tuple[bool, int]] = field(default_factory=list)   # (add?, cycles) (rtl)
 
 
 @dataclass
@@ -35,6 +59,7 @@ class BookOutcome:
     cycles: int = 0
     seconds: float = 0.0
     update_at: list[int] = field(default_factory=list)    # cycle each update was valid (rtl)
+    orders: OrderOutcome | None = None
 
 
 def book_schedule(messages: Sequence[bytes], watch: Sequence[str | None], *,
@@ -66,7 +91,15 @@ def book_schedule(messages: Sequence[bytes], watch: Sequence[str | None], *,
     return sched
 
 
-def run_book_model(schedule: Schedule, params: BookParams | None = None) -> BookOutcome:
+def _check_config(schedule: Schedule, config: CardConfig | None) -> None:
+    if config is not None and [i.symbol for i in config.instruments] != schedule.watch:
+        raise ValueError("the config's instruments must be the schedule's watchlist, in order")
+
+
+def run_book_model(schedule: Schedule, params: BookParams | None = None,
+                   config: CardConfig | None = None,
+                   template: OrderTemplate = DEFAULT_TEMPLATE) -> BookOutcome:
+    _check_config(schedule, config)
     feed = FeedModel(schedule.own_mac, [
         Subscription(s.group, s.port, s.session, s.next_seq) if s else None
         for s in schedule.subscriptions])
@@ -86,7 +119,33 @@ def run_book_model(schedule: Schedule, params: BookParams | None = None) -> Book
         book.verdict(r.drop)
         if r.gap:
             book.gap()
-    return BookOutcome(updates, feed.counters(), book.counters())
+    outcome = BookOutcome(updates, feed.counters(), book.counters())
+    if config is not None:
+        flow = OrderFlow(config, template)
+        sent = [o for u in updates for o in flow.update(u)]
+        frames = [pack.with_fcs(order_frame(template, o.user_ref, o.side, o.qty, o.symbol,
+                                            o.price)) for o in sent]
+        outcome.orders = OrderOutcome(sent, flow.counters(), frames)
+    return outcome
+
+
+def wire_frames(tx: list[tuple[int, int]]) -> list[bytes]:
+    """GMII TX bytes (cycle, txd) recorded while TX_EN was high as frames: a frame is a run of
+    consecutive cycles; its preamble and SFD are checked and stripped, its FCS kept."""
+    frames: list[bytes] = []
+    run: list[int] = []
+    last = None
+    for cycle, byte in [*tx, (None, None)]:
+        if run and (cycle is None or cycle != last + 1):
+            head = bytes(run[:ETH_PREAMBLE_LEN + 1])
+            if head != pack.gmii(b"")[:ETH_PREAMBLE_LEN + 1]:
+                raise ValueError(f"a TX frame starts with {head.hex()}, not preamble and SFD")
+            frames.append(bytes(run[ETH_PREAMBLE_LEN + 1:]))
+            run = []
+        if cycle is not None:
+            run.append(byte)
+            last = cycle
+    return frames
 
 
 def decode_update(value: int) -> TopUpdate:
@@ -111,12 +170,31 @@ class CoreRtl:
         name = f"core_w{p.slots}_s{p.sets}_k{p.ways}_l{p.levels}"
         self.sim = Verilated(Core(self.params), name=name,
                              gmii=("gmii__rxd", "gmii__rx_dv", "gmii__rx_er"),
-                             streams=("update",), build_dir=build_dir)
+                             streams=("update", "decision", "sent",
+                                      ("tx", "gmii_tx__tx_en", "gmii_tx__txd")),
+                             build_dir=build_dir)
 
-    def run(self, schedule: Schedule) -> BookOutcome:
+    def configure(self, st: Stimulus, config: CardConfig, template: OrderTemplate) -> None:
+        """The strategy, limits and order template into the core's configuration inputs, and
+        `limits_load` raised to fill the token buckets: the caller lowers it after a cycle (it
+        takes no cycle of its own, so the models' cycle stamps stay those of the schedule)."""
+        W = self.params.slots
+
+        def array(layout: Any, rows: list[dict[str, Any]]) -> int:
+            return int(data.ArrayLayout(layout, W).const(rows).as_value().value)
+
+        st.set("triggers", array(TriggerConfig, trigger_rows(config, W)))
+        st.set("slot_limits", array(SlotLimits, slot_limit_rows(config, W)))
+        st.set("card_limits", CardLimits.const(card_limits(config)).as_value().value)
+        st.set("order_template", template_bits(template))
+        st.set("limits_load", 1)
+
+    def run(self, schedule: Schedule, config: CardConfig | None = None,
+            template: OrderTemplate = DEFAULT_TEMPLATE) -> BookOutcome:
         if len(schedule.watch) > self.params.slots:
             raise ValueError(f"the watchlist has {self.params.slots} slots, "
                              f"not {len(schedule.watch)}")
+        _check_config(schedule, config)
 
         def watch(st: Stimulus, slot: int, symbol: str | None) -> None:
             row = {"slot": slot} if symbol is None else {
@@ -124,9 +202,45 @@ class CoreRtl:
             st.set("watch_write__payload", WatchWrite.const(row).as_value().value)
             st.pulse("watch_write__valid")
 
-        r = self.sim.run(stimulus(schedule, watch), drain=64)
+        def setup(st: Stimulus, slot: int, symbol: str | None) -> None:
+            if config is not None and slot == 0:
+                self.configure(st, config, template)
+            watch(st, slot, symbol)
+            if config is not None and slot == 0:
+                st.set("limits_load", 0)
+
+        st = stimulus(schedule, setup)
+        # An order frame takes ~125 cycles of line; leave time for the queue to empty.
+        r = self.sim.run(st, drain=64 if config is None else 64 + 130 * 16)
         words = r.final["book_counters"]
         book = {name: (words >> (32 * i)) & 0xFFFFFFFF for i, name in enumerate(BOOK_COUNTERS)}
-        return BookOutcome([decode_update(v) for _, v in r.events["update"]],
-                           decode_counters(r.final), book, r.cycles, r.seconds,
-                           [cycle for cycle, _ in r.events["update"]])
+        outcome = BookOutcome([decode_update(v) for _, v in r.events["update"]],
+                              decode_counters(r.final), book, r.cycles, r.seconds,
+                              [cycle for cycle, _ in r.events["update"]])
+        if config is not None:
+            outcome.orders = self._orders(r, config)
+        return outcome
+
+    def _orders(self, r: Any, config: CardConfig) -> OrderOutcome:
+        frames = wire_frames(r.events["tx"])
+        sent = []
+        latency = []
+        for (_, value), frame in zip(r.events["sent"], frames, strict=False):
+            f = unpack(SentLayout, value)
+            it = unpack(Intent, f["intent"])
+            msg = pack.payload_of(frame[:-4])
+            assert msg is not None, "an order frame without a UDP payload"
+            fields, _ = decode_enter_order(msg[3:])
+            sent.append(SentOrder(it["index"], it["slot"], config.instruments[it["slot"]].symbol,
+                                  "B" if it["side"] == BOOK_BUY else "S", it["qty"], it["price"],
+                                  fields["user_ref"], msg[3:]))
+            latency.append((bool(it["add"]), f["tx_cycle"] - it["rx_cycle"]))
+        if len(r.events["sent"]) != len(frames):
+            raise RuntimeError(f"{len(r.events['sent'])} orders started but {len(frames)} "
+                               f"frames went out (a longer drain?)")
+        words = r.final["risk_counters"]
+        count = {reason: (words >> (32 * reason)) & 0xFFFFFFFF for reason in Reject}
+        counters = {"orders": count[Reject.NONE],
+                    "rejects": {k.name.lower(): v for k, v in count.items()
+                                if k is not Reject.NONE and v}}
+        return OrderOutcome(sent, counters, frames, latency)
