@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
                         f"{BookParams().slots}) and write DIR/bbo.csv")
     r.add_argument("--config", type=Path, metavar="FILE",
                    help="a strategy and limits file: watch its instruments, run the order "
-                        "path (model engine) and write DIR/orders.csv")
+                        "path and write DIR/orders.csv")
     r.add_argument("--json", action="store_true", help="print counters.json to stdout")
     c = sub.add_parser("config", help="check a strategy and limits file",
                        description="Validate a strategy and limits file (TOML) and print what "

@@ -8,9 +8,9 @@ without a session takes it from the capture's first packet to that group:port.
 Writes DIR/counters.json (DESIGN.md §4). With a watchlist the order book runs too (the core:
 feed handler + book) and DIR/bbo.csv is written, and the book's counters join counters.json
 under "book". With a strategy and limits file (`host.config`) its instruments are the
-watchlist, the order path runs on the book's updates (`host.model.orders`; the model engine
-only, until the tick-to-trade gateware exists), DIR/orders.csv is written and counters.json
-gains "orders" and "rejects".
+watchlist, the order path runs on the book's updates (the models' `host.model.orders`, or the
+core's triggers, risk gate and order builder, whose frames on the TX pins give the orders),
+DIR/orders.csv is written and counters.json gains "orders" and "rejects".
 """
 
 import ipaddress
@@ -23,7 +23,7 @@ from host.capture import read_capture
 from host.config import CardConfig
 from host.model.book import bbo_csv
 from host.model.feed import Subscription
-from host.model.orders import OrderFlow, orders_csv
+from host.model.orders import orders_csv
 from host.model.pack import udp_endpoint
 from sim.core_rtl import BookOutcome, run_book_model
 from sim.feed_rtl import Outcome, Schedule, run_model
@@ -63,9 +63,6 @@ def replay(capture: Path, out: Path, engine: Engine = "model",
         if watch is not None:
             raise ValueError("--watch and --config both name the watchlist: give one (a "
                              "config's [[instrument]] tables are its watchlist)")
-        if engine == "rtl":
-            raise ValueError("--config runs with --engine model only: the tick-to-trade "
-                             "gateware (triggers, risk gate, OUCH builder) is not built yet")
         watch = [i.symbol for i in config.instruments]
     if watch is not None and len(watch) > params.slots:
         raise ValueError(f"--watch takes at most {params.slots} symbols, not {len(watch)}")
@@ -80,16 +77,14 @@ def replay(capture: Path, out: Path, engine: Engine = "model",
     if watch or config is not None:       # a config with no instrument still writes orders.csv
         if engine == "rtl":
             from sim.core_rtl import CoreRtl  # builds the Verilator model on first use
-            book = CoreRtl.shared(params).run(schedule)
+            book = CoreRtl.shared(params).run(schedule, config)
         else:
-            book = run_book_model(schedule, params)
+            book = run_book_model(schedule, params, config)
         (out / "bbo.csv").write_text(bbo_csv(book.updates, watch))
         counters = {**book.counters, "book": book.book}
-        if config is not None:
-            flow = OrderFlow(config)
-            sent = [o for u in book.updates for o in flow.update(u)]
-            (out / "orders.csv").write_text(orders_csv(sent))
-            counters |= flow.counters()
+        if book.orders is not None:
+            (out / "orders.csv").write_text(orders_csv(book.orders.sent))
+            counters |= book.orders.counters
         (out / "counters.json").write_text(json.dumps(counters, indent=2) + "\n")
         return book
     if engine == "rtl":

@@ -1,6 +1,7 @@
-"""`hostctl replay --config`: the model's order path on a generated day. Every order is a rising
-edge of its trigger in the book the same replay wrote (bbo.csv), at the touched price, and none
-breaks a limit; refused edges are counted by reason; bad combinations exit 2."""
+"""`hostctl replay --config`: the order path on a generated day. Every order is a rising edge of
+its trigger in the book the same replay wrote (bbo.csv), at the touched price, and none breaks a
+limit; refused edges are counted by reason; the gateware (`--engine rtl`) writes the same files;
+bad combinations exit 2."""
 
 import csv
 import json
@@ -98,9 +99,6 @@ def test_bad_combinations_exit_2(day, tmp_path, capsys):
     cfg.write_text(config_for(book)[0])
     out = str(tmp_path / "o")
     assert hostctl(["replay", str(capture), "--out", out, "--config", str(cfg),
-                    "--engine", "rtl"]) == 2
-    assert "model only" in capsys.readouterr().err
-    assert hostctl(["replay", str(capture), "--out", out, "--config", str(cfg),
                     "--watch", "AAPL"]) == 2
     assert "give one" in capsys.readouterr().err
     cfg.write_text("[limits]\nmax_order_qty = 0\n")
@@ -118,3 +116,17 @@ def test_a_config_without_instruments_sends_nothing_and_says_so(day, tmp_path):
     assert (out / "orders.csv").read_text() == ORDERS_HEADER + "\n"
     counters = json.loads((out / "counters.json").read_text())
     assert (counters["orders"], counters["rejects"], counters["frames_ok"]) == (0, {}, 480)
+
+
+def test_rtl_engine_writes_the_same_files(day, tmp_path):
+    capture, book = day
+    cfg = tmp_path / "card.toml"
+    cfg.write_text(config_for(book)[0])
+    outs = {}
+    for engine in ("model", "rtl"):
+        outs[engine] = tmp_path / engine
+        assert hostctl(["replay", str(capture), "--out", str(outs[engine]), "--config",
+                        str(cfg), "--engine", engine]) == 0
+    for name in ("orders.csv", "bbo.csv", "counters.json"):
+        assert (outs["rtl"] / name).read_text() == (outs["model"] / name).read_text(), name
+    assert len((outs["rtl"] / "orders.csv").read_text().splitlines()) > 20
