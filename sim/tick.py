@@ -4,13 +4,15 @@ simulations that drive those ports directly. The token buckets' period and cap a
 (`host.model.risk.Bucket`), so both count the same credits.
 """
 
+import random
 from typing import Any
 
 from hdl.formats import CARD_CLOCK_HZ
-from host.config import CardConfig
+from host.config import CardConfig, Instrument, Limits
+from host.model.book import TopUpdate
 from host.model.risk import Bucket
 
-__all__ = ["trigger_rows", "slot_limit_rows", "card_limits"]
+__all__ = ["trigger_rows", "slot_limit_rows", "card_limits", "touch_config"]
 
 
 def trigger_rows(config: CardConfig, slots: int) -> list[dict[str, int]]:
@@ -50,3 +52,22 @@ def card_limits(config: CardConfig, clock_hz: int = CARD_CLOCK_HZ) -> dict[str, 
     lim = config.limits
     return {"max_order_qty": lim.max_order_qty, "max_order_notional": lim.max_order_notional,
             } | _bucket(lim.max_orders_per_second, clock_hz)
+
+
+def touch_config(updates: list[TopUpdate], symbols: tuple[str, ...], rng: random.Random,
+                 rate: int) -> CardConfig:
+    """A strategy for a generated day whose book `updates` are known: thresholds at each
+    instrument's median touch, so the triggers fire often both ways, and random limits that
+    refuse some of them for most of the reasons a replay can show."""
+    instruments = []
+    for slot, symbol in enumerate(symbols):
+        asks = sorted(u.ask_px for u in updates if u.slot == slot and u.ask_px)
+        bids = sorted(u.bid_px for u in updates if u.slot == slot and u.bid_px)
+        ask, bid = asks[len(asks) // 2], bids[len(bids) // 2]
+        instruments.append(Instrument(
+            symbol, min_qty=rng.choice([0, 100]), order_qty=rng.choice([100, 300, 1000]),
+            max_position=rng.choice([500, 5000]), reference_px=(ask + bid) // 2,
+            collar=max(1, (ask - bid) * rng.choice([1, 4])), buy_below=ask, sell_above=bid,
+            max_orders_per_second=rng.choice([None, 4])))
+    return CardConfig(Limits(max_order_qty=800, max_order_notional=2_000_000_000,
+                             max_orders_per_second=rate), tuple(instruments))
