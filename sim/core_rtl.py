@@ -49,6 +49,7 @@ class OrderOutcome:
     counters: dict[str, object]       # "orders" and "rejects", as counters.json has them
     frames: list[bytes]               # each order frame as on the wire, FCS included
     latency: list[tuple[bool, int]] = field(default_factory=list)   # (add?, cycles) (rtl)
+    started: list[int] = field(default_factory=list)    # cycle each frame started (rtl)
 
 
 @dataclass
@@ -190,7 +191,10 @@ class CoreRtl:
         st.set("limits_load", 1)
 
     def run(self, schedule: Schedule, config: CardConfig | None = None,
-            template: OrderTemplate = DEFAULT_TEMPLATE) -> BookOutcome:
+            template: OrderTemplate = DEFAULT_TEMPLATE,
+            at: Sequence[tuple[int, str, int]] = ()) -> BookOutcome:
+        """Run `schedule` (and with `config` the order path); `at` sets input ports at given
+        cycles, e.g. (cycle, "kill_card", 1)."""
         if len(schedule.watch) > self.params.slots:
             raise ValueError(f"the watchlist has {self.params.slots} slots, "
                              f"not {len(schedule.watch)}")
@@ -209,7 +213,7 @@ class CoreRtl:
             if config is not None and slot == 0:
                 st.set("limits_load", 0)
 
-        st = stimulus(schedule, setup)
+        st = stimulus(schedule, setup, at)
         # An order frame takes ~125 cycles of line; leave time for the queue to empty.
         r = self.sim.run(st, drain=64 if config is None else 64 + 130 * 16)
         words = r.final["book_counters"]
@@ -225,6 +229,7 @@ class CoreRtl:
         frames = wire_frames(r.events["tx"])
         sent = []
         latency = []
+        started = []
         for (_, value), frame in zip(r.events["sent"], frames, strict=False):
             f = unpack(SentLayout, value)
             it = unpack(Intent, f["intent"])
@@ -235,6 +240,7 @@ class CoreRtl:
                                   "B" if it["side"] == BOOK_BUY else "S", it["qty"], it["price"],
                                   fields["user_ref"], msg[3:]))
             latency.append((bool(it["add"]), f["tx_cycle"] - it["rx_cycle"]))
+            started.append(f["tx_cycle"])
         if len(r.events["sent"]) != len(frames):
             raise RuntimeError(f"{len(r.events['sent'])} orders started but {len(frames)} "
                                f"frames went out (a longer drain?)")
@@ -243,4 +249,4 @@ class CoreRtl:
         counters = {"orders": count[Reject.NONE],
                     "rejects": {k.name.lower(): v for k, v in count.items()
                                 if k is not Reject.NONE and v}}
-        return OrderOutcome(sent, counters, frames, latency)
+        return OrderOutcome(sent, counters, frames, latency, started)

@@ -6,7 +6,7 @@ stamp `rx_cycle` exactly as the gateware does and the two outputs compare field 
 """
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,10 +153,23 @@ class FeedRtl:
 
 
 def stimulus(schedule: Schedule,
-             watch: Callable[[Stimulus, int, str | None], None] | None = None) -> Stimulus:
+             watch: Callable[[Stimulus, int, str | None], None] | None = None,
+             at: Sequence[tuple[int, str, int]] = ()) -> Stimulus:
     """The schedule as a Verilator input program: the watchlist (through `watch`, or idle
-    cycles for a component without a book), the subscription table, then every burst."""
+    cycles for a component without a book), the subscription table, then every burst. `at`
+    sets input ports at given cycles, (cycle, port, value), in or between the bursts (a burst
+    is split around it without a gap)."""
     st = Stimulus().set("own_mac", schedule.own_mac)
+    pending = sorted(at)
+
+    def until(end: int) -> int:
+        """Apply the sets due by cycle `end` at the latest: returns the cycle of the next one
+        due before `end` (which the caller must reach first), or `end`."""
+        while pending and pending[0][0] <= st.cycles:
+            _, port, value = pending.pop(0)
+            st.set(port, value)
+        return min(end, pending[0][0]) if pending else end
+
     for slot, symbol in enumerate(schedule.watch):
         if watch is None:
             st.idle(1)
@@ -174,10 +187,19 @@ def stimulus(schedule: Schedule,
     for index, sub in enumerate(schedule.subscriptions):
         write(index, sub)
     for b in schedule.bursts:
-        st.idle(b.idle_before)
+        end = st.cycles + b.idle_before
+        while st.cycles < end:
+            st.idle(until(end) - st.cycles)
         for index, sub in b.writes:
             write(index, sub)
-        st.gmii(b.data, error_at=b.error_at)
+        start, end = st.cycles, st.cycles + len(b.data)
+        while st.cycles < end:
+            a, z = st.cycles - start, until(end) - start
+            err = b.error_at - a if b.error_at is not None and a <= b.error_at < z else None
+            st.gmii(b.data[a:z], error_at=err)
+    while pending:                          # after the last burst
+        st.idle(max(pending[0][0] - st.cycles, 0) or 1)
+        until(st.cycles)
     return st
 
 
