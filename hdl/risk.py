@@ -6,21 +6,24 @@ the cycle the gate decides NONE. The gate takes one intent at a time, in a pipel
 
     S0  accept the intent (only when the order queue has room, so a sent order is never lost);
         the decision is made 4 cycles later
-    S1  the slot's limits, position and open orders; qty x price as four 16 x 16 products
-    S2  the notional, |price - reference_px|, the exposure that way
+    S1  the slot's limits, position, open orders and bucket; qty x price as four 16 x 16
+        products; cycles since each bucket's last take
+    S2  the notional, |price - reference_px|, the exposure that way; each bucket's credit
     S3  each check as a flag
-    S4  the reason: switches and rate buckets as they are now, the flags in order; a sent order
-        takes a token from both buckets and counts as open
+    S4  the reason: switches as they are now, the flags in order; a sent order takes a token
+        from both buckets and counts as open
 
 Exposure "that way" is position + open buys + qty for a buy and -position + open sells + qty
 for a sell: MAX_POSITION is exposure > max_position, and REDUCE_ONLY (an order that would not
 reduce) is exposure > 0 in both directions. An intent of 0 shares is refused as MAX_QTY (the
 models never make one; registers could).
 
-Token buckets (card-wide and per slot) are credits in cycles, as in the model: +1 a cycle up to
-`rate_cap`, a token is `rate_period` cycles. The model checks an intent at its message's RX cycle
-and the gate a fixed number of cycles later; credits only see differences between decisions, so
-they agree. A bucket with period 0 has no tokens: all-zero registers block everything.
+Token buckets (card-wide and per slot) are kept as the model keeps them: a credit in cycles and
+the cycle it was taken at; a token costs `rate_period` cycles of credit, which grows by one a
+cycle up to `rate_cap`. An intent is checked at its own message's RX cycle (`rx_cycle`), as in
+the model, so the decision does not depend on how long the gate took: two intents of one update
+(buy, then sell) see the same cycle, the second after the first's take. A bucket with period 0
+has no tokens: all-zero registers block everything.
 
 Positions and open orders change only through `host_op` (the host's fills, releases and
 position loads), applied while no intent is in flight so that S1's snapshot stays true until S4.
@@ -82,6 +85,11 @@ class Decision(data.Struct):
 _QTY_MAX = (1 << RISK_QTY_BITS) - 1
 
 
+class _Bucket(data.Struct):
+    credit: RISK_CREDIT_BITS    # cycles of credit at `at`
+    at: 48                      # RX cycle of the intent that last took a token (0 after load)
+
+
 class RiskGate(wiring.Component):
     LATENCY = 4                 # cycles from accepting an intent to its decision
     def __init__(self, slots: int):
@@ -106,31 +114,13 @@ class RiskGate(wiring.Component):
         W = self.slots
         position, open_ = self.position, self.open
 
-        # -- rate buckets --------------------------------------------------------------------
-        take = Signal()                                 # S4 sent an order
-        taken_slot = Signal(range(W))
-
-        def bucket(credit, period, cap, taking):
-            with m.If(self.load):
-                m.d.sync += credit.eq(cap)
-            with m.Elif(taking):
-                # Credit after the take, then this cycle's +1: the model's "credit - period"
-                # at the check, growing from there (it is below cap, as period >= 1).
-                m.d.sync += credit.eq(credit - period + 1)
-            with m.Elif(credit < cap):
-                m.d.sync += credit.eq(credit + 1)
-            with m.Else():
-                m.d.sync += credit.eq(cap)
-            return (period != 0) & (credit >= period)
-
-        card_credit = Signal(RISK_CREDIT_BITS)
-        card_token = bucket(card_credit, self.card.rate_period, self.card.rate_cap, take)
-        slot_token = Signal(W)
-        for i in range(W):
-            credit = Signal(RISK_CREDIT_BITS, name=f"credit{i}")
-            lim = self.limits[i]
-            m.d.comb += slot_token[i].eq(
-                bucket(credit, lim.rate_period, lim.rate_cap, take & (taken_slot == i)))
+        # -- rate buckets: credit, and the RX cycle of the intent that last took a token ----
+        card_bucket = Signal(_Bucket)
+        buckets = Signal(data.ArrayLayout(_Bucket, W))
+        with m.If(self.load):
+            m.d.sync += [card_bucket.credit.eq(self.card.rate_cap), card_bucket.at.eq(0)]
+            m.d.sync += [buckets[i].credit.eq(self.limits[i].rate_cap) for i in range(W)]
+            m.d.sync += [buckets[i].at.eq(0) for i in range(W)]
 
         # -- the pipeline ------------------------------------------------------------------------
         v = Signal(4)                                   # an intent in S1..S4
@@ -141,7 +131,6 @@ class RiskGate(wiring.Component):
         with m.If(self.intent.valid & self.intent.ready):
             m.d.sync += it.eq(self.intent.payload)
         buy = it.side == BOOK_BUY
-        m.d.comb += taken_slot.eq(it.slot)
 
         # S1
         lim = data.View(SlotLimits, select(m, self.limits, it.slot, "slot_limits"))
@@ -158,6 +147,16 @@ class RiskGate(wiring.Component):
             prod[0].eq(q[:16] * p[:16]), prod[1].eq(q[:16] * p[16:]),
             prod[2].eq(q[16:] * p[:16]), prod[3].eq(q[16:] * p[16:]),
         ]
+        # Buckets: [card, slot]. The model's has_token: credit' = min(cap, credit + cycles since).
+        slot_bucket = data.View(_Bucket, select(m, buckets, it.slot, "slot_bucket"))
+        rate = [(card_bucket, self.card.rate_period, self.card.rate_cap),
+                (slot_bucket, lim.rate_period, lim.rate_cap)]
+        since = [Signal(RISK_CREDIT_BITS + 1, name=f"since{k}") for k in range(2)]
+        for k, (b, _, _) in enumerate(rate):
+            gone = Signal(49, name=f"gone{k}")
+            m.d.comb += gone.eq(it.rx_cycle - b.at)
+            # Clamped: past 2**32 cycles any bucket is full (its cap is at most CARD_CLOCK_HZ).
+            m.d.sync += since[k].eq(Mux(gone[48], 0, Mux(gone[32:48].any(), 1 << 32, gone[:32])))
 
         # S2
         notional = Signal(RISK_NOTIONAL_BITS)
@@ -165,6 +164,12 @@ class RiskGate(wiring.Component):
         exposure = Signal(signed(RISK_QTY_BITS + 3))
         diff = Signal(signed(RISK_PRICE_BITS + 1))
         m.d.comb += diff.eq(it.price - s_lim.reference_px)
+        credit = [Signal(RISK_CREDIT_BITS, name=f"credit{k}") for k in range(2)]
+        period = [Signal(RISK_CREDIT_BITS, name=f"period{k}") for k in range(2)]
+        for k, (b, per, cap) in enumerate(rate):
+            grown = Signal(RISK_CREDIT_BITS + 2, name=f"grown{k}")
+            m.d.comb += grown.eq(b.credit + since[k])
+            m.d.sync += [credit[k].eq(Mux(grown > cap, cap, grown)), period[k].eq(per)]
         m.d.sync += [
             notional.eq(prod[0] + ((prod[1] + prod[2]) << 16) + (prod[3] << 32)),
             off.eq(Mux(diff < 0, -diff, diff)),
@@ -173,7 +178,9 @@ class RiskGate(wiring.Component):
 
         # S3
         flags = Signal(data.StructLayout({
-            "reduce": 1, "qty": 1, "notional": 1, "collar": 1, "position": 1}))
+            "reduce": 1, "qty": 1, "notional": 1, "collar": 1, "position": 1, "token": 2}))
+        m.d.sync += [flags.token[k].eq((period[k] != 0) & (credit[k] >= period[k]))
+                     for k in range(2)]
         m.d.sync += [
             flags.reduce.eq(exposure > 0),
             flags.qty.eq((it.qty == 0) | (it.qty > self.card.max_order_qty)),
@@ -194,8 +201,8 @@ class RiskGate(wiring.Component):
             (Reject.MAX_NOTIONAL, flags.notional),
             (Reject.COLLAR, flags.collar),
             (Reject.MAX_POSITION, flags.position),
-            (Reject.RATE_CARD, ~card_token),
-            (Reject.RATE_INSTRUMENT, ~slot_token.bit_select(it.slot, 1)),
+            (Reject.RATE_CARD, ~flags.token[0]),
+            (Reject.RATE_INSTRUMENT, ~flags.token[1]),
         ]
         assert [r for r, _ in checks] == list(Reject)[1:], "checks must follow Reject's order"
         reason = Signal(Reject)
@@ -206,6 +213,7 @@ class RiskGate(wiring.Component):
                 m.d.comb += reason.eq(r)
 
         decide = v[3]
+        take = Signal()                                 # S4 sent an order
         m.d.comb += [
             self.decision.valid.eq(decide),
             self.decision.payload.intent.eq(it),
@@ -216,6 +224,14 @@ class RiskGate(wiring.Component):
         ]
         with m.If(decide):
             m.d.sync += self.counters[reason].eq(self.counters[reason] + 1)
+        # A take: both buckets keep their credit at this intent's cycle, less a token.
+        with m.If(take & ~self.load):
+            m.d.sync += [card_bucket.credit.eq(credit[0] - period[0]),
+                         card_bucket.at.eq(it.rx_cycle)]
+            for i in range(W):
+                with m.If(it.slot == i):
+                    m.d.sync += [buckets[i].credit.eq(credit[1] - period[1]),
+                                 buckets[i].at.eq(it.rx_cycle)]
 
         # Open orders and positions: a sent order opens; the host's ops close or load.
         sums = Signal(RISK_QTY_BITS + 1)

@@ -216,3 +216,23 @@ def test_reduce_only_allows_exactly_flat() -> None:
     got = run(config, updates, random.Random(0), ops=False, gaps=[20] * 3,
               first=((HostOpKind.FILL, 0, "S", 100),), reduce_only=1)
     assert [r for *_, r in got] == [Reject.NONE, Reject.REDUCE_ONLY]
+
+
+def test_both_sides_of_one_update_are_checked_at_its_cycle():
+    """A crossed strategy fires buy and sell on one update; the model checks both at the
+    update's RX cycle, the sell after the buy's take. Bucket: 2 tokens, one per 300 cycles.
+    Update 0 takes both; 598 cycles later the buy finds 598 cycles of credit and takes 300, and
+    the sell finds 298: refused, however long after the buy the gate looks at it."""
+    inst = Instrument("S0", min_qty=0, order_qty=100, max_position=10_000,
+                      reference_px=1_000_000, collar=10_000, buy_below=1_000_000,
+                      sell_above=999_000)
+    config = CardConfig(Limits(100, 10**12, 2), (inst,))
+
+    def update(index: int, on: bool) -> TopUpdate:
+        px = (999_000, 1_000_000) if on else (0, 0)
+        return TopUpdate(0, 7, px[0], 100 * on, px[1], 100 * on, False, False, "T", index, 0)
+
+    got = run(config, [update(0, True), update(1, False), update(2, True)], random.Random(0),
+              ops=False, gaps=[19, 577, 20])
+    assert [(side, r) for _, side, *_, r in got] == [
+        ("B", Reject.NONE), ("S", Reject.NONE), ("B", Reject.NONE), ("S", Reject.RATE_CARD)]
