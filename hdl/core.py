@@ -70,7 +70,9 @@ class Core(wiring.Component):
             "triggers": In(data.ArrayLayout(TriggerConfig, W)),
             "card_limits": In(CardLimits),
             "slot_limits": In(data.ArrayLayout(SlotLimits, W)),
-            "limits_load": In(1),           # the limits changed: token buckets start full
+            # Pulsed with every change of the triggers or limits (the risk gate recomputes what
+            # it derives from them, and its token buckets start full).
+            "limits_load": In(1),
             "kill_card": In(1), "kill": In(W),
             "reduce_only_card": In(1), "reduce_only": In(W),
             "host_op": In(stream.Signature(HostOp)),
@@ -123,6 +125,7 @@ class Core(wiring.Component):
         wiring.connect(m, wiring.flipped(self.host_op), gate.host_op)
         m.d.comb += [
             gate.card.eq(self.card_limits), gate.limits.eq(self.slot_limits),
+            *[gate.order_qty[i].eq(self.triggers[i].order_qty) for i in range(W)],
             gate.load.eq(self.limits_load),
             gate.kill_card.eq(self.kill_card), gate.kill.eq(self.kill),
             gate.reduce_only_card.eq(self.reduce_only_card),
@@ -133,12 +136,13 @@ class Core(wiring.Component):
             self.position.eq(gate.position), self.open.eq(gate.open),
         ]
 
-        # The order queue.
+        # The order queue. An order decided while the queue is empty may start in the same
+        # cycle without entering it; otherwise it waits its turn.
         m.submodules.queue = queue = fifo.SyncFIFO(width=len(gate.order.payload.as_value()),
                                                    depth=ORDER_QUEUE)
-        m.d.comb += [queue.w_data.eq(gate.order.payload), queue.w_en.eq(gate.order.valid),
-                     gate.order.ready.eq(queue.w_rdy)]
-        head = data.View(Intent, queue.r_data)
+        direct = ~queue.r_rdy
+        head = data.View(Intent, Mux(direct, gate.order.payload.as_value(), queue.r_data))
+        waiting = Mux(direct, gate.order.valid, queue.r_rdy)
 
         # The symbol of each slot, as the watchlist names it (the book keeps its own copy).
         symbols = Signal(data.ArrayLayout(64, W))
@@ -148,8 +152,8 @@ class Core(wiring.Component):
         m.submodules.builder = builder = OrderBuilder()
         m.submodules.arbiter = arbiter = TxArbiter()
         m.submodules.mac_tx = mac_tx = MacTx()
-        killed = self.kill_card | self.kill.bit_select(head.slot, 1)
-        start = queue.r_rdy & ~killed & arbiter.order_free
+        killed = waiting & (self.kill_card | self.kill.bit_select(head.slot, 1))
+        start = waiting & ~killed & arbiter.order_free & builder.sink.ready
         m.d.comb += [
             builder.template.eq(self.order_template),
             builder.next_user_ref.eq(self.next_user_ref),
@@ -159,9 +163,12 @@ class Core(wiring.Component):
             builder.sink.payload.qty.eq(head.qty),
             builder.sink.payload.price.eq(head.price),
             builder.sink.payload.symbol.eq(select(m, symbols, head.slot, "order_symbol")),
-            queue.r_en.eq((start & builder.sink.ready) | (queue.r_rdy & killed)),
+            queue.w_data.eq(gate.order.payload),
+            queue.w_en.eq(gate.order.valid & ~(direct & (start | killed))),
+            gate.order.ready.eq(queue.w_rdy),
+            queue.r_en.eq(~direct & (start | killed)),
         ]
-        with m.If(queue.r_rdy & killed):
+        with m.If(killed):
             m.d.sync += self.killed.eq(self.killed + 1)
         wiring.connect(m, builder.source, arbiter.orders)
         wiring.connect(m, wiring.flipped(self.host_tx), arbiter.host)
@@ -170,7 +177,7 @@ class Core(wiring.Component):
         m.d.comb += [self.tx_frames.eq(mac_tx.frames), self.tx_underruns.eq(mac_tx.underruns)]
 
         # A frame starts in the cycle its request is taken (builder and arbiter add no cycle).
-        started = start & builder.sink.ready
+        started = start
         m.submodules.latency = latency = LatencyCounters()
         elapsed = Signal(49)
         m.d.comb += [

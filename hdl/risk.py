@@ -2,31 +2,46 @@
 `host.model.risk`, whose docstring is the specification; reasons in `hdl.formats.Reject` order).
 
 Nothing reaches the order builder except through `order`, and `order` is only driven here, in
-the cycle the gate decides NONE. The gate takes one intent at a time, in a pipeline:
+the cycle the gate decides NONE. The gate takes one intent at a time (and only when the order
+queue has room, so a sent order is never lost), on one of two paths:
 
-    S0  accept the intent (only when the order queue has room, so a sent order is never lost);
-        the decision is made 4 cycles later
-    S1  the slot's limits, position, open orders and bucket; qty x price as four 16 x 16
-        products; cycles since each bucket's last take
-    S2  the notional, |price - reference_px|, the exposure that way; each bucket's credit
-    S3  each check as a flag
-    S4  the reason: switches as they are now, the flags in order; a sent order takes a token
-        from both buckets and counts as open
+* Fast (`LATENCY`, the cycle after acceptance): in the acceptance cycle the gate checks
+  sufficient conditions for "every check passes": switches clear, not halted or uncertain,
+  0 < qty <= min(max_order_qty, order_qty), reference_px - collar <= price <= reference_px +
+  collar, the exposure within max_position (and <= 0 under reduce-only), a token in both
+  buckets, and the slot's `notional_safe` flag: order_qty x (reference_px + collar) <=
+  max_order_notional, which, with the collar and qty checks, bounds qty x price without a
+  multiplication in the path. Then it decides NONE at once.
+* Exact (`EXACT_LATENCY`) for every other intent, in a pipeline:
+      S1  the slot's limits, position and open orders; qty x price as four 16 x 16 products;
+          the token checks
+      S2  the notional, |price - reference_px|, the exposure that way
+      S3  each check as a flag
+      S4  the first reason that applies, with the kill switches as they are now
+  It finds NONE too when only `notional_safe` stood in the way.
+So the fast path changes when a decision is made, never what it is.
+
+`notional_safe` is computed per slot by one pipelined multiplier going round the slots; `load`
+(which must accompany any change of the limits or of `order_qty`: `hdl.core.Core` says so)
+clears every flag until the multiplier has been round again, about `slots` + 4 cycles.
 
 Exposure "that way" is position + open buys + qty for a buy and -position + open sells + qty
 for a sell: MAX_POSITION is exposure > max_position, and REDUCE_ONLY (an order that would not
 reduce) is exposure > 0 in both directions. An intent of 0 shares is refused as MAX_QTY (the
 models never make one; registers could).
 
-Token buckets (card-wide and per slot) are kept as the model keeps them: a credit in cycles and
-the cycle it was taken at; a token costs `rate_period` cycles of credit, which grows by one a
-cycle up to `rate_cap`. An intent is checked at its own message's RX cycle (`rx_cycle`), as in
-the model, so the decision does not depend on how long the gate took: two intents of one update
-(buy, then sell) see the same cycle, the second after the first's take. A bucket with period 0
-has no tokens: all-zero registers block everything.
+Token buckets (card-wide and per slot), as the model keeps them but in one number: `full_at`,
+the cycle from which the bucket is full. The credit at cycle c is cap - max(0, full_at - c); a
+token costs `rate_period` cycles of credit, so there is one when c + cap >= full_at + period,
+and taking it makes full_at = max(c, full_at) + period. An intent is checked at its own
+message's RX cycle (`rx_cycle`), as in the model, so a decision does not depend on how long the
+gate took: two intents of one update (buy, then sell) see the same cycle, the second after the
+first's take. A bucket with period 0, or a cap below its period, has no tokens: all-zero
+registers block everything. `load` makes every bucket full.
 
 Positions and open orders change only through `host_op` (the host's fills, releases and
-position loads), applied while no intent is in flight so that S1's snapshot stays true until S4.
+position loads), applied while no intent is in flight so that a snapshot stays true until its
+decision.
 """
 
 from amaranth import Cat, Module, Mux, Signal, signed
@@ -85,13 +100,13 @@ class Decision(data.Struct):
 _QTY_MAX = (1 << RISK_QTY_BITS) - 1
 
 
-class _Bucket(data.Struct):
-    credit: RISK_CREDIT_BITS    # cycles of credit at `at`
-    at: 48                      # RX cycle of the intent that last took a token (0 after load)
+_CYCLE = 49                     # rx_cycle (48 bits) plus a period: full_at never wraps
 
 
 class RiskGate(wiring.Component):
-    LATENCY = 4                 # cycles from accepting an intent to its decision
+    LATENCY = 1                 # fast path: cycles from accepting an intent to its decision
+    EXACT_LATENCY = 4           # exact path
+
     def __init__(self, slots: int):
         self.slots = slots
         super().__init__({
@@ -100,9 +115,10 @@ class RiskGate(wiring.Component):
             "decision": Out(beats(Decision)),           # every verdict, sent or not
             "card": In(CardLimits),
             "limits": In(data.ArrayLayout(SlotLimits, slots)),
+            "order_qty": In(data.ArrayLayout(RISK_QTY_BITS, slots)),   # the triggers' own
             "kill_card": In(1), "kill": In(slots),
             "reduce_only_card": In(1), "reduce_only": In(slots),
-            "load": In(1),              # limits changed: every bucket starts full again
+            "load": In(1),              # limits changed: buckets full, notional_safe redone
             "host_op": In(stream.Signature(HostOp)),
             "counters": Out(data.ArrayLayout(32, len(Reject))),    # indexed by Reject
             "position": Out(data.ArrayLayout(signed(RISK_POSITION_BITS), slots)),
@@ -113,25 +129,84 @@ class RiskGate(wiring.Component):
         m = Module()
         W = self.slots
         position, open_ = self.position, self.open
+        card = self.card
 
-        # -- rate buckets: credit, and the RX cycle of the intent that last took a token ----
-        card_bucket = Signal(_Bucket)
-        buckets = Signal(data.ArrayLayout(_Bucket, W))
+        # -- notional_safe: order_qty x (reference_px + collar) <= max_order_notional ----------
+        nsafe, nvalid = Signal(W), Signal(W)
+        rr = Signal(range(W))
+        m.d.sync += rr.eq(Mux(rr == W - 1, 0, rr + 1))
+        pv = Signal(3)                                  # the multiplier's stages hold a slot
+        p_slot = [Signal(range(W), name=f"ns_slot{k}") for k in range(3)]
+        p_qty, p_hi = Signal(RISK_QTY_BITS), Signal(RISK_PRICE_BITS + 1)
+        p_prod = [Signal(34, name=f"ns_prod{k}") for k in range(4)]
+        p_sum = Signal(RISK_QTY_BITS + RISK_PRICE_BITS + 1)
+        rr_lim = data.View(SlotLimits, select(m, self.limits, rr, "ns_limits"))
+        m.d.sync += [
+            pv.eq(Cat(1, pv[:2])), p_slot[0].eq(rr), p_slot[1].eq(p_slot[0]),
+            p_slot[2].eq(p_slot[1]),
+            p_qty.eq(select(m, self.order_qty, rr, "ns_qty")),
+            p_hi.eq(rr_lim.reference_px + rr_lim.collar),
+            p_prod[0].eq(p_qty[:16] * p_hi[:16]), p_prod[1].eq(p_qty[:16] * p_hi[16:]),
+            p_prod[2].eq(p_qty[16:] * p_hi[:16]), p_prod[3].eq(p_qty[16:] * p_hi[16:]),
+            p_sum.eq(p_prod[0] + ((p_prod[1] + p_prod[2]) << 16) + (p_prod[3] << 32)),
+        ]
+        with m.If(pv[2]):
+            for i in range(W):
+                with m.If(p_slot[2] == i):
+                    m.d.sync += [nsafe[i].eq(p_sum <= card.max_order_notional), nvalid[i].eq(1)]
         with m.If(self.load):
-            m.d.sync += [card_bucket.credit.eq(self.card.rate_cap), card_bucket.at.eq(0)]
-            m.d.sync += [buckets[i].credit.eq(self.limits[i].rate_cap) for i in range(W)]
-            m.d.sync += [buckets[i].at.eq(0) for i in range(W)]
+            # In-flight products may be of the old limits: start again from an empty pipeline.
+            m.d.sync += [nvalid.eq(0), pv.eq(0), rr.eq(0)]
 
-        # -- the pipeline ------------------------------------------------------------------------
-        v = Signal(4)                                   # an intent in S1..S4
-        busy = v.any()
+        # -- token buckets -----------------------------------------------------------------------
+        card_full = Signal(_CYCLE)
+        full = Signal(data.ArrayLayout(_CYCLE, W))
+
+        def has_token(c, full_at, period, cap):
+            return (period != 0) & (cap >= period) & (c + cap >= full_at + period)
+
+        with m.If(self.load):
+            m.d.sync += [card_full.eq(0), full.eq(0)]
+
+        # -- acceptance and the fast path ----------------------------------------------------
+        v = Signal(4)                                   # an intent in S1..S4 of the exact path
+        fast = Signal()                                 # an intent decided by the fast path
+        busy = v.any() | fast
         m.d.comb += self.intent.ready.eq(~busy & self.order.ready)
-        m.d.sync += v.eq(Cat(self.intent.valid & self.intent.ready, v[:3]))
+        accept = self.intent.valid & self.intent.ready
+        x = self.intent.payload
+        x_lim = data.View(SlotLimits, select(m, self.limits, x.slot, "x_limits"))
+        x_open = select(m, open_, x.slot, "x_open")
+        x_pos = select(m, position, x.slot, "x_position")
+        x_buy = x.side == BOOK_BUY
+        x_exposure = Signal(signed(RISK_QTY_BITS + 3))
+        x_lo = Signal(signed(RISK_PRICE_BITS + 2))
+        x_hi = Signal(RISK_PRICE_BITS + 1)
+        m.d.comb += [
+            x_exposure.eq(Mux(x_buy, x_pos, -x_pos) + Mux(x_buy, x_open[0], x_open[1]) + x.qty),
+            x_lo.eq(x_lim.reference_px - x_lim.collar),
+            x_hi.eq(x_lim.reference_px + x_lim.collar),
+        ]
+        x_reduce = self.reduce_only_card | self.reduce_only.bit_select(x.slot, 1)
+        x_fast = Signal()
+        m.d.comb += x_fast.eq(
+            ~self.kill_card & ~self.kill.bit_select(x.slot, 1) & ~x.halted & ~x.uncertain
+            & ~(x_reduce & (x_exposure > 0))
+            & (x.qty != 0) & (x.qty <= card.max_order_qty)
+            & (x.qty <= select(m, self.order_qty, x.slot, "x_order_qty"))
+            & nvalid.bit_select(x.slot, 1) & nsafe.bit_select(x.slot, 1)
+            & (x.price >= x_lo) & (x.price <= x_hi)
+            & (x_exposure <= x_lim.max_position)
+            & has_token(x.rx_cycle, card_full, card.rate_period, card.rate_cap)
+            & has_token(x.rx_cycle, select(m, full, x.slot, "x_full"), x_lim.rate_period,
+                        x_lim.rate_cap))
+        m.d.sync += [fast.eq(accept & x_fast), v.eq(Cat(accept & ~x_fast, v[:3]))]
         it = Signal(Intent)
-        with m.If(self.intent.valid & self.intent.ready):
-            m.d.sync += it.eq(self.intent.payload)
+        with m.If(accept):
+            m.d.sync += it.eq(x)
         buy = it.side == BOOK_BUY
 
+        # -- the exact path ------------------------------------------------------------------
         # S1
         lim = data.View(SlotLimits, select(m, self.limits, it.slot, "slot_limits"))
         pos = Signal(signed(RISK_POSITION_BITS))
@@ -140,23 +215,17 @@ class RiskGate(wiring.Component):
         prod = [Signal(32, name=f"prod{i}") for i in range(4)]
         q, p = it.qty, it.price
         slot_open = select(m, open_, it.slot, "slot_open")
+        slot_full = select(m, full, it.slot, "slot_full")
+        token = [Signal(name="token_card"), Signal(name="token_slot")]
         m.d.sync += [
             pos.eq(select(m, position, it.slot, "slot_position")),
             way.eq(Mux(buy, slot_open[0], slot_open[1])),
             s_lim.eq(lim),
             prod[0].eq(q[:16] * p[:16]), prod[1].eq(q[:16] * p[16:]),
             prod[2].eq(q[16:] * p[:16]), prod[3].eq(q[16:] * p[16:]),
+            token[0].eq(has_token(it.rx_cycle, card_full, card.rate_period, card.rate_cap)),
+            token[1].eq(has_token(it.rx_cycle, slot_full, lim.rate_period, lim.rate_cap)),
         ]
-        # Buckets: [card, slot]. The model's has_token: credit' = min(cap, credit + cycles since).
-        slot_bucket = data.View(_Bucket, select(m, buckets, it.slot, "slot_bucket"))
-        rate = [(card_bucket, self.card.rate_period, self.card.rate_cap),
-                (slot_bucket, lim.rate_period, lim.rate_cap)]
-        since = [Signal(RISK_CREDIT_BITS + 1, name=f"since{k}") for k in range(2)]
-        for k, (b, _, _) in enumerate(rate):
-            gone = Signal(49, name=f"gone{k}")
-            m.d.comb += gone.eq(it.rx_cycle - b.at)
-            # Clamped: past 2**32 cycles any bucket is full (its cap is at most CARD_CLOCK_HZ).
-            m.d.sync += since[k].eq(Mux(gone[48], 0, Mux(gone[32:48].any(), 1 << 32, gone[:32])))
 
         # S2
         notional = Signal(RISK_NOTIONAL_BITS)
@@ -164,12 +233,6 @@ class RiskGate(wiring.Component):
         exposure = Signal(signed(RISK_QTY_BITS + 3))
         diff = Signal(signed(RISK_PRICE_BITS + 1))
         m.d.comb += diff.eq(it.price - s_lim.reference_px)
-        credit = [Signal(RISK_CREDIT_BITS, name=f"credit{k}") for k in range(2)]
-        period = [Signal(RISK_CREDIT_BITS, name=f"period{k}") for k in range(2)]
-        for k, (b, per, cap) in enumerate(rate):
-            grown = Signal(RISK_CREDIT_BITS + 2, name=f"grown{k}")
-            m.d.comb += grown.eq(b.credit + since[k])
-            m.d.sync += [credit[k].eq(Mux(grown > cap, cap, grown)), period[k].eq(per)]
         m.d.sync += [
             notional.eq(prod[0] + ((prod[1] + prod[2]) << 16) + (prod[3] << 32)),
             off.eq(Mux(diff < 0, -diff, diff)),
@@ -179,14 +242,13 @@ class RiskGate(wiring.Component):
         # S3
         flags = Signal(data.StructLayout({
             "reduce": 1, "qty": 1, "notional": 1, "collar": 1, "position": 1, "token": 2}))
-        m.d.sync += [flags.token[k].eq((period[k] != 0) & (credit[k] >= period[k]))
-                     for k in range(2)]
         m.d.sync += [
             flags.reduce.eq(exposure > 0),
-            flags.qty.eq((it.qty == 0) | (it.qty > self.card.max_order_qty)),
-            flags.notional.eq(notional > self.card.max_order_notional),
+            flags.qty.eq((it.qty == 0) | (it.qty > card.max_order_qty)),
+            flags.notional.eq(notional > card.max_order_notional),
             flags.collar.eq(off > s_lim.collar),
             flags.position.eq(exposure > s_lim.max_position),
+            flags.token.eq(Cat(token)),
         ]
 
         # S4: the first reason that applies, in Reject order.
@@ -205,16 +267,19 @@ class RiskGate(wiring.Component):
             (Reject.RATE_INSTRUMENT, ~flags.token[1]),
         ]
         assert [r for r, _ in checks] == list(Reject)[1:], "checks must follow Reject's order"
-        reason = Signal(Reject)
+        exact = Signal(Reject)
         with m.If(checks[0][1]):
-            m.d.comb += reason.eq(checks[0][0])
+            m.d.comb += exact.eq(checks[0][0])
         for r, failed in checks[1:]:
             with m.Elif(failed):
-                m.d.comb += reason.eq(r)
+                m.d.comb += exact.eq(r)
 
-        decide = v[3]
-        take = Signal()                                 # S4 sent an order
+        # -- the decision ----------------------------------------------------------------------
+        decide = fast | v[3]
+        reason = Signal(Reject)
+        take = Signal()                                 # an order is sent
         m.d.comb += [
+            reason.eq(Mux(fast, Reject.NONE, exact)),
             self.decision.valid.eq(decide),
             self.decision.payload.intent.eq(it),
             self.decision.payload.reason.eq(reason),
@@ -224,14 +289,14 @@ class RiskGate(wiring.Component):
         ]
         with m.If(decide):
             m.d.sync += self.counters[reason].eq(self.counters[reason] + 1)
-        # A take: both buckets keep their credit at this intent's cycle, less a token.
+        # A take: both buckets lose a token at this intent's cycle.
         with m.If(take & ~self.load):
-            m.d.sync += [card_bucket.credit.eq(credit[0] - period[0]),
-                         card_bucket.at.eq(it.rx_cycle)]
+            m.d.sync += card_full.eq(Mux(it.rx_cycle > card_full, it.rx_cycle, card_full)
+                                     + card.rate_period)
             for i in range(W):
                 with m.If(it.slot == i):
-                    m.d.sync += [buckets[i].credit.eq(credit[1] - period[1]),
-                                 buckets[i].at.eq(it.rx_cycle)]
+                    m.d.sync += full[i].eq(Mux(it.rx_cycle > full[i], it.rx_cycle, full[i])
+                                           + self.limits[i].rate_period)
 
         # Open orders and positions: a sent order opens; the host's ops close or load.
         sums = Signal(RISK_QTY_BITS + 1)

@@ -8,14 +8,14 @@ Per watched instrument (slot) and side, a condition on the slot's new top of boo
 An intent is made when a condition *becomes* true (edge-triggered: `was` keeps each condition
 as the slot's last update left it; a clear makes them all false). The intent is an
 immediate-or-cancel order at the touched price for min(order_qty, touched shares); the risk gate
-(`hdl.risk`) decides what becomes of it. Updates are >= 14 cycles apart, and the gate takes one
-intent at a time: when one update fires both sides (a crossed configuration), buy goes first
-and sell waits in its own register. A fire that finds its side's register still full (the gate
+(`hdl.risk`) decides what becomes of it. An intent is offered in its update's own cycle; the gate
+takes one intent at a time: when one update fires both sides (a crossed configuration), buy goes
+first and sell waits in its own register. A fire that finds its side's register still full (the gate
 held up by a full order queue) is lost and counted in `overruns`: the models have no such
 limit, so a test seeing one knows the card fell behind, not that it disagreed.
 """
 
-from amaranth import Module, Mux, Signal
+from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -95,32 +95,39 @@ class Trigger(wiring.Component):
         with m.If(uv & u.clear):
             m.d.sync += [was[BOOK_BUY].eq(0), was[BOOK_SELL].eq(0)]
 
-        # One held intent per side; buy is offered first.
-        held = [Signal(Intent, name="held_buy"), Signal(Intent, name="held_sell")]
-        full = [Signal(name="full_buy"), Signal(name="full_sell")]
-        take = Mux(full[BOOK_BUY], BOOK_BUY, BOOK_SELL)
-        m.d.comb += [self.intent.valid.eq(full[BOOK_BUY] | full[BOOK_SELL]),
-                     self.intent.payload.eq(Mux(full[BOOK_BUY], held[BOOK_BUY],
-                                                held[BOOK_SELL]))]
-        overrun = Signal(2)
+        # A fresh intent is offered in its update's own cycle. What is not taken then waits in
+        # its side's register; offers go oldest first, buy before sell.
+        fresh = [Signal(Intent, name="fresh_buy"), Signal(Intent, name="fresh_sell")]
         for side, (px, qty) in ((BOOK_BUY, (u.ask_px, u.ask_qty)),
                                 (BOOK_SELL, (u.bid_px, u.bid_qty))):
-            taken = self.intent.valid & self.intent.ready & (take == side)
-            with m.If(taken):
+            f = fresh[side]
+            m.d.comb += [
+                f.slot.eq(u.slot), f.side.eq(side),
+                f.qty.eq(Mux(qty < cfg.order_qty, qty, cfg.order_qty)), f.price.eq(px),
+                f.halted.eq(u.halted), f.uncertain.eq(u.uncertain),
+                f.index.eq(u.index), f.rx_cycle.eq(u.rx_cycle),
+                f.add.eq((u.cause == ord("A")) | (u.cause == ord("F"))),
+            ]
+        held = [Signal(Intent, name="held_buy"), Signal(Intent, name="held_sell")]
+        full = [Signal(name="full_buy"), Signal(name="full_sell")]
+        offers = [(full[BOOK_BUY], held[BOOK_BUY]), (full[BOOK_SELL], held[BOOK_SELL]),
+                  (fire[BOOK_BUY], fresh[BOOK_BUY]), (fire[BOOK_SELL], fresh[BOOK_SELL])]
+        first = Signal(4)                               # one-hot: the offer shown
+        m.d.comb += first.eq(Cat(*(v for v, _ in offers)) & -Cat(*(v for v, _ in offers)))
+        m.d.comb += [self.intent.valid.eq(first.any()),
+                     self.intent.payload.eq(Mux(first[0], held[0], Mux(first[1], held[1],
+                                                Mux(first[2], fresh[0], fresh[1]))))]
+        taken = self.intent.valid & self.intent.ready
+        overrun = Signal(2)
+        for side in (BOOK_BUY, BOOK_SELL):
+            held_taken, fresh_taken = taken & first[side], taken & first[2 + side]
+            with m.If(held_taken):
                 m.d.sync += full[side].eq(0)
-            with m.If(fire[side]):
-                with m.If(full[side] & ~taken):
+            with m.If(fire[side] & ~fresh_taken):
+                with m.If(full[side] & ~held_taken):
                     m.d.comb += overrun[side].eq(1)
                 with m.Else():
-                    m.d.sync += [
-                        full[side].eq(1),
-                        held[side].slot.eq(u.slot), held[side].side.eq(side),
-                        held[side].qty.eq(Mux(qty < cfg.order_qty, qty, cfg.order_qty)),
-                        held[side].price.eq(px),
-                        held[side].halted.eq(u.halted), held[side].uncertain.eq(u.uncertain),
-                        held[side].index.eq(u.index), held[side].rx_cycle.eq(u.rx_cycle),
-                        held[side].add.eq((u.cause == ord("A")) | (u.cause == ord("F"))),
-                    ]
+                    m.d.sync += [full[side].eq(1), held[side].eq(fresh[side])]
         with m.If(overrun.any()):
             m.d.sync += self.overruns.eq(self.overruns + overrun[0] + overrun[1])
         return m

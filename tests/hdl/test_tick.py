@@ -85,6 +85,7 @@ def run(config: CardConfig, updates: list[TopUpdate], rng: random.Random,
     async def bench(ctx):
         for i, row in enumerate(trigger_rows(config, SLOTS)):
             ctx.set(dut.trigger.config[i], TriggerConfig.const(row))
+            ctx.set(gate.order_qty[i], row.get("order_qty", 0))
         for i, row in enumerate(slot_limit_rows(config, SLOTS, CLOCK)):
             ctx.set(gate.limits[i], SlotLimits.const(row))
         ctx.set(gate.card, CardLimits.const(card_limits(config, CLOCK)))
