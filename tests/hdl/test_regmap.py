@@ -12,11 +12,11 @@ from hdl.beats import Subscription
 from hdl.card import Event, EventKind
 from hdl.formats import (
     BOOK_COUNTERS,
+    ITCH_TYPES,
     LATENCY_BINS,
     LATENCY_KINDS,
-    ORDER_TEMPLATE,
-    ITCH_TYPES,
     N_SUBSCRIPTIONS,
+    ORDER_TEMPLATE,
     RISK_NOTIONAL_BITS,
     BookParams,
     Drop,
