@@ -29,8 +29,10 @@ goes out each cycle (a one-word bus commits at most one row a cycle, so none eve
 
 `host_op`: the risk gate takes an op only while no intent is in flight (`HostOp` changes
 positions under its pipeline otherwise), so the op's values are latched at `apply` and offered
-until `ready`: a few cycles at most. An `apply` while one still waits replaces it (the host
-cannot write the next op's registers that fast over one-word accesses).
+until `ready`: a few cycles at most. An idle gate shows the op in `positions` 3 cycles after the
+bus write of `apply` (a read in the cycle after that write still sees the old value). An `apply`
+while one still waits replaces it (the host cannot write the next op's registers that fast over
+one-word accesses).
 
 The host's own frames (`host_tx`) are tied off: injection over registers is not built yet.
 
@@ -95,7 +97,7 @@ class Event(data.Struct):
     | qty    | 32   | shares                         | 0     | 0                             |
     | price  | 32   | ITCH price                     | 0     | 0                             |
     | index  | 32   | the triggering ITCH message    | 0     | the message of the update     |
-    | cycle  | 48   | card cycle of the decision     | of the gap | of the update            |
+    | cycle  | 48   | of the decision                | of the gap | of the update            |
 
     `cycle` counts clock cycles from reset, the clock of the messages' `rx_cycle`.
     """
