@@ -31,13 +31,16 @@ def _bucket(rate: int, clock_hz: int) -> tuple[int, int]:
     return b.period, b.credit
 
 
-def registers(config: CardConfig, template: OrderTemplate, *, watchlist: bool = True,
-              next_user_ref: int | None = None, regmap: RegMap | None = None,
+def registers(config: CardConfig, template: OrderTemplate | None, *, watchlist: bool = True,
+              armed: bool = True, next_user_ref: int | None = None,
+              regmap: RegMap | None = None,
               clock_hz: int = CARD_CLOCK_HZ) -> list[tuple[str, int]]:
-    """(register name, value) writes, in order, that load `config` and `template`; a commit is
-    ("block[row].commit", 0). `watchlist`: also write each slot's symbol (a watchlist commit
-    restarts that slot's book: its top is uncertain until the next clear, so reload a running
-    day with watchlist=False when the instruments stay). `next_user_ref`: also set the OUCH
+    """(register name, value) writes, in order, that load `config` and `template` (None: leave
+    the card's template as it is); a commit is ("block[row].commit", 0). `watchlist`: also
+    write each slot's symbol (a watchlist commit restarts that slot's book: its top is
+    uncertain until the next clear, so reload a running day with watchlist=False when the
+    instruments stay). `armed`: the configured triggers may fire at once (the controller
+    loads them disarmed: `hostctl arm` arms them). `next_user_ref`: also set the OUCH
     UserRefNum of the next order. `regmap` gives the card's number of slots (the export's by
     default)."""
     rm = regmap or RegMap.load()
@@ -64,7 +67,7 @@ def registers(config: CardConfig, template: OrderTemplate, *, watchlist: bool = 
                 sell_enable=inst.sell_above is not None, sell_above=inst.sell_above or 0,
                 min_qty=inst.min_qty, order_qty=inst.order_qty,
                 max_position=inst.max_position, reference_px=inst.reference_px,
-                collar=inst.collar, rate_period=period, rate_cap=cap, armed=1)
+                collar=inst.collar, rate_period=period, rate_cap=cap, armed=armed)
         out += [(f"triggers[{slot}].{name}", int(values[name])) for name in _TRIGGER]
         if watchlist:
             symbol = (symbol_code(config.instruments[slot].symbol)
@@ -72,7 +75,7 @@ def registers(config: CardConfig, template: OrderTemplate, *, watchlist: bool = 
             out += [(f"watchlist[{slot}].symbol", symbol),
                     (f"watchlist[{slot}].enable", int(slot < len(config.instruments)))]
 
-    for name, _ in ORDER_TEMPLATE:
+    for name, _ in ORDER_TEMPLATE if template is not None else ():
         value = getattr(template, name)
         out.append((f"order.{name}", ord(value) if name in ORDER_TEMPLATE_TEXT else value))
     if next_user_ref is not None:
@@ -84,7 +87,8 @@ def registers(config: CardConfig, template: OrderTemplate, *, watchlist: bool = 
         out += [(f"watchlist[{slot}].commit", 0) for slot in range(slots)]
     out.append(("limits.commit", 0))
     out += [(f"triggers[{slot}].commit", 0) for slot in range(slots)]
-    out.append(("order.commit", 0))
+    if template is not None or next_user_ref is not None:
+        out.append(("order.commit", 0))
     for name, _ in out:
         rm[name]        # every name exists in the card's map (RegMapError otherwise)
     return out

@@ -9,6 +9,7 @@ import ipaddress
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from hdl.formats import N_SUBSCRIPTIONS, SESSION_LEN, BookParams
 from host.model.book import symbol_code
@@ -47,7 +48,14 @@ def _parser() -> argparse.ArgumentParser:
                                    "it configures; a bad one gives one line and exit code 2.")
     c.add_argument("file", type=Path)
     c.add_argument("--json", action="store_true", help="print the parsed file as JSON")
+    _add_control_commands(sub)
     return p
+
+
+def _add_control_commands(sub: Any) -> None:
+    """The commands that talk to the controller daemon (`host.cli_control`)."""
+    from host.cli_control import add_commands
+    add_commands(sub)
 
 
 def _feed(text: str) -> tuple[int, int, bytes | None]:
@@ -94,7 +102,19 @@ def main(argv: list[str] | None = None) -> int:
         return _replay(args)
     if args.command == "config":
         return _config(args)
+    if args.command in _control_commands():
+        return _control(args)
     raise AssertionError(args.command)
+
+
+def _control_commands() -> tuple[str, ...]:
+    from host.cli_control import COMMANDS
+    return COMMANDS
+
+
+def _control(args: argparse.Namespace) -> int:
+    from host.cli_control import run
+    return run(args)
 
 
 def _config(args: argparse.Namespace) -> int:

@@ -1,0 +1,674 @@
+"""The controller daemon: the one process that owns the card, serving `hostctl` over ZeroMQ.
+
+    python -m host.daemon --device pcie://PATH [--endpoint E] [--state FILE] [--regmap FILE]
+    hostctl daemon start --device URL ...     # the same, in the background, with a pid file
+
+Requests and replies are JSON objects on a REP socket (default `ipc://RUNTIME/ticknic.sock`,
+RUNTIME = $TICKNIC_RUNTIME_DIR, else $XDG_RUNTIME_DIR/ticknic, else /tmp/ticknic-UID). A TCP
+endpoint must be loopback unless the daemon is started with `--allow-remote`: anyone who can
+reach the socket can trade.
+
+    request  {"cmd": NAME, ...arguments}
+    reply    {"ok": true, "result": {...}}  or  {"ok": false, "code": 2|1, "error": ONE LINE}
+
+`code` is `hostctl`'s exit code (DESIGN.md §4): 2 the request was wrong (a bad config file, a
+symbol not on the card), 1 the card failed. Commands:
+
+| cmd      | arguments                          | does                                        |
+|----------|------------------------------------|---------------------------------------------|
+| status   |                                    | ID/version, link check, counters, switches  |
+| load     | text, name, check                  | validate; unless `check`, write + commit    |
+| limits   |                                    | the card's limits and triggers, read back   |
+| arm      | symbol or all                      | triggers[slot].armed = 1, commit            |
+| disarm   | symbol or all                      | triggers[slot].armed = 0, commit            |
+| kill     | symbol (absent: the whole card)    | the immediate kill switch = 1               |
+| unkill   | symbol (absent: the whole card)    | the immediate kill switch = 0               |
+| book     | symbol                             | tops[slot], the card's top of book          |
+| latency  |                                    | the latency rows                            |
+| events   | since (a sequence number)          | events after it, from the ring buffer       |
+| fill     | symbol, side, qty, price           | host_op fill; position and PnL              |
+| release  | symbol, side, qty                  | host_op release (open qty gone unfilled)    |
+| shutdown |                                    | reply, then exit                            |
+
+A config is validated completely (`host.config`) before the first write, then written with
+every row staged before its commit (`host.card_config.registers`), so a bad file changes
+nothing on the card and a good one never goes live half written. A loaded trigger starts
+disarmed.
+
+State that must outlive the daemon is in a JSON file (kill switches, positions with average
+cost and realised PnL, the day's PnL and its date, the last config loaded), written to a
+temporary file and renamed over the old one on every change, so a crash leaves the old or the
+new file, never half of one. On start the daemon reads it back and writes it to the card: the
+kill switches, and every slot's position (host_op kind 2, load position). A card that lost its
+configuration (its watchlist differs from the last config loaded) gets that config reloaded,
+disarmed, first.
+
+The event FIFO is drained between requests (read `events.level`, then pop `events.data`, low
+word first) into a ring buffer; `hostctl events --follow` polls it by sequence number. Events
+are decoded by the layout the register map's JSON carries under "event".
+"""
+
+import argparse
+import contextlib
+import inspect
+import json
+import os
+import signal
+import sys
+import tempfile
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date as Date
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from hdl.formats import CARD_CLOCK_HZ, LATENCY_KINDS, RISK_QTY_BITS
+from host.card_config import registers
+from host.config import CardConfig, ConfigError, parse_config
+from host.device import Device, DeviceError, open_device
+from host.positions import SIDES, Positions
+from host.regmap import DEFAULT_PATH, RegMap, RegMapError
+
+__all__ = ["Controller", "ControlError", "EventLayout", "HostOp", "runtime_dir",
+           "default_endpoint", "default_state_path", "check_endpoint", "serve", "call",
+           "DaemonUnavailable", "main"]
+
+STATE_VERSION = 1
+RING = 10_000               # events kept for `events --follow`
+DRAIN_MAX = 256             # events popped per pass, so requests are not starved
+
+
+class HostOp:
+    """host_op.kind values (`hdl.risk.HostOpKind`; imported from there would pull Amaranth
+    into every hostctl start, so tests/host/test_daemon.py checks these against it)."""
+    RELEASE = 0
+    FILL = 1
+    POSITION = 2
+
+
+class ControlError(Exception):
+    """A request that fails; `code` is hostctl's exit code (2 bad input, 1 the card)."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class DaemonUnavailable(Exception):
+    """No daemon answered at the endpoint; the message says how to start one."""
+
+
+def runtime_dir() -> Path:
+    env = os.environ.get("TICKNIC_RUNTIME_DIR")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    return Path(xdg) / "ticknic" if xdg else Path(tempfile.gettempdir()) / f"ticknic-{os.getuid()}"
+
+
+def default_endpoint() -> str:
+    return f"ipc://{runtime_dir() / 'ticknic.sock'}"
+
+
+def default_state_path() -> Path:
+    env = os.environ.get("TICKNIC_STATE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "ticknic" / "state.json"
+
+
+def default_pid_file() -> Path:
+    return runtime_dir() / "ticknic.pid"
+
+
+_LOOPBACK = ("127.0.0.1", "localhost", "[::1]", "::1")
+
+
+def check_endpoint(endpoint: str, allow_remote: bool = False) -> str:
+    """The endpoint if the daemon may bind it; ValueError (one line) if not."""
+    if endpoint.startswith("ipc://") and len(endpoint) > len("ipc://"):
+        return endpoint
+    if endpoint.startswith("tcp://"):
+        host, _, port = endpoint[len("tcp://"):].rpartition(":")
+        if not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError(f"a tcp endpoint is tcp://127.0.0.1:PORT with PORT 1-65535, "
+                             f"not {endpoint!r}")
+        if host not in _LOOPBACK and not allow_remote:
+            raise ValueError(f"endpoint {endpoint!r} is not loopback: whoever reaches it can "
+                             f"trade; use tcp://127.0.0.1:PORT or ipc://PATH, or "
+                             f"--allow-remote")
+        return endpoint
+    raise ValueError(f"an endpoint is ipc://PATH or tcp://127.0.0.1:PORT, not {endpoint!r}")
+
+
+@dataclass(frozen=True)
+class EventField:
+    name: str
+    offset: int
+    width: int
+    labels: dict[int, str]
+
+
+class EventLayout:
+    """Decodes an event FIFO word by the layout the register map's JSON gives under "event":
+    {"width": N, "fields": [{"name", "offset", "width", "enum": {NAME: value}}, ...]}
+    (an "enum" may also be a list of names, its index the value; "lsb" or "start" may name
+    the offset)."""
+
+    def __init__(self, fields: list[EventField]) -> None:
+        self.fields = fields
+
+    @classmethod
+    def from_json(cls, desc: Any) -> "EventLayout | None":
+        if desc is None:
+            return None
+        items = desc.get("fields", desc) if isinstance(desc, dict) else desc
+        if isinstance(items, dict):
+            items = [{"name": k, **v} for k, v in items.items()]
+        fields = []
+        for f in items:
+            enum = f.get("enum", f.get("labels", f.get("values"))) or {}
+            labels = ({int(v): str(k) for k, v in enum.items()} if isinstance(enum, dict)
+                      else {i: str(k) for i, k in enumerate(enum)})
+            offset = f.get("offset", f.get("lsb", f.get("start")))
+            fields.append(EventField(str(f["name"]), int(offset), int(f["width"]), labels))
+        return cls(fields)
+
+    def decode(self, word: int) -> dict[str, int | str]:
+        out: dict[str, int | str] = {}
+        for f in self.fields:
+            value = word >> f.offset & ((1 << f.width) - 1)
+            out[f.name] = f.labels.get(value, value) if f.labels else value
+        return out
+
+    def kind(self, word: int) -> int:
+        """The kind field's number (0: no event); the whole word when there is no kind."""
+        for f in self.fields:
+            if f.name == "kind":
+                return word >> f.offset & ((1 << f.width) - 1)
+        return word
+
+
+def _signed(value: int, bits: int) -> int:
+    return value - (1 << bits) if value >> (bits - 1) & 1 else value
+
+
+def _symbol(code: int) -> str:
+    return code.to_bytes(8, "big").decode("ascii", "replace").rstrip()
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+class Controller:
+    """Owns a `Device`; `handle(request)` answers one request (see the module docstring)."""
+
+    def __init__(self, device: Device, state_path: Path,
+                 event_layout: EventLayout | None = None,
+                 today: Callable[[], Date] = Date.today) -> None:
+        self.dev = device
+        self.state_path = state_path
+        self.layout = event_layout
+        self.today = today
+        self.slots = device.regmap.blocks["watchlist"].row_count
+        self.kill_card = False
+        self.killed: set[str] = set()
+        self.positions = Positions()
+        self.config: dict[str, str] | None = None       # {"name", "text"} of the last load
+        self.events: deque[dict[str, Any]] = deque(maxlen=RING)
+        self.seq = 0
+        self.slot_of: dict[str, int] = {}
+
+    # -- start, persistence ---------------------------------------------------------------
+
+    def start(self) -> None:
+        """Restore the state file (if any) and write it to the card."""
+        if self.state_path.exists():
+            try:
+                state = json.loads(self.state_path.read_text(encoding="utf-8"))
+                self.kill_card = bool(state["kill_card"])
+                self.killed = set(state["killed"])
+                self.positions = Positions.from_json(state["positions"])
+                self.config = state.get("config")
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                raise ControlError(f"state file {self.state_path} is unreadable ({e}); move "
+                                   f"it away to start from nothing", 2) from None
+        self.positions.roll(self.today())
+        self._refresh_slots()
+        if self.config is not None:
+            cfg = parse_config(self.config["text"], self.slots)
+            if [i.symbol for i in cfg.instruments] != \
+                    [s for s, _ in sorted(self.slot_of.items(), key=lambda x: x[1])]:
+                self._write_config(cfg)
+        self._write_switches_and_positions()
+        self._save()
+
+    def _save(self) -> None:
+        state = {"version": STATE_VERSION, "kill_card": self.kill_card,
+                 "killed": sorted(self.killed), "positions": self.positions.as_json(),
+                 "config": self.config}
+        _atomic_write(self.state_path, json.dumps(state, indent=1) + "\n")
+
+    def _refresh_slots(self) -> None:
+        self.slot_of = {}
+        for slot in range(self.slots):
+            if self.dev.read(f"watchlist[{slot}].enable"):
+                self.slot_of[_symbol(self.dev.read(f"watchlist[{slot}].symbol"))] = slot
+
+    def _write_switches_and_positions(self) -> None:
+        self.dev.write("limits.kill", int(self.kill_card))
+        for symbol, slot in self.slot_of.items():
+            self.dev.write(f"triggers[{slot}].kill", int(symbol in self.killed))
+        symbols = {k: s for s, k in self.slot_of.items()}
+        for slot in range(self.slots):
+            held = self.positions.by_symbol.get(symbols.get(slot, ""))
+            qty = held.qty if held is not None else 0
+            self._host_op(HostOp.POSITION, slot, 0, qty % (1 << RISK_QTY_BITS))
+
+    def _host_op(self, kind: int, slot: int, side: int, qty: int) -> None:
+        self.dev.write("host_op.kind", kind)
+        self.dev.write("host_op.slot", slot)
+        self.dev.write("host_op.side", side)
+        self.dev.write("host_op.qty", qty)
+        self.dev.write("host_op.apply", 1)
+
+    def _write_config(self, cfg: CardConfig) -> None:
+        writes = registers(cfg, None, self.slots)
+        # Every name and value is checked before the first write: a map that lacks a register
+        # must not leave half a configuration behind.
+        for name, value in writes:
+            reg = self.dev.reg(name)
+            if not 0 <= value < 1 << reg.width:
+                raise ControlError(f"{name} cannot hold {value} ({reg.width} bits)", 2)
+        for name, value in writes:
+            if name.endswith(".commit"):
+                self.dev.commit(name[:-len(".commit")])
+            else:
+                self.dev.write(name, value)
+        self._refresh_slots()
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def handle(self, request: Any) -> dict[str, Any]:
+        try:
+            if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
+                raise ControlError('a request is a JSON object {"cmd": NAME, ...}')
+            cmd = request["cmd"]
+            handler = getattr(self, f"cmd_{cmd}", None)
+            if handler is None or cmd == "shutdown":
+                if cmd == "shutdown":
+                    return {"ok": True, "result": {"stopping": os.getpid()}}
+                raise ControlError(f"unknown command {cmd!r}; allowed: {', '.join(COMMANDS)}")
+            args = {k: v for k, v in request.items() if k != "cmd"}
+            try:
+                inspect.signature(handler).bind(**args)
+            except TypeError as e:
+                raise ControlError(f"{cmd}: {e}") from None
+            result = handler(**args)
+            return {"ok": True, "result": result}
+        except ControlError as e:
+            return {"ok": False, "code": e.code, "error": str(e)}
+        except (DeviceError, RegMapError, OSError) as e:
+            return {"ok": False, "code": 1, "error": f"the card failed: {e}"}
+
+    def _slot(self, symbol: Any) -> int:
+        if not isinstance(symbol, str) or symbol not in self.slot_of:
+            on = ", ".join(sorted(self.slot_of)) or "none: load a config first"
+            raise ControlError(f"symbol {symbol!r} is not on the card's watchlist "
+                               f"(configured: {on})")
+        return self.slot_of[symbol]
+
+    def _targets(self, symbol: Any, all: bool) -> list[str]:
+        if all:
+            if symbol is not None:
+                raise ControlError("give a symbol or --all, not both")
+            return sorted(self.slot_of, key=self.slot_of.__getitem__)
+        if symbol is None:
+            raise ControlError("give a symbol or --all")
+        self._slot(symbol)
+        return [symbol]
+
+    def cmd_status(self) -> dict[str, Any]:
+        magic, version, hash_ = self.dev.identify()
+        try:
+            self.dev.check()
+            link: dict[str, Any] = {"up": True}
+        except DeviceError as e:
+            link = {"up": False, "error": str(e)}
+        counters: dict[str, Any] = {}
+        for block in ("feed", "book", "risk"):
+            info = self.dev.regmap.blocks.get(block)
+            if info is None:
+                continue
+            counters[block] = {}
+            for reg in info.registers.values():
+                if reg.access != "ro" or reg.read_strobe:
+                    continue
+                if reg.count is None:
+                    counters[block][reg.name] = self.dev.read(f"{block}.{reg.name}")
+                else:
+                    labels = reg.labels or tuple(str(i) for i in range(reg.count))
+                    counters[block][reg.name] = {
+                        label: self.dev.read(f"{block}.{reg.name}[{i}]")
+                        for i, label in enumerate(labels)}
+        counters["events"] = {"level": self.dev.read("events.level"),
+                              "overflow": self.dev.read("events.overflow")}
+        return {"id": {"magic": f"0x{magic:08x}", "version": f"{version[0]}.{version[1]}",
+                       "map_hash": f"0x{hash_:08x}"},
+                "device": self.dev.where, "link": link, "pid": os.getpid(),
+                "config": None if self.config is None else self.config["name"],
+                "kill_card": self.kill_card, "killed": sorted(self.killed),
+                "armed": self._armed(), "counters": counters,
+                "pnl": self.positions.report()}
+
+    def _armed(self) -> list[str]:
+        return [s for s, k in sorted(self.slot_of.items(), key=lambda x: x[1])
+                if self.dev.read(f"triggers[{k}].armed")]
+
+    def cmd_load(self, text: str, name: str = "config", check: bool = False) -> dict[str, Any]:
+        if not isinstance(text, str):
+            raise ControlError("load: text must be the file's text")
+        try:
+            cfg = parse_config(text, self.slots)
+        except ConfigError as e:
+            raise ControlError(f"{name}: {e}") from None
+        summary = {"name": name, "checked_only": check, **cfg.as_dict()}
+        if check:
+            return summary
+        self._write_config(cfg)
+        self.config = {"name": name, "text": text}
+        self._write_switches_and_positions()
+        self._save()
+        return summary
+
+    def cmd_limits(self) -> dict[str, Any]:
+        d = self.dev
+        period = d.read("limits.rate_period")
+        card = {"max_order_qty": d.read("limits.max_order_qty"),
+                "max_order_notional": d.read("limits.max_order_notional"),
+                "rate_period": period, "rate_cap": d.read("limits.rate_cap"),
+                "max_orders_per_second": CARD_CLOCK_HZ // period if period else 0,
+                "reduce_only": d.read("limits.reduce_only"), "kill": d.read("limits.kill")}
+        rows = {}
+        for symbol, slot in sorted(self.slot_of.items(), key=lambda x: x[1]):
+            t = f"triggers[{slot}]"
+            row: dict[str, Any] = {"slot": slot}
+            for reg in d.regmap.blocks["triggers"].registers:
+                if reg != "commit":
+                    row[reg] = d.read(f"{t}.{reg}")
+            p = f"positions[{slot}]"
+            row["card_position"] = _signed(d.read(f"{p}.position"), d.reg(f"{p}.position").width)
+            row["open_buy"], row["open_sell"] = d.read(f"{p}.open_buy"), d.read(f"{p}.open_sell")
+            rows[symbol] = row
+        return {"limits": card, "instruments": rows, "pnl": self.positions.report()}
+
+    def _arm(self, symbol: Any, all: bool, armed: int) -> dict[str, Any]:
+        targets = self._targets(symbol, all)
+        for s in targets:
+            slot = self.slot_of[s]
+            self.dev.write(f"triggers[{slot}].armed", armed)
+            self.dev.commit(f"triggers[{slot}]")
+        return {"changed": targets, "armed": self._armed()}
+
+    def cmd_arm(self, symbol: str | None = None, all: bool = False) -> dict[str, Any]:
+        return self._arm(symbol, all, 1)
+
+    def cmd_disarm(self, symbol: str | None = None, all: bool = False) -> dict[str, Any]:
+        return self._arm(symbol, all, 0)
+
+    def _kill(self, symbol: Any, on: bool) -> dict[str, Any]:
+        if symbol is None:
+            self.dev.write("limits.kill", int(on))
+            self.kill_card = on
+        else:
+            slot = self._slot(symbol)
+            self.dev.write(f"triggers[{slot}].kill", int(on))
+            (self.killed.add if on else self.killed.discard)(symbol)
+        self._save()
+        return {"kill_card": self.kill_card, "killed": sorted(self.killed)}
+
+    def cmd_kill(self, symbol: str | None = None) -> dict[str, Any]:
+        return self._kill(symbol, True)
+
+    def cmd_unkill(self, symbol: str | None = None) -> dict[str, Any]:
+        return self._kill(symbol, False)
+
+    def cmd_book(self, symbol: str) -> dict[str, Any]:
+        slot = self._slot(symbol)
+        t = f"tops[{slot}]"
+        out: dict[str, Any] = {"symbol": symbol, "slot": slot}
+        for name in ("bid_px", "bid_qty", "ask_px", "ask_qty", "uncertain", "halted",
+                     "locate"):
+            out[name] = self.dev.read(f"{t}.{name}")
+        state = self.dev.read(f"{t}.state")
+        out["state"] = chr(state) if 32 < state < 127 else ""
+        return out
+
+    def cmd_latency(self) -> dict[str, Any]:
+        rows = self.dev.regmap.blocks["latency"].row_count
+        out: dict[str, dict[str, Any]] = {}
+        for row in range(rows):
+            kind = LATENCY_KINDS[row] if row < len(LATENCY_KINDS) else str(row)
+            lat = f"latency[{row}]"
+            bins = self.dev.regmap.blocks["latency"].registers["bins"].count or 0
+            out[kind] = {n: self.dev.read(f"{lat}.{n}") for n in ("count", "last", "min", "max")}
+            out[kind]["bins"] = [self.dev.read(f"{lat}.bins[{i}]") for i in range(bins)]
+        return {"clock_hz": CARD_CLOCK_HZ, "kinds": out}
+
+    def cmd_events(self, since: int = 0) -> dict[str, Any]:
+        self.poll_events()
+        if not isinstance(since, int):
+            raise ControlError("events: since must be an integer")
+        return {"events": [e for e in self.events if e["seq"] > since], "next": self.seq,
+                "overflow": self.dev.read("events.overflow")}
+
+    def poll_events(self) -> int:
+        """Move what the card's event FIFO holds into the ring buffer; how many."""
+        moved = 0
+        for _ in range(min(self.dev.read("events.level"), DRAIN_MAX)):
+            word = self.dev.read("events.data")
+            kind = self.layout.kind(word) if self.layout else word
+            if not kind:
+                break               # the FIFO ran dry under us: an empty FIFO reads 0
+            self.seq += 1
+            event: dict[str, Any] = {"seq": self.seq}
+            event.update(self.layout.decode(word) if self.layout else {"raw": f"0x{word:x}"})
+            self.events.append(event)
+            moved += 1
+        return moved
+
+    def _side_qty(self, side: Any, qty: Any) -> tuple[int, int]:
+        sides = {"B": 0, "BUY": 0, "S": 1, "SELL": 1}
+        if not isinstance(side, str) or side.upper() not in sides:
+            raise ControlError(f"side must be B (buy) or S (sell), not {side!r}")
+        hi = (1 << RISK_QTY_BITS) - 1
+        if isinstance(qty, bool) or not isinstance(qty, int) or not 1 <= qty <= hi:
+            raise ControlError(f"qty must be an integer between 1 and {hi}, not {qty!r}")
+        return sides[side.upper()], qty
+
+    def cmd_fill(self, symbol: str, side: str, qty: int, price: int) -> dict[str, Any]:
+        slot = self._slot(symbol)
+        s, qty = self._side_qty(side, qty)
+        if isinstance(price, bool) or not isinstance(price, int) or not 1 <= price < 1 << 32:
+            raise ControlError(f"price must be an ITCH integer price between 1 and "
+                               f"{(1 << 32) - 1}, not {price!r}")
+        self._host_op(HostOp.FILL, slot, s, qty)
+        realised = self.positions.fill(symbol, SIDES[s], qty, price, self.today())
+        self._save()
+        return {"symbol": symbol, "realised": float(realised), **self.positions.report()}
+
+    def cmd_release(self, symbol: str, side: str, qty: int) -> dict[str, Any]:
+        slot = self._slot(symbol)
+        s, qty = self._side_qty(side, qty)
+        self._host_op(HostOp.RELEASE, slot, s, qty)
+        return {"symbol": symbol, "side": SIDES[s], "released": qty}
+
+
+COMMANDS = tuple(n[len("cmd_"):] for n in dir(Controller) if n.startswith("cmd_")) \
+    + ("shutdown",)
+
+
+# -- the server and its client -------------------------------------------------------------
+
+def serve(controller: Controller, endpoint: str, poll_ms: int = 100,
+          ready: Callable[[], None] | None = None) -> None:
+    """Answer requests until a shutdown request (or SIGTERM, via SystemExit)."""
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+    sock = ctx.socket(zmq.REP)
+    sock.setsockopt(zmq.LINGER, 0)
+    if endpoint.startswith("ipc://"):
+        Path(endpoint[len("ipc://"):]).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        sock.bind(endpoint)
+        if ready is not None:
+            ready()
+        while True:
+            if sock.poll(poll_ms):
+                raw = sock.recv()
+                try:
+                    request = json.loads(raw)
+                except ValueError:
+                    request = None
+                reply = controller.handle(request)
+                sock.send(json.dumps(reply).encode())
+                if isinstance(request, dict) and request.get("cmd") == "shutdown":
+                    return
+            with contextlib.suppress(DeviceError, RegMapError, OSError):
+                controller.poll_events()
+    finally:
+        sock.close()
+
+
+def call(endpoint: str, request: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+    """One request to the daemon; DaemonUnavailable if nothing answers within `timeout`."""
+    how = f"no daemon answers at {endpoint}: start one with `hostctl daemon start --device URL`"
+    if endpoint.startswith("ipc://") and not Path(endpoint[len("ipc://"):]).exists():
+        raise DaemonUnavailable(how)
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.connect(endpoint)
+        sock.send(json.dumps(request).encode())
+        if not sock.poll(int(timeout * 1000)):
+            raise DaemonUnavailable(how)
+        reply = json.loads(sock.recv())
+    except zmq.ZMQError as e:
+        raise DaemonUnavailable(f"{how} ({e})") from None
+    finally:
+        sock.close()
+    if not isinstance(reply, dict):
+        raise DaemonUnavailable(f"{endpoint} answered something that is not a daemon's reply")
+    return reply
+
+
+def load_regmap(path: Path | None) -> tuple[RegMap, EventLayout | None]:
+    path = path or DEFAULT_PATH
+    try:
+        desc = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ControlError(f"cannot read the register map {path}: {e}", 2) from None
+    return RegMap(desc), EventLayout.from_json(desc.get("event"))
+
+
+@contextlib.contextmanager
+def _pid_file(path: Path | None) -> Iterator[None]:
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{os.getpid()}\n")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            if path.read_text().strip() == str(os.getpid()):
+                path.unlink()
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m host.daemon",
+                                description="The ticknic controller daemon (foreground).")
+    add_daemon_options(p)
+    p.add_argument("--pid-file", type=Path, help="write the pid here while running")
+    return p
+
+
+def add_daemon_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", required=True, metavar="URL", help="sim://HOST:PORT or "
+                   "pcie://PATH")
+    p.add_argument("--endpoint", default=None, help="ipc://PATH or tcp://127.0.0.1:PORT "
+                   f"(default {default_endpoint()})")
+    p.add_argument("--state", type=Path, default=None,
+                   help=f"the state file (default {default_state_path()})")
+    p.add_argument("--regmap", type=Path, default=None,
+                   help="the card's register map JSON (default firmware/regmap.json)")
+    p.add_argument("--allow-remote", action="store_true",
+                   help="allow a non-loopback tcp endpoint")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    endpoint = args.endpoint or default_endpoint()
+    try:
+        check_endpoint(endpoint, args.allow_remote)
+        regmap, layout = load_regmap(args.regmap)
+    except (ValueError, ControlError) as e:
+        print(f"ticknic daemon: {e}", file=sys.stderr)
+        return 2
+    # An answer at the endpoint means another daemon owns it (zmq would take the ipc path
+    # over silently, leaving two daemons writing one card).
+    with contextlib.suppress(DaemonUnavailable):
+        call(endpoint, {"cmd": "status"}, timeout=0.3)
+        print(f"ticknic daemon: another daemon already answers at {endpoint}", file=sys.stderr)
+        return 1
+    try:
+        device = open_device(args.device, regmap=regmap)
+    except DeviceError as e:
+        print(f"ticknic daemon: {e}", file=sys.stderr)
+        return 1
+    controller = Controller(device, args.state or default_state_path(), layout)
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        controller.start()
+        with _pid_file(args.pid_file):
+            serve(controller, endpoint, ready=lambda: print(
+                f"ticknic daemon {os.getpid()}: {args.device} at {endpoint}", flush=True))
+    except ControlError as e:
+        print(f"ticknic daemon: {e}", file=sys.stderr)
+        return e.code
+    except (DeviceError, RegMapError, OSError) as e:
+        print(f"ticknic daemon: the card failed: {e}", file=sys.stderr)
+        return 1
+    except zmq.ZMQError as e:
+        print(f"ticknic daemon: cannot serve {endpoint}: {e}", file=sys.stderr)
+        return 1
+    finally:
+        device.close()
+        if endpoint.startswith("ipc://"):
+            with contextlib.suppress(OSError):
+                os.unlink(endpoint[len("ipc://"):])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,445 @@
+"""The controller daemon's `Controller` against the register bank's reference model.
+
+The card is `CardTwin`: `host.model.regbank.RegBankModel` (the bank's Python twin: shadow
+registers, commits, immediate kill switches, read strobes) as the backing of a `Transport`,
+plus the two things behind the bank the daemon talks to: the event FIFO (a read of
+`events.data`'s low word pops it, as the strobe says) and the risk gate's positions, which the
+host_op strobe updates the way `host.model.risk.RiskModel` does. Register names come from
+`sim.contract_map` (the contract's map; the real export once `hdl/regmap.py` has it).
+"""
+
+import json
+from collections import deque
+from datetime import date
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hdl.formats import CARD_CLOCK_HZ, Reject
+from host.card_config import registers
+from host.config import parse_config
+from host.daemon import Controller, EventLayout, HostOp, check_endpoint, load_regmap
+from host.device import Device
+from host.model.book import symbol_code
+from host.model.regbank import RegBankModel
+from host.positions import Position, Positions
+from host.regmap import RegMap
+from sim.contract_map import EVENT_KINDS, export, pack_event, regmap
+
+RM = regmap()
+SLOTS = RM.blocks["watchlist"].row_count
+
+CONFIG = """
+[limits]
+max_order_qty = 800
+max_order_notional = 1_200_000_000
+max_orders_per_second = 50
+
+[[instrument]]
+symbol = "AAPL"
+buy_below = 2924000
+min_qty = 100
+order_qty = 500
+max_position = 3000
+reference_px = 2924200
+collar = 20000
+
+[[instrument]]
+symbol = "MSFT"
+sell_above = 4000000
+min_qty = 0
+order_qty = 100
+max_position = 1000
+reference_px = 3990000
+collar = 50000
+max_orders_per_second = 7
+"""
+
+
+class CardTwin:
+    """A Transport onto the register bank model, with the event FIFO and positions behind it."""
+
+    def __init__(self, rm: RegMap) -> None:
+        self.rm = rm
+        self.bank = RegBankModel(rm)
+        self.writes: list[tuple[int, int]] = []
+        self.fifo: deque[int] = deque()
+        self.position = [0] * SLOTS
+        self.open = [[0, 0] for _ in range(SLOTS)]
+        self.ops: list[tuple[int, int, int, int]] = []
+        self._sync()
+
+    def _sync(self) -> None:
+        self.bank.inputs["events.level"] = len(self.fifo)
+        self.bank.inputs["events.data"] = self.fifo[0] if self.fifo else 0
+        for s in range(SLOTS):
+            self.bank.inputs[f"positions[{s}].position"] = self.position[s] % (1 << 32)
+            self.bank.inputs[f"positions[{s}].open_buy"] = self.open[s][0]
+            self.bank.inputs[f"positions[{s}].open_sell"] = self.open[s][1]
+
+    def read32(self, addr: int) -> int:
+        value = self.bank.read(addr)
+        if "events.data_read" in self.bank.strobes and self.fifo:
+            self.fifo.popleft()
+            self._sync()
+        return value
+
+    def write32(self, addr: int, value: int) -> None:
+        self.writes.append((addr, value))
+        self.bank.write(addr, value)
+        if "host_op.apply" in self.bank.strobes:
+            live = self.bank.live
+            op = (live["host_op.kind"], live["host_op.slot"], live["host_op.side"],
+                  live["host_op.qty"])
+            self.ops.append(op)
+            kind, slot, side, qty = op
+            if kind in (HostOp.FILL, HostOp.RELEASE):
+                self.open[slot][side] = max(0, self.open[slot][side] - qty)
+            if kind == HostOp.FILL:
+                self.position[slot] += -qty if side else qty
+            if kind == HostOp.POSITION:
+                self.position[slot] = qty - (1 << 32) if qty >> 31 else qty
+            self._sync()
+
+    def close(self) -> None:
+        pass
+
+    def live(self, name: str) -> int:
+        return self.bank.live[self.rm[name].name]
+
+    def snapshot(self) -> tuple[dict[str, int], bytes]:
+        """Everything the host can change: live values and every readable word."""
+        words = b"".join(self.bank.read(a).to_bytes(4, "little")
+                         for a in sorted(self.bank.mapped()))
+        return dict(self.bank.live), words
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> EventLayout:
+    out = load_regmap(export(tmp_path / "map.json"))[1]
+    assert out is not None
+    return out
+
+
+@pytest.fixture
+def card() -> CardTwin:
+    return CardTwin(RM)
+
+
+def controller(card: CardTwin, state: Path, layout: EventLayout | None = None,
+               today: date = date(2026, 3, 2)) -> Controller:
+    c = Controller(Device(card, RM), state, layout, today=lambda: today)
+    c.start()
+    return c
+
+
+def ok(c: Controller, **request: Any) -> dict[str, Any]:
+    reply = c.handle(request)
+    assert reply["ok"], reply
+    json.dumps(reply)               # what goes on the socket
+    return dict(reply["result"])
+
+
+def refused(c: Controller, **request: Any) -> str:
+    reply = c.handle(request)
+    assert not reply["ok"] and reply["code"] == 2, reply
+    assert "\n" not in reply["error"]
+    return str(reply["error"])
+
+
+def test_host_op_kinds_are_the_gateware_ones() -> None:
+    from hdl.risk import HostOpKind
+    assert {k.name: k.value for k in HostOpKind} == {
+        "RELEASE": HostOp.RELEASE, "FILL": HostOp.FILL, "POSITION": HostOp.POSITION}
+
+
+def test_load_commits_every_row_it_staged(card: CardTwin, tmp_path: Path) -> None:
+    c = controller(card, tmp_path / "state.json")
+    card.writes.clear()
+    result = ok(c, cmd="load", text=CONFIG, name="card.toml")
+    assert [i["symbol"] for i in result["instrument"]] == ["AAPL", "MSFT"]
+    # Live (committed) values, as the gateware would run on them.
+    assert card.live("limits.max_order_qty") == 800
+    assert card.live("limits.max_order_notional") == 1_200_000_000
+    assert card.live("limits.rate_period") == CARD_CLOCK_HZ // 50
+    assert card.live("limits.rate_cap") == 50 * (CARD_CLOCK_HZ // 50)
+    assert [card.live(f"watchlist[{s}].symbol") for s in range(3)] == [
+        symbol_code("AAPL"), symbol_code("MSFT"), 0]
+    assert [card.live(f"watchlist[{s}].enable") for s in range(SLOTS)] == [1, 1] + [0] * 14
+    assert (card.live("triggers[0].buy_enable"), card.live("triggers[0].buy_below"),
+            card.live("triggers[0].sell_enable")) == (1, 2924000, 0)
+    assert (card.live("triggers[1].sell_enable"), card.live("triggers[1].sell_above"),
+            card.live("triggers[1].collar")) == (1, 4000000, 50000)
+    assert card.live("triggers[1].rate_period") == CARD_CLOCK_HZ // 7
+    assert card.live("triggers[1].rate_cap") == 7 * (CARD_CLOCK_HZ // 7)
+    assert [card.live(f"triggers[{s}].armed") for s in range(SLOTS)] == [0] * SLOTS
+    # Every write of a row comes before the row's commit; a slot's trigger before its symbol.
+    at = {addr: i for i, (addr, _) in enumerate(card.writes)}
+    last: dict[str, int] = {}
+    for i, (addr, _) in enumerate(card.writes):
+        name = next(e.name for e in RM.elements() if e.addr <= addr < e.addr + 4 * e.words)
+        row = name.rsplit(".", 1)[0]
+        if name.endswith(".commit"):
+            assert last.get(row, -1) < i
+        else:
+            last[row] = i
+    for s in range(SLOTS):
+        assert at[RM[f"triggers[{s}].commit"].addr] < at[RM[f"watchlist[{s}].commit"].addr]
+
+
+def test_card_config_registers_name_only_map_registers() -> None:
+    writes = registers(parse_config(CONFIG), None, SLOTS)
+    for name, value in writes:
+        assert 0 <= value < 1 << RM[name].width, name
+    assert ("triggers[0].armed", 0) in writes and ("limits.commit", 1) in writes
+
+
+def test_check_writes_nothing(card: CardTwin, tmp_path: Path) -> None:
+    c = controller(card, tmp_path / "state.json")
+    before, count = card.snapshot(), len(card.writes)
+    result = ok(c, cmd="load", text=CONFIG, name="card.toml", check=True)
+    assert result["checked_only"] and len(result["instrument"]) == 2
+    assert len(card.writes) == count and card.snapshot() == before
+
+
+BAD = {
+    "missing field": (CONFIG.replace("order_qty = 500\n", ""), "instrument[0].order_qty"),
+    "wrong type": (CONFIG.replace("collar = 20000", 'collar = "wide"'), "instrument[0].collar"),
+    "out of range": (CONFIG.replace("max_order_qty = 800", "max_order_qty = 0"),
+                     "limits.max_order_qty"),
+    "unknown symbol": (CONFIG.replace('"MSFT"', '"MICROSOFT"'), "instrument[1].symbol"),
+    "unknown key": (CONFIG.replace("collar = 50000", "collar = 50000\nstop_loss = 5"),
+                    "stop_loss"),
+    "malformed TOML": (CONFIG.replace("[limits]", "[limits"), "not valid TOML"),
+}
+
+
+@pytest.mark.parametrize("kind", BAD)
+def test_bad_config_changes_nothing(kind: str, card: CardTwin, tmp_path: Path) -> None:
+    c = controller(card, tmp_path / "state.json")
+    ok(c, cmd="load", text=CONFIG.replace("800", "700"), name="old.toml")
+    before, count = card.snapshot(), len(card.writes)
+    text, field = BAD[kind]
+    error = refused(c, cmd="load", text=text, name="card.toml")
+    assert error.startswith("card.toml: ") and field in error
+    assert len(card.writes) == count and card.snapshot() == before
+    assert ok(c, cmd="status")["config"] == "old.toml"
+
+
+def test_kill_and_unkill_are_immediate(card: CardTwin, tmp_path: Path) -> None:
+    c = controller(card, tmp_path / "state.json")
+    ok(c, cmd="load", text=CONFIG)
+    assert ok(c, cmd="kill") == {"kill_card": True, "killed": []}
+    assert card.live("limits.kill") == 1
+    assert ok(c, cmd="kill", symbol="MSFT") == {"kill_card": True, "killed": ["MSFT"]}
+    assert (card.live("triggers[1].kill"), card.live("triggers[0].kill")) == (1, 0)
+    ok(c, cmd="unkill")
+    assert card.live("limits.kill") == 0 and card.live("triggers[1].kill") == 1
+    ok(c, cmd="unkill", symbol="MSFT")
+    assert card.live("triggers[1].kill") == 0
+    assert "'TSLA' is not on the card's watchlist" in refused(c, cmd="kill", symbol="TSLA")
+
+
+def test_arm_and_disarm(card: CardTwin, tmp_path: Path) -> None:
+    c = controller(card, tmp_path / "state.json")
+    ok(c, cmd="load", text=CONFIG)
+    assert ok(c, cmd="arm", symbol="MSFT")["armed"] == ["MSFT"]
+    assert (card.live("triggers[0].armed"), card.live("triggers[1].armed")) == (0, 1)
+    assert ok(c, cmd="arm", all=True)["armed"] == ["AAPL", "MSFT"]
+    assert ok(c, cmd="disarm", symbol="AAPL")["armed"] == ["MSFT"]
+    assert card.live("triggers[0].armed") == 0
+    assert ok(c, cmd="disarm", all=True)["armed"] == []
+    assert "symbol or --all" in refused(c, cmd="arm")
+    assert "not both" in refused(c, cmd="arm", symbol="AAPL", all=True)
+    # Arming does not move the rest of the row: what was loaded is still live.
+    assert card.live("triggers[0].buy_below") == 2924000
+    # A reload starts disarmed.
+    ok(c, cmd="arm", all=True)
+    ok(c, cmd="load", text=CONFIG)
+    assert ok(c, cmd="status")["armed"] == []
+
+
+def test_fill_moves_card_and_pnl(card: CardTwin, tmp_path: Path) -> None:
+    c = controller(card, tmp_path / "state.json")
+    ok(c, cmd="load", text=CONFIG)
+    card.open[1] = [300, 200]
+    card._sync()
+    ok(c, cmd="fill", symbol="MSFT", side="B", qty=100, price=500_000)
+    ok(c, cmd="fill", symbol="MSFT", side="B", qty=100, price=600_000)
+    r = ok(c, cmd="fill", symbol="MSFT", side="S", qty=150, price=700_000)
+    assert r["realised"] == 150 * (700_000 - 550_000)
+    assert card.ops[-1] == (HostOp.FILL, 1, 1, 150)
+    assert card.position[1] == 50 and card.open[1] == [100, 50]
+    r = ok(c, cmd="fill", symbol="MSFT", side="S", qty=100, price=400_000)
+    assert r["realised"] == 50 * (400_000 - 550_000)
+    assert r["positions"]["MSFT"] == {"qty": -50, "avg_cost": 400_000,
+                                      "realised": 150 * 150_000 - 50 * 150_000}
+    assert card.position[1] == -50
+    limits = ok(c, cmd="limits")
+    assert limits["instruments"]["MSFT"]["card_position"] == -50
+    assert limits["pnl"]["daily_pnl"] == 100 * 150_000 and limits["pnl"]["daily_loss"] == 0
+    ok(c, cmd="release", symbol="MSFT", side="B", qty=60)
+    assert card.ops[-1] == (HostOp.RELEASE, 1, 0, 60) and card.open[1] == [40, 0]
+    assert "side must be B" in refused(c, cmd="fill", symbol="MSFT", side="X", qty=1, price=1)
+    assert "qty must be" in refused(c, cmd="fill", symbol="MSFT", side="B", qty=0, price=1)
+    assert "price must be" in refused(c, cmd="fill", symbol="MSFT", side="B", qty=1, price=0)
+    assert "AAPL" in refused(c, cmd="fill", symbol="AMZN", side="B", qty=1, price=1)
+
+
+def test_daily_loss_restarts_each_day(card: CardTwin, tmp_path: Path) -> None:
+    c = controller(card, tmp_path / "state.json", today=date(2026, 3, 2))
+    ok(c, cmd="load", text=CONFIG)
+    ok(c, cmd="fill", symbol="AAPL", side="B", qty=10, price=1000)
+    r = ok(c, cmd="fill", symbol="AAPL", side="S", qty=10, price=900)
+    assert (r["daily_loss"], r["day"]) == (1000, "2026-03-02")
+    c2 = controller(card, tmp_path / "state.json", today=date(2026, 3, 3))
+    pnl = ok(c2, cmd="status")["pnl"]
+    assert (pnl["daily_loss"], pnl["day"]) == (0, "2026-03-03")
+    assert pnl["positions"]["AAPL"]["realised"] == -1000
+    c3 = controller(card, tmp_path / "state.json", today=date(2026, 3, 3))
+    ok(c3, cmd="fill", symbol="AAPL", side="S", qty=5, price=800)
+    ok(c3, cmd="fill", symbol="AAPL", side="B", qty=5, price=1000)
+    assert ok(c3, cmd="status")["pnl"]["daily_loss"] == 1000
+
+
+def _killed_with_positions(card: CardTwin, state: Path) -> None:
+    c = controller(card, state)
+    ok(c, cmd="load", text=CONFIG)
+    ok(c, cmd="kill")
+    ok(c, cmd="kill", symbol="AAPL")
+    ok(c, cmd="fill", symbol="AAPL", side="B", qty=300, price=2924000)
+    ok(c, cmd="fill", symbol="MSFT", side="S", qty=70, price=3990000)
+
+
+def test_restart_keeps_kills_and_positions(card: CardTwin, tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    _killed_with_positions(card, state)
+    # The card forgets the switches and positions (its risk state restarted); the config stays.
+    for name in ("limits.kill", "triggers[0].kill"):
+        card.write32(RM[name].addr, 0)
+    card.position = [0] * SLOTS
+    card._sync()
+    card.writes.clear()
+    c = controller(card, state)
+    assert card.live("limits.kill") == 1 and card.live("triggers[0].kill") == 1
+    assert card.live("triggers[1].kill") == 0
+    assert card.position[:2] == [300, -70]
+    assert not any(addr == RM["watchlist[0].commit"].addr for addr, _ in card.writes)
+    s = ok(c, cmd="status")
+    assert (s["kill_card"], s["killed"]) == (True, ["AAPL"])
+    assert s["pnl"]["positions"]["AAPL"]["qty"] == 300
+    assert s["pnl"]["positions"]["MSFT"] == {"qty": -70, "avg_cost": 3990000, "realised": 0}
+
+
+def test_restart_onto_a_reset_card_reloads_the_config_disarmed(card: CardTwin,
+                                                              tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    _killed_with_positions(card, state)
+    ok(controller(card, state), cmd="arm", all=True)
+    fresh = CardTwin(RM)
+    c = controller(fresh, state)
+    assert fresh.live("watchlist[1].symbol") == symbol_code("MSFT")
+    assert fresh.live("triggers[0].buy_below") == 2924000
+    assert fresh.live("limits.kill") == 1 and fresh.live("triggers[0].kill") == 1
+    assert fresh.position[:2] == [300, -70]
+    assert ok(c, cmd="status")["armed"] == []
+
+
+def test_state_file_is_replaced_whole(card: CardTwin, tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    c = controller(card, state)
+    ok(c, cmd="load", text=CONFIG)
+    ok(c, cmd="kill", symbol="MSFT")
+    assert json.loads(state.read_text())["killed"] == ["MSFT"]
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]     # no temporaries left
+    state.write_text("{")
+    reply = Controller(Device(card, RM), state).handle({"cmd": "status"})
+    assert reply["ok"]
+    with pytest.raises(Exception, match="unreadable"):
+        Controller(Device(card, RM), state).start()
+
+
+def test_events_drain_and_decode(card: CardTwin, tmp_path: Path, layout: EventLayout) -> None:
+    c = controller(card, tmp_path / "state.json", layout)
+    sent = pack_event(kind=1, slot=1, side=1, qty=100, price=4000000, index=77, cycle=9)
+    refused_ = pack_event(kind=2, slot=0, qty=500, price=2924000,
+                          reason=Reject.MAX_POSITION, index=78)
+    card.fifo.extend([sent, refused_])
+    card._sync()
+    r = ok(c, cmd="events")
+    assert [(e["seq"], e["kind"], e["slot"], e["qty"], e["index"]) for e in r["events"]] == [
+        (1, "ORDER_SENT", 1, 100, 77), (2, "ORDER_REJECTED", 0, 500, 78)]
+    assert r["events"][1]["reason"] == "MAX_POSITION" and r["next"] == 2
+    assert not card.fifo
+    card.fifo.append(pack_event(kind=EVENT_KINDS.index("GAP"), index=5))
+    card._sync()
+    assert c.poll_events() == 1
+    assert [e["kind"] for e in ok(c, cmd="events", since=2)["events"]] == ["GAP"]
+
+
+def test_status_book_latency(card: CardTwin, tmp_path: Path) -> None:
+    c = controller(card, tmp_path / "state.json")
+    ok(c, cmd="load", text=CONFIG)
+    for name, value in (("bid_px", 2923900), ("bid_qty", 300), ("ask_px", 2924100),
+                        ("ask_qty", 200), ("state", ord("T")), ("locate", 13)):
+        card.bank.inputs[f"tops[1].{name}"] = value
+    card.bank.inputs["latency[0].count"] = 3
+    card.bank.inputs["latency[0].bins[4]"] = 3
+    card.bank.inputs["risk.decisions[0]"] = 12
+    assert ok(c, cmd="book", symbol="MSFT") == {
+        "symbol": "MSFT", "slot": 1, "bid_px": 2923900, "bid_qty": 300, "ask_px": 2924100,
+        "ask_qty": 200, "uncertain": 0, "halted": 0, "locate": 13, "state": "T"}
+    lat = ok(c, cmd="latency")["kinds"]
+    assert lat["add"]["count"] == 3 and lat["add"]["bins"][4] == 3 and lat["removal"]["count"] == 0
+    s = ok(c, cmd="status")
+    assert s["link"] == {"up": True} and s["id"]["magic"] == "0x434e4b54"
+    assert s["counters"]["risk"]["decisions"]["none"] == 12
+    assert "unknown command 'bogus'" in refused(c, cmd="bogus")
+    assert "unexpected keyword" in refused(c, cmd="status", extra=1)
+
+
+def test_endpoints_are_loopback_unless_told() -> None:
+    assert check_endpoint("tcp://127.0.0.1:5555") == "tcp://127.0.0.1:5555"
+    assert check_endpoint("ipc:///run/x.sock") == "ipc:///run/x.sock"
+    with pytest.raises(ValueError, match="not loopback"):
+        check_endpoint("tcp://0.0.0.0:5555")
+    assert check_endpoint("tcp://0.0.0.0:5555", allow_remote=True)
+    with pytest.raises(ValueError, match="ipc://PATH or tcp://"):
+        check_endpoint("udp://127.0.0.1:5")
+
+
+def test_average_cost_pnl_examples() -> None:
+    p = Position()
+    p.fill("B", 100, 50)
+    p.fill("B", 100, 60)
+    assert (p.qty, p.avg_cost) == (200, 55)
+    assert p.fill("S", 150, 70) == 2250
+    assert p.fill("S", 100, 40) == 50 * (40 - 55) and (p.qty, p.avg_cost) == (-50, 40)
+    assert p.fill("B", 50, 30) == 500 and (p.qty, p.avg_cost) == (0, 0)
+    p.fill("B", 1, 100)
+    p.fill("B", 2, 101)
+    assert p.avg_cost == Fraction(302, 3)
+    assert Position.from_json(json.loads(json.dumps(p.as_json()))) == p
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("BS"), st.integers(1, 1000), st.integers(1, 10**7)),
+                max_size=30), st.integers(1, 10**7))
+def test_pnl_adds_up_to_the_cash(fills: list[tuple[str, int, int]], mark: int) -> None:
+    """Realised + unrealised at any mark is the cash the fills moved plus the position's
+    worth at that mark: average cost loses nothing."""
+    book = Positions()
+    cash, qty = 0, 0
+    for side, q, px in fills:
+        book.fill("X", side, q, px, date(2026, 1, 1))
+        signed = q if side == "B" else -q
+        cash -= signed * px
+        qty += signed
+    p = book.by_symbol.get("X", Position())
+    assert p.qty == qty
+    assert p.realised + p.unrealised(mark) == cash + qty * mark
+    assert book.daily_pnl == p.realised
