@@ -24,7 +24,7 @@ class SimTransport:
         """`endpoint`: a ZeroMQ endpoint, e.g. tcp://127.0.0.1:5555 or ipc:///run/x.sock."""
         self.endpoint = endpoint
         self.timeout = timeout
-        self._ctx = zmq.Context.instance()
+        self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self._sock: zmq.Socket[bytes] | None = None
 
     def _socket(self) -> "zmq.Socket[bytes]":

@@ -1,4 +1,4 @@
-"""The co-simulation server: the card's gateware in Verilator, behind the interfaces a real card has.
+"""The co-simulation server: the card's gateware in Verilator, behind a real card's interfaces.
 
     python -m sim.cosim serve [--endpoint tcp://127.0.0.1:5555] [--listen GROUP:PORT]...
     hostctl sim start / hostctl sim stop          (the same, as a background process)
@@ -35,18 +35,21 @@ server costs a few percent of a core and the card's counters and token buckets s
 Requests (JSON objects; every answer has ``"ok"``, and ``"error"`` when it is false). Register
 addresses here are **word** addresses (byte address / 4), values unsigned 32-bit:
 
-| request                                         | answer                                  |
-|-------------------------------------------------|-----------------------------------------|
-| ``{"op": "read", "addr": W}``                   | ``{"value": V}``                        |
-| ``{"op": "write", "addr": W, "value": V}``      | ``{}``                                  |
-| ``{"op": "batch", "ops": [["r", W], ["w", W, V]]}`` | ``{"values": [V of each read]}`` (one cycle each, in order) |
-| ``{"op": "ping"}``                              | ``{"cycle": N}``                        |
-| ``{"op": "stats"}``                             | cycles, cycles/s, frames and datagrams  |
-| ``{"op": "regmap"}``                            | ``{"regmap": ...}`` (``hdl.regs.Map.describe()``) |
-| ``{"op": "listen", "group": G, "port": P}``     | ``{}``: join one more feed              |
-| ``{"op": "frames", "frames": [hex, ...]}``      | ``{"queued": n}``: Ethernet frames without FCS |
-| ``{"op": "pcap", "path": P}``                   | ``{"queued": n}``                       |
-| ``{"op": "stop"}``                              | ``{}``, then the server exits           |
+| request                                             | answer                           |
+|-----------------------------------------------------|----------------------------------|
+| ``{"op": "read", "addr": W}``                       | ``{"value": V}``                 |
+| ``{"op": "write", "addr": W, "value": V}``          | ``{}``                           |
+| ``{"op": "batch", "ops": [["r", W], ["w", W, V]]}`` | ``{"values": [V per read]}``     |
+| ``{"op": "ping"}``                                  | ``{"cycle": N}``                 |
+| ``{"op": "stats"}``                                 | cycles, cycles/s, frame counts   |
+| ``{"op": "regmap"}``                                | ``{"regmap": Map.describe()}``   |
+| ``{"op": "listen", "group": G, "port": P}``         | ``{}``: join one more feed       |
+| ``{"op": "frames", "frames": [hex, ...]}``          | ``{"queued": n}``                |
+| ``{"op": "pcap", "path": P}``                       | ``{"queued": n}``                |
+| ``{"op": "stop"}``                                  | ``{}``, then the server exits    |
+
+A batch takes one card cycle per access, in order. ``frames`` are Ethernet frames without FCS
+(the server adds FCS, preamble and SFD); ``regmap`` is the `hdl.regs.Map` the card serves.
 
 Binding: the REP and PUB endpoints must be ``ipc://`` or ``tcp://`` on a loopback address
 (127.x.x.x, ::1, localhost) unless ``--allow-remote``: the server gives full control of the

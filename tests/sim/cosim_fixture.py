@@ -66,16 +66,19 @@ class EchoFeedCard(wiring.Component):
                 ]
 
         # Echo: MacRx passes every byte after the SFD (its FCS too; MacTx adds another, which
-        # the IPv4/UDP lengths make harmless) and an end beat one cycle after the last byte,
-        # so each byte waits one cycle to learn whether it is the last. A frame starts only if
-        # MacTx is idle; once started it gets a byte every cycle, as MacTx requires.
-        held, held_valid, sending, skipping = Signal(8), Signal(), Signal(), Signal()
-        src = rx.source
-        refused = held_valid & ~sending & ~tx.sink.ready     # first byte, line busy
+        # the IPv4/UDP lengths make harmless) and then an end beat, which is registered: it
+        # comes two cycles after the last byte. So each byte waits two cycles to learn whether
+        # it is the last. A frame starts only if MacTx is idle (else it is dropped whole); once
+        # started it gets a byte every cycle, as MacTx requires.
+        held = [Signal(8, name=f"held{i}") for i in range(2)]
+        held_valid = [Signal(name=f"held{i}_valid") for i in range(2)]
+        sending, skipping = Signal(), Signal()
+        src, out, out_valid = rx.source, held[1], held_valid[1]
+        refused = out_valid & ~sending & ~tx.sink.ready     # first byte, line busy
         m.d.comb += [
-            tx.sink.payload.data.eq(held),
+            tx.sink.payload.data.eq(out),
             tx.sink.payload.last.eq(src.valid & src.payload.end),
-            tx.sink.valid.eq(held_valid & (sending | tx.sink.ready)),
+            tx.sink.valid.eq(out_valid & ~skipping & (sending | tx.sink.ready)),
         ]
         with m.If(tx.sink.valid & tx.sink.ready):
             m.d.sync += sending.eq(~tx.sink.payload.last)
@@ -83,8 +86,9 @@ class EchoFeedCard(wiring.Component):
             m.d.sync += skipping.eq(1)
         with m.If(src.valid & src.payload.end):
             m.d.sync += skipping.eq(0)
-        m.d.sync += held_valid.eq(0)
-        with m.If(src.valid & ~src.payload.end & ~skipping & ~refused):
-            m.d.sync += [held.eq(src.payload.data), held_valid.eq(1)]
+        m.d.sync += [
+            held[0].eq(src.payload.data), held_valid[0].eq(src.valid & ~src.payload.end),
+            held[1].eq(held[0]), held_valid[1].eq(held_valid[0]),
+        ]
         wiring.connect(m, tx.gmii, wiring.flipped(self.gmii_tx))
         return m
