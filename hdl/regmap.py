@@ -1,11 +1,11 @@
 """The card's register map: every register the host can reach, declared once (`hdl.regs`).
 
-`CARD_MAP` is what the card's `RegisterBank` serves and what `python -m firmware.regmap`
-exports; the host reads the export. Tables of the wire formats (`hdl.formats`, the
-`data.Struct`s of the subscription and watchlist rows) give the widths, so a layout change moves
-the map with it. The `limits`, `triggers`, `order`, `latency` and `events` blocks are declared
-for the tick-to-trade work, which gives them their gateware; their meaning is `host.config`'s
-and `host.model.risk`'s.
+`CARD_MAP` is what the card's `RegisterBank` serves (`hdl.card.Card`) and what
+`python -m firmware.regmap` exports; the host reads the export. Tables of the wire formats
+(`hdl.formats`, the `data.Struct`s of the subscription and watchlist rows, the order template)
+give the widths, so a layout change moves the map with it. What each block means to the card
+is `hdl.card`'s docstring; the register names are the contract the host codes against
+(`host.regmap.RegMap` lookups such as `triggers[3].buy_below`).
 
 Bump `VERSION`'s minor for an addition the old host can ignore, its major for anything that
 moves or changes an existing register.
@@ -19,36 +19,55 @@ from hdl.book import WatchWrite
 from hdl.formats import (
     BOOK_COUNTERS,
     ITCH_TYPES,
+    LATENCY_BINS,
+    LATENCY_KINDS,
     N_SUBSCRIPTIONS,
+    RISK_CREDIT_BITS,
     RISK_NOTIONAL_BITS,
     RISK_POSITION_BITS,
     RISK_PRICE_BITS,
     RISK_QTY_BITS,
-    RISK_RATE_BITS,
     BookParams,
     Drop,
+    Reject,
 )
+from hdl.order_builder import TemplateLayout
 from hdl.regs import Block, Map, Register
 
 __all__ = ["CARD_MAP", "VERSION", "EVENT_BITS", "LATENCY_BINS", "card_map", "struct_registers"]
 
-VERSION = (1, 0)
-EVENT_BITS = 128        # one event FIFO entry; its layout belongs to the event FIFO's gateware
-LATENCY_BINS = 32
+# 2.0: the tick-to-trade blocks as the card implements them (rate_period/rate_cap instead of
+# max_orders_per_second, positions, host_op, tops, risk, latency rows, the order template of
+# hdl.formats.ORDER_TEMPLATE without `firm`).
+VERSION = (2, 0)
+EVENT_BITS = 160        # one event FIFO entry: hdl.card.Event
 
 
 def struct_registers(layout, skip: tuple[str, ...] = (),
-                     docs: dict[str, str] | None = None) -> tuple[Register, ...]:
+                     docs: dict[str, str] | None = None,
+                     inits: dict[str, int] | None = None) -> tuple[Register, ...]:
     """An rw register per field of a `data.Struct` (in field order), so a row the host writes
     has exactly the struct's fields and widths."""
-    docs = docs or {}
-    return tuple(Register(name, Shape.cast(field.shape).width, doc=docs.get(name, ""))
+    docs, inits = docs or {}, inits or {}
+    return tuple(Register(name, Shape.cast(field.shape).width, doc=docs.get(name, ""),
+                          init=inits.get(name, 0))
                  for name, field in data.Layout.cast(layout) if name not in skip)
+
+
+def _rate_docs(whose: str) -> tuple[Register, Register]:
+    return (
+        Register("rate_period", RISK_CREDIT_BITS,
+                 doc=f"{whose} token bucket: cycles per order, CARD_CLOCK_HZ // orders per "
+                     f"second (host.model.risk.Bucket); 0 blocks every order"),
+        Register("rate_cap", RISK_CREDIT_BITS,
+                 doc=f"{whose} token bucket when full, in cycles: orders per second x "
+                     f"rate_period"),
+    )
 
 
 def card_map(book: BookParams | None = None) -> Map:
     slots = (book or BookParams()).slots
-    qty, px, rate = RISK_QTY_BITS, RISK_PRICE_BITS, RISK_RATE_BITS
+    qty, px = RISK_QTY_BITS, RISK_PRICE_BITS
     return Map([
         Block("feed", (
             Register("frames_ok", access="ro", doc="frames that passed every check"),
@@ -83,10 +102,12 @@ def card_map(book: BookParams | None = None) -> Map:
             Register("max_order_qty", qty, doc="shares per order, at most"),
             Register("max_order_notional", RISK_NOTIONAL_BITS,
                      doc="price x shares per order, at most (ITCH price units)"),
-            Register("max_orders_per_second", rate, doc="card-wide order rate throttle"),
+            *_rate_docs("the card-wide"),
             Register("reduce_only", 1, doc="1: only orders that reduce a position"),
             Register("kill", 1, immediate=True, doc="1: send no order at all (not staged)"),
-        ), shadow=True, doc="card-wide risk limits (host.config.Limits)"),
+        ), shadow=True,
+            doc="card-wide risk limits (host.config.Limits); a commit (of this or of any "
+                "triggers row) refills every token bucket"),
         Block("triggers", (
             Register("buy_enable", 1, doc="1: buy when the best ask <= buy_below"),
             Register("buy_below", px, doc="ITCH price"),
@@ -98,41 +119,85 @@ def card_map(book: BookParams | None = None) -> Map:
                      doc="|position + open orders in the order's direction| bound"),
             Register("reference_px", px, doc="price collar centre"),
             Register("collar", px, doc="|order price - reference_px| bound"),
-            Register("max_orders_per_second", rate, doc="this slot's throttle; 0: the card's"),
+            *_rate_docs("this slot's"),
             Register("reduce_only", 1, doc="1: only orders that reduce this position"),
-            Register("armed", 1, doc="1: the trigger may fire"),
+            Register("armed", 1, doc="1: the trigger may fire (ANDed into buy/sell_enable)"),
             Register("kill", 1, immediate=True, doc="1: no order for this slot (not staged)"),
         ), count=slots, shadow=True,
-            doc="per watched slot: trigger and risk parameters (host.config.Instrument)"),
+            doc="per watched slot: trigger and risk parameters (host.config.Instrument); a "
+                "commit refills every token bucket"),
+        Block("positions", (
+            Register("position", RISK_POSITION_BITS, access="ro",
+                     doc="shares held, signed (two's complement): fills and loads by host_op"),
+            Register("open_buy", qty, access="ro", doc="shares of buy orders sent, not closed"),
+            Register("open_sell", qty, access="ro",
+                     doc="shares of sell orders sent, not closed"),
+        ), count=slots, doc="the risk gate's positions and open orders, per slot"),
+        Block("host_op", (
+            Register("kind", 2, doc="0 release (open shares gone), 1 fill (open shares to the "
+                                    "position), 2 load the position (hdl.risk.HostOpKind)"),
+            Register("slot", 8),
+            Register("side", 1, doc="0 buy, 1 sell"),
+            Register("qty", qty, doc="shares; for kind 2 the position, two's complement"),
+            Register("apply", access="wo",
+                     doc="apply the op once; the gate takes it between orders (a few cycles)"),
+        ), doc="the host's fills, releases and position loads (hdl.risk.HostOp)"),
+        Block("tops", (
+            Register("bid_px", px, access="ro"),
+            Register("bid_qty", qty, access="ro"),
+            Register("ask_px", px, access="ro"),
+            Register("ask_qty", qty, access="ro"),
+            Register("uncertain", 1, access="ro", doc="1: the book cannot vouch for its top"),
+            Register("halted", 1, access="ro", doc="1: the trading state is not T"),
+            Register("state", 8, access="ro", doc="ITCH trading state, ASCII"),
+            Register("locate", 16, access="ro", doc="ITCH stock locate"),
+        ), count=slots,
+            doc="per slot: its last top-of-book update (a clear empties every slot's quote)"),
         Block("order", (
-            Register("dst_mac", 48, doc="next hop's MAC"),
-            Register("src_mac", 48, doc="the card's MAC"),
-            Register("src_ip", 32),
-            Register("dst_ip", 32, doc="the exchange's order entry address"),
-            Register("src_port", 16),
-            Register("dst_port", 16),
-            Register("ttl", 8, init=64),
+            *struct_registers(TemplateLayout, docs={
+                "dst_mac": "next hop's MAC", "src_mac": "the card's MAC",
+                "dst_ip": "the exchange's order entry address",
+                "ttl": "IPv4 time to live",
+                **{n: "OUCH field, ASCII" for n in ("time_in_force", "display", "capacity",
+                                                    "intermarket_sweep", "cross_type")},
+            }, inits={"ttl": 64, "time_in_force": ord("3"), "display": ord("Y"),
+                      "capacity": ord("A"), "intermarket_sweep": ord("N"),
+                      "cross_type": ord("N")}),
             Register("next_user_ref", 32, init=1,
-                     doc="OUCH UserRefNum of the next order (strictly increasing per day)"),
-            Register("time_in_force", 8, init=ord("3"), doc="OUCH firm field, ASCII"),
-            Register("display", 8, init=ord("Y"), doc="OUCH firm field, ASCII"),
-            Register("capacity", 8, init=ord("A"), doc="OUCH firm field, ASCII"),
-            Register("intermarket_sweep", 8, init=ord("N"), doc="OUCH firm field, ASCII"),
-            Register("cross_type", 8, init=ord("N"), doc="OUCH firm field, ASCII"),
-            Register("firm", 32, doc="OUCH Firm (4 ASCII, big-endian); 0: no Firm option"),
-        ), shadow=True, doc="the order frame template: Ethernet/IPv4/UDP headers, OUCH fields"),
+                     doc="OUCH UserRefNum of the next order once written and committed "
+                         "(strictly increasing per day); a commit without a write keeps the "
+                         "count going"),
+        ), shadow=True,
+            doc="the order frame template (hdl.formats.ORDER_TEMPLATE): Ethernet/IPv4/UDP "
+                "headers, OUCH firm fields"),
+        Block("risk", (
+            Register("decisions", access="ro", count=len(Reject),
+                     labels=tuple(r.name.lower() for r in Reject),
+                     doc="risk gate verdicts by hdl.formats.Reject; [none] is orders sent"),
+            Register("killed", access="ro",
+                     doc="queued orders discarded by a kill switch (never sent)"),
+            Register("trigger_overruns", access="ro",
+                     doc="trigger fires lost while the gate was held up"),
+            Register("tx_frames", access="ro", doc="frames the TX MAC sent"),
+            Register("tx_underruns", access="ro", doc="TX frames cut short by a late byte"),
+        ), doc="the order path's counters"),
         Block("latency", (
+            Register("count", access="ro", doc="orders sampled"),
+            Register("last", 16, access="ro", doc="cycles, the latest order"),
+            Register("min", 16, access="ro", doc="cycles; 0xFFFF before the first sample"),
+            Register("max", 16, access="ro", doc="cycles"),
             Register("bins", access="ro", count=LATENCY_BINS,
-                     doc="tick-to-trade samples by cycles; the last bin counts the rest"),
-            Register("clear", access="wo", doc="zero every bin"),
-        ), doc="tick-to-trade latency histogram"),
+                     doc="samples by cycles; the last bin counts that many or more"),
+        ), count=len(LATENCY_KINDS),
+            doc="tick-to-trade latency in cycles (hdl.latency), by the triggering message: "
+                "row 0 an add, row 1 a removal (hdl.formats.LATENCY_KINDS)"),
         Block("events", (
             Register("data", EVENT_BITS, access="ro", read_strobe=True,
-                     doc="the oldest event, 0 when empty; reading its low word pops it (read "
-                         "the words low first)"),
+                     doc="the oldest event (hdl.card.Event; kind 0 when empty); reading its "
+                         "low word pops it, so read the words low first"),
             Register("level", 16, access="ro", doc="events waiting"),
             Register("overflow", access="ro", doc="events lost to a full FIFO"),
-        ), doc="card-to-host event FIFO"),
+        ), doc="card-to-host event FIFO (hdl.card.Event; its layout is the JSON's \"event\")"),
     ], VERSION)
 
 

@@ -10,6 +10,9 @@ definition (`hdl.regmap`); nothing here knows an address. Names:
 
 Addresses are byte offsets in the register space; a value spans `words` 32-bit words from
 `addr`, low word first. See `hdl.regs` for what each access kind does.
+
+`RegMap.event` is the layout of an `events.data` value (`hdl.card.Event`), and
+`RegMap.decode_event` splits a value read there into its fields by name.
 """
 
 import difflib
@@ -20,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEFAULT_PATH", "RegMapError", "RegisterInfo", "BlockInfo", "Reg", "RegMap"]
+__all__ = ["DEFAULT_PATH", "RegMapError", "RegisterInfo", "BlockInfo", "Reg", "EventField",
+           "RegMap"]
 
 DEFAULT_PATH = Path(__file__).resolve().parents[1] / "firmware" / "regmap.json"
 
@@ -94,6 +98,24 @@ class Reg:
         return self.info.access
 
 
+@dataclass(frozen=True)
+class EventField:
+    """One field of an event (`hdl.card.Event`): bits [offset, offset + width)."""
+    name: str
+    offset: int
+    width: int
+    values: tuple[str | None, ...] | None     # enumerated fields: the name of each value
+
+    def extract(self, value: int) -> int:
+        return value >> self.offset & ((1 << self.width) - 1)
+
+    def name_of(self, v: int) -> str:
+        """The name of value `v` of an enumerated field (its number if it has none)."""
+        if self.values and v < len(self.values) and self.values[v] is not None:
+            return str(self.values[v])
+        return str(v)
+
+
 def _close(word: str, options: list[str]) -> str:
     near = difflib.get_close_matches(word, options, n=3, cutoff=0.5)
     return f"; did you mean {' or '.join(near)}?" if near else ""
@@ -115,6 +137,14 @@ class RegMap:
                 for r in b["registers"]}
             self.blocks[b["name"]] = BlockInfo(b["name"], b["id"], b["base"], b["rows"],
                                                b["stride"], b["shadow"], b["doc"], regs)
+        self.event: dict[str, EventField] = {
+            f["name"]: EventField(f["name"], f["offset"], f["width"],
+                                  tuple(f["values"]) if f.get("values") else None)
+            for f in desc.get("event", [])}
+
+    def decode_event(self, value: int) -> dict[str, int]:
+        """An `events.data` value as {field: integer}; kind 0 (NONE): the FIFO was empty."""
+        return {name: f.extract(value) for name, f in self.event.items()}
 
     @classmethod
     def load(cls, path: Path | None = None) -> "RegMap":

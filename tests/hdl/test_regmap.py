@@ -9,15 +9,20 @@ from amaranth.lib import data
 
 from firmware import regmap as export
 from hdl.beats import Subscription
+from hdl.card import Event, EventKind
 from hdl.formats import (
     BOOK_COUNTERS,
+    LATENCY_BINS,
+    LATENCY_KINDS,
+    ORDER_TEMPLATE,
     ITCH_TYPES,
     N_SUBSCRIPTIONS,
     RISK_NOTIONAL_BITS,
     BookParams,
     Drop,
+    Reject,
 )
-from hdl.regmap import CARD_MAP, card_map
+from hdl.regmap import CARD_MAP, EVENT_BITS, card_map
 from hdl.regs import Block, Map, Register
 from host.regmap import RegMap
 
@@ -48,6 +53,61 @@ def test_map_follows_the_formats() -> None:
     # A different build of the book (slots) is a different map: the hash says so.
     assert card_map().hash == CARD_MAP.hash
     assert card_map(BookParams(slots=8)).hash != CARD_MAP.hash
+
+
+# The register names the host codes against (the card/host contract): exactly these, in order.
+CONTRACT = {
+    "limits": ["max_order_qty", "max_order_notional", "rate_period", "rate_cap", "reduce_only",
+               "kill", "commit"],
+    "triggers": ["buy_enable", "buy_below", "sell_enable", "sell_above", "min_qty", "order_qty",
+                 "max_position", "reference_px", "collar", "rate_period", "rate_cap",
+                 "reduce_only", "armed", "kill", "commit"],
+    "positions": ["position", "open_buy", "open_sell"],
+    "host_op": ["kind", "slot", "side", "qty", "apply"],
+    "tops": ["bid_px", "bid_qty", "ask_px", "ask_qty", "uncertain", "halted", "state", "locate"],
+    "order": [n for n, _ in ORDER_TEMPLATE] + ["next_user_ref", "commit"],
+    "risk": ["decisions", "killed", "trigger_overruns", "tx_frames", "tx_underruns"],
+    "latency": ["count", "last", "min", "max", "bins"],
+    "events": ["data", "level", "overflow"],
+}
+
+
+def test_contract_blocks_and_names() -> None:
+    rm = RegMap.load()
+    assert list(rm.blocks) == ["id", "feed", "book", "net", "subscriptions", "watchlist",
+                               "limits", "triggers", "positions", "host_op", "tops", "order",
+                               "risk", "latency", "events"]
+    for block, names in CONTRACT.items():
+        assert list(rm.blocks[block].registers) == names, block
+    slots = BookParams().slots
+    shadow = {"subscriptions", "watchlist", "limits", "triggers", "order"}
+    for name, b in rm.blocks.items():
+        assert b.shadow == (name in shadow), name
+    for name in ("watchlist", "triggers", "positions", "tops"):
+        assert rm.blocks[name].rows == slots
+    assert rm.blocks["latency"].rows == len(LATENCY_KINDS)
+    assert rm["limits.kill"].info.immediate and rm["triggers[2].kill"].info.immediate
+    assert rm["risk.decisions[none]"].index == Reject.NONE
+    assert rm["risk.decisions[rate_instrument]"].index == Reject.RATE_INSTRUMENT
+    assert rm["latency[1].bins[31]"].index == LATENCY_BINS - 1
+    assert rm["host_op.apply"].access == "wo"
+    assert rm["events.data"].info.read_strobe and rm["events.data"].width == EVENT_BITS
+    assert rm["order.ttl"].info.init == 64 and rm["order.next_user_ref"].info.init == 1
+
+
+def test_event_layout_is_exported() -> None:
+    rm = RegMap.load()
+    fields = data.Layout.cast(Event)
+    assert [(f.name, f.offset, f.width) for f in rm.event.values()] == \
+        [(n, f.offset, f.width) for n, f in fields]
+    assert sum(f.width for f in rm.event.values()) == EVENT_BITS
+    kind = rm.event["kind"]
+    assert [kind.name_of(k.value) for k in EventKind] == [k.name for k in EventKind]
+    assert rm.event["reason"].name_of(Reject.COLLAR) == "COLLAR"
+    value = Event.const({"kind": EventKind.GAP, "slot": 3, "cycle": 1 << 40}).as_value().value
+    assert rm.decode_event(value) == {"kind": EventKind.GAP.value, "side": 0, "reason": 0,
+                                      "slot": 3, "qty": 0, "price": 0, "index": 0,
+                                      "cycle": 1 << 40}
 
 
 def test_header_defines_every_register() -> None:

@@ -317,5 +317,5 @@ def test_card_map_id_and_header_walk() -> None:
     dev = Device(Words(words), h.map)
     dev.check()     # magic, version, hash, and every header where the JSON says
     found = [hd.id for hd in dev.headers()]
-    assert found == [b.id for b in h.map.blocks.values() if b.id] == list(range(1, 11))
+    assert found == [b.id for b in h.map.blocks.values() if b.id] == list(range(1, len(CARD_MAP.blocks)))
     assert [hd.addr for hd in dev.headers()] == [b.base for b in h.map.blocks.values() if b.id]
