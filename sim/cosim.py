@@ -22,8 +22,10 @@ a shared object by pyverilator-mm, and clocked by this process:
   never taken back in as market data (a strategy whose orders go to a feed group would loop).
 * **Events.** When the map has an ``events`` block the server reads ``events.level`` every few
   milliseconds and pops each waiting event (``events.data``, words low first), and publishes it
-  on a ZeroMQ PUB socket as ``[b"event", JSON {"data": int, "cycle": server cycle}]``; TX
-  frames are published as ``[b"tx", JSON {...}]``. The server owns the FIFO: a host that reads
+  on a ZeroMQ PUB socket as ``[b"event", JSON]``: ``data`` (the raw value), ``server_cycle``,
+  and each field of `hdl.card.Event` by name (``kind`` and ``reason`` as their names, e.g.
+  ``"ORDER_SENT"``); each TX frame is published as ``[b"tx", JSON]`` (cycle, destination,
+  payload hex). The server owns the FIFO: a host that reads
   ``events.data`` itself would race it, so ``--no-events`` leaves the FIFO to the host.
 
 Clock: the card's cycle counter is not wall time. While there is work (frames to play, a TX
@@ -42,14 +44,15 @@ addresses here are **word** addresses (byte address / 4), values unsigned 32-bit
 | ``{"op": "batch", "ops": [["r", W], ["w", W, V]]}`` | ``{"values": [V per read]}``     |
 | ``{"op": "ping"}``                                  | ``{"cycle": N}``                 |
 | ``{"op": "stats"}``                                 | cycles, cycles/s, frame counts   |
-| ``{"op": "regmap"}``                                | ``{"regmap": Map.describe()}``   |
+| ``{"op": "regmap"}``                                | ``{"regmap": regmap.json data}`` |
 | ``{"op": "listen", "group": G, "port": P}``         | ``{}``: join one more feed       |
 | ``{"op": "frames", "frames": [hex, ...]}``          | ``{"queued": n}``                |
 | ``{"op": "pcap", "path": P}``                       | ``{"queued": n}``                |
 | ``{"op": "stop"}``                                  | ``{}``, then the server exits    |
 
 A batch takes one card cycle per access, in order. ``frames`` are Ethernet frames without FCS
-(the server adds FCS, preamble and SFD); ``regmap`` is the `hdl.regs.Map` the card serves.
+(the server adds FCS, preamble and SFD); ``regmap`` is what firmware/regmap.json holds, for
+the card this server runs (which may be built with a smaller `BookParams`).
 
 Binding: the REP and PUB endpoints must be ``ipc://`` or ``tcp://`` on a loopback address
 (127.x.x.x, ::1, localhost) unless ``--allow-remote``: the server gives full control of the
@@ -431,6 +434,13 @@ def events_endpoint(endpoint: str) -> str:
     return f"{head}:{int(port) + 1}"
 
 
+def describe(regmap: Any) -> dict[str, Any]:
+    """What firmware/regmap.json holds for `regmap` (an `hdl.regs.Map`): its description and
+    the event layout, so a host can build a `host.regmap.RegMap` for a card of any size."""
+    from hdl.card import event_fields
+    return dict(regmap.describe()) | {"event": event_fields()}
+
+
 def gmii_frame(frame: bytes) -> bytes:
     """An Ethernet frame without FCS as the RX pins carry it: preamble, SFD, frame, FCS."""
     from host.model.pack import gmii, with_fcs
@@ -500,6 +510,12 @@ class Server:
         for group, port in listen:
             self.listen(group, port)
         self.event_regs: tuple[int, int, int] | None = None
+        self.description: dict[str, Any] | None = None
+        self.host_map: Any = None
+        if regmap is not None:
+            from host.regmap import RegMap
+            self.description = describe(regmap)
+            self.host_map = RegMap(self.description)
         if poll_events and regmap is not None and "events" in [b.name for b in regmap.blocks]:
             ev = regmap["events"]
             at = {p.reg.name: ev.rows_at + p.offset for p in ev.registers}
@@ -590,8 +606,11 @@ class Server:
             value = sum(w << 32 * k for k, w in enumerate(values[i * words:(i + 1) * words]))
             if value:
                 self.stats.events += 1
-                self.pub.send_multipart([b"event", json.dumps(
-                    {"data": value, "cycle": self.model.cycle}).encode()])
+                event: dict[str, Any] = {"data": value, "server_cycle": self.model.cycle}
+                for name, f in self.host_map.event.items():
+                    v = f.extract(value)
+                    event[name] = f.name_of(v) if f.values else v
+                self.pub.send_multipart([b"event", json.dumps(event).encode()])
 
     def serve(self) -> None:
         while not self.stopping:
@@ -655,9 +674,9 @@ class Server:
         if op == "stats":
             return self.stats_dict()
         if op == "regmap":
-            if self.regmap is None:
+            if self.description is None:
                 raise ValueError("this server was started without a register map")
-            return {"regmap": self.regmap.describe()}
+            return {"regmap": self.description}
         if op == "listen":
             self.listen(*parse_listen(f"{req['group']}:{req['port']}"))
             return {}

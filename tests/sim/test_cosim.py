@@ -274,3 +274,100 @@ def test_tx_payload_checks_the_frame() -> None:
     bad[30] ^= 1
     assert tx_payload(bytes(bad)) is None
     assert tx_payload(b"\x55" * 7 + b"\x00" + frame) is None       # no SFD
+
+
+# --- the real card ----------------------------------------------------------------------------
+
+CARD_BOOK = "slots=2,sets=16,ways=4,levels=4"     # a small book: a quicker first build
+
+
+@pytest.fixture(scope="module")
+def card(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """`hdl.card.Card` behind a server started directly (`python -m sim.cosim serve`)."""
+    tmp = tmp_path_factory.mktemp("card")
+    rng = random.Random()
+    group = f"239.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+    s = Server(_free_port_pair(), group, rng.randrange(20000, 60000), dict(os.environ))
+    proc = subprocess.Popen([sys.executable, "-m", "sim.cosim", "serve", "--endpoint",
+                             s.endpoint, "--listen", f"{group}:{s.feed_port}", "--book",
+                             CARD_BOOK, "--pidfile", str(tmp / "pid")], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _until("the card's server", lambda: proc.poll() is not None or (tmp / "pid").exists(),
+               timeout=900)           # the first build of the card takes minutes
+        assert proc.poll() is None
+        yield s
+        request(s.endpoint, {"op": "stop"})
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_card_sends_an_order_datagram(card: Server) -> None:
+    import zmq
+
+    from hdl.formats import CARD_CLOCK_HZ
+    from host.model.itch import encode
+    from host.model.ouch import decode_enter_order
+    from host.regmap import RegMap
+
+    regmap = RegMap(request(card.endpoint, {"op": "regmap"})["regmap"])
+    orders = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    orders.bind(("127.0.0.1", 0))
+    orders.settimeout(10)
+    events = zmq.Context.instance().socket(zmq.SUB)
+    events.setsockopt(zmq.SUBSCRIBE, b"event")
+    events.setsockopt(zmq.RCVTIMEO, 10_000)
+    events.setsockopt(zmq.LINGER, 0)
+    events.connect(f"tcp://127.0.0.1:{card.port + 1}")
+    period = CARD_CLOCK_HZ // 100                   # 100 orders/s, a full bucket
+    with open_device(card.url, regmap=regmap) as dev:
+        _subscribe(dev, 0, card.group, card.feed_port, SESSION)
+        dev.write("watchlist[0].symbol", int.from_bytes(b"AAPL    ", "big"))
+        dev.write("watchlist[0].enable", 1)
+        dev.commit("watchlist[0]")
+        for name, value in (("max_order_qty", 1000), ("max_order_notional", 10**12),
+                            ("rate_period", period), ("rate_cap", 100 * period)):
+            dev.write(f"limits.{name}", value)
+        dev.commit("limits")
+        for name, value in (("buy_enable", 1), ("buy_below", 1_000_000), ("order_qty", 100),
+                            ("max_position", 1000), ("reference_px", 1_000_000),
+                            ("collar", 100_000), ("rate_period", period),
+                            ("rate_cap", 100 * period), ("armed", 1)):
+            dev.write(f"triggers[0].{name}", value)
+        dev.commit("triggers[0]")
+        for name, value in (("dst_mac", 0x02_00_00_00_00_02), ("src_mac", 0x02_00_00_00_00_01),
+                            ("src_ip", ip("127.0.0.2")), ("dst_ip", ip("127.0.0.1")),
+                            ("src_port", 40000), ("dst_port", orders.getsockname()[1]),
+                            ("next_user_ref", 7)):
+            dev.write(f"order.{name}", value)
+        dev.commit("order")
+        time.sleep(0.3)          # let the subscriber's connection settle (ZeroMQ slow joiner)
+
+        start = encode({"type": "S", "locate": 0, "tracking": 0, "timestamp": 1,
+                        "event_code": "O"})
+        add = encode({"type": "A", "locate": 1, "tracking": 0, "timestamp": 2,
+                      "order_ref": 99, "side": "S", "shares": 300, "stock": "AAPL",
+                      "price": 990_000})
+        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
+        tx.sendto(mold_packet(SESSION, 1, [start, add]), (card.group, card.feed_port))
+
+        payload, src = orders.recvfrom(2048)
+        assert payload[2:3] == b"U"                 # SoupBinTCP unsequenced data
+        order, _ = decode_enter_order(payload[3:])
+        assert (order["user_ref"], order["side"], order["quantity"], order["price"]) \
+            == (7, "B", 100, 990_000)
+        assert order["symbol"].strip() == "AAPL"
+        assert dev.read("feed.frames_ok") >= 1
+        assert dev.read("risk.decisions[none]") == 1
+        assert dev.read("tops[0].ask_px") == 990_000 and dev.read("tops[0].ask_qty") == 300
+        assert dev.read("positions[0].open_buy") == 100
+        topic, body = events.recv_multipart()
+        event = json.loads(body)
+        assert (event["kind"], event["reason"], event["slot"], event["qty"], event["price"]) \
+            == ("ORDER_SENT", "NONE", 0, 100, 990_000)
+        tx.close()
+    orders.close()
+    events.close()
