@@ -49,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("file", type=Path)
     c.add_argument("--json", action="store_true", help="print the parsed file as JSON")
     _add_control_commands(sub)
+    _sim_parser(sub)
     return p
 
 
@@ -104,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         return _config(args)
     if args.command in _control_commands():
         return _control(args)
+    if args.command == "sim":
+        return _sim(args)
     raise AssertionError(args.command)
 
 
@@ -177,6 +180,52 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"{args.capture.name}: {c['frames_ok']} frames ok, "
               f"{sum(c['messages_by_type'].values())} messages, "
               f"{sum(c['drops'].values())} dropped, {c['gaps']} gaps{book} -> {args.out}")
+    return 0
+
+
+def _sim_parser(sub: "argparse._SubParsersAction[_Parser]") -> None:
+    """`hostctl sim start|stop`: the co-simulation server in the background (host.simctl)."""
+    s = sub.add_parser("sim", help="start or stop the co-simulation server",
+                       description="Run the card's gateware in Verilator behind ZeroMQ "
+                                   "(sim.cosim), as a background process.")
+    ss = s.add_subparsers(dest="sim_command", required=True, parser_class=_Parser)
+    start = ss.add_parser("start", help="start a server and wait until it answers")
+    stop = ss.add_parser("stop", help="stop the server started at the endpoint")
+    for c in (start, stop):
+        c.add_argument("--endpoint", default="tcp://127.0.0.1:5555",
+                       help="ZeroMQ REP endpoint: tcp://HOST:PORT on loopback, or ipc://PATH")
+        c.add_argument("--json", action="store_true", help="print the result as JSON")
+    start.add_argument("--listen", action="append", default=[], metavar="GROUP:PORT",
+                       help="take market data from this multicast feed on loopback "
+                            "(repeatable)")
+    start.add_argument("--pcap", action="append", default=[], type=Path, metavar="FILE",
+                       help="play this capture into the card's RX pins at start")
+    start.add_argument("--design", help=argparse.SUPPRESS)      # tests: MODULE:FACTORY
+    start.add_argument("--book", metavar="slots=N,sets=N,ways=N,levels=N",
+                       help="build the card with a smaller order book")
+    start.add_argument("--allow-remote", action="store_true",
+                       help="allow a non-loopback endpoint and order destinations")
+    start.add_argument("--no-events", action="store_true",
+                       help="leave the event FIFO to the host (no PUB stream)")
+
+
+def _sim(args: argparse.Namespace) -> int:
+    from host.simctl import SimCtlError, StartOptions, start, stop
+    try:
+        if args.sim_command == "start":
+            info = start(StartOptions(args.endpoint, tuple(args.listen), tuple(args.pcap),
+                                      args.design, args.book, args.allow_remote,
+                                      args.no_events))
+            print(json.dumps(info) if args.json else
+                  f"co-simulation server (pid {info['pid']}) at {info['url'] or args.endpoint},"
+                  f" events on {info['events']}")
+        else:
+            pid = stop(args.endpoint)
+            print(json.dumps({"pid": pid, "stopped": True}) if args.json else
+                  f"stopped the co-simulation server (pid {pid}) at {args.endpoint}")
+    except SimCtlError as e:
+        print(f"hostctl: {e}", file=sys.stderr)
+        return e.code
     return 0
 
 
