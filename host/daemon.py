@@ -30,10 +30,13 @@ symbol not on the card), 1 the card failed. Commands:
 | release  | symbol, side, qty                  | host_op release (open qty gone unfilled)    |
 | shutdown |                                    | reply, then exit                            |
 
-A config is validated completely (`host.config`) before the first write, then written with
-every row staged before its commit (`host.card_config.registers`), so a bad file changes
+A config is validated completely (`host.config`, then every register name and value against
+the map) before the first write, then written with every row staged before the commits
+(`host.card_config.registers`: watchlist rows, limits, triggers rows), so a bad file changes
 nothing on the card and a good one never goes live half written. A loaded trigger starts
-disarmed.
+disarmed. The watchlist is written only when the config's symbols differ from the card's: its
+commit restarts a slot's book (uncertain until the next clear), so a reload of limits leaves
+the books running.
 
 State that must outlive the daemon is in a JSON file (kill switches, positions with average
 cost and realised PnL, the day's PnL and its date, the last config loaded), written to a
@@ -45,7 +48,8 @@ disarmed, first.
 
 The event FIFO is drained between requests (read `events.level`, then pop `events.data`, low
 word first) into a ring buffer; `hostctl events --follow` polls it by sequence number. Events
-are decoded by the layout the register map's JSON carries under "event".
+are decoded by the layout the register map's JSON carries under "event" (`hdl.card.Event`,
+through `RegMap.decode_event`): kind and reason by name, the other fields as integers.
 """
 
 import argparse
@@ -58,21 +62,20 @@ import sys
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import date as Date
 from pathlib import Path
 from typing import Any
 
 import zmq
 
-from hdl.formats import CARD_CLOCK_HZ, LATENCY_KINDS, RISK_QTY_BITS
+from hdl.formats import CARD_CLOCK_HZ, LATENCY_KINDS
 from host.card_config import registers
 from host.config import CardConfig, ConfigError, parse_config
 from host.device import Device, DeviceError, open_device
 from host.positions import SIDES, Positions
 from host.regmap import DEFAULT_PATH, RegMap, RegMapError
 
-__all__ = ["Controller", "ControlError", "EventLayout", "HostOp", "runtime_dir",
+__all__ = ["Controller", "ControlError", "HostOp", "runtime_dir",
            "default_endpoint", "default_state_path", "check_endpoint", "serve", "call",
            "DaemonUnavailable", "main"]
 
@@ -145,54 +148,6 @@ def check_endpoint(endpoint: str, allow_remote: bool = False) -> str:
     raise ValueError(f"an endpoint is ipc://PATH or tcp://127.0.0.1:PORT, not {endpoint!r}")
 
 
-@dataclass(frozen=True)
-class EventField:
-    name: str
-    offset: int
-    width: int
-    labels: dict[int, str]
-
-
-class EventLayout:
-    """Decodes an event FIFO word by the layout the register map's JSON gives under "event":
-    {"width": N, "fields": [{"name", "offset", "width", "enum": {NAME: value}}, ...]}
-    (an "enum" may also be a list of names, its index the value; "lsb" or "start" may name
-    the offset)."""
-
-    def __init__(self, fields: list[EventField]) -> None:
-        self.fields = fields
-
-    @classmethod
-    def from_json(cls, desc: Any) -> "EventLayout | None":
-        if desc is None:
-            return None
-        items = desc.get("fields", desc) if isinstance(desc, dict) else desc
-        if isinstance(items, dict):
-            items = [{"name": k, **v} for k, v in items.items()]
-        fields = []
-        for f in items:
-            enum = f.get("enum", f.get("labels", f.get("values"))) or {}
-            labels = ({int(v): str(k) for k, v in enum.items()} if isinstance(enum, dict)
-                      else {i: str(k) for i, k in enumerate(enum)})
-            offset = f.get("offset", f.get("lsb", f.get("start")))
-            fields.append(EventField(str(f["name"]), int(offset), int(f["width"]), labels))
-        return cls(fields)
-
-    def decode(self, word: int) -> dict[str, int | str]:
-        out: dict[str, int | str] = {}
-        for f in self.fields:
-            value = word >> f.offset & ((1 << f.width) - 1)
-            out[f.name] = f.labels.get(value, value) if f.labels else value
-        return out
-
-    def kind(self, word: int) -> int:
-        """The kind field's number (0: no event); the whole word when there is no kind."""
-        for f in self.fields:
-            if f.name == "kind":
-                return word >> f.offset & ((1 << f.width) - 1)
-        return word
-
-
 def _signed(value: int, bits: int) -> int:
     return value - (1 << bits) if value >> (bits - 1) & 1 else value
 
@@ -220,12 +175,14 @@ class Controller:
     """Owns a `Device`; `handle(request)` answers one request (see the module docstring)."""
 
     def __init__(self, device: Device, state_path: Path,
-                 event_layout: EventLayout | None = None,
                  today: Callable[[], Date] = Date.today) -> None:
         self.dev = device
         self.state_path = state_path
-        self.layout = event_layout
         self.today = today
+        self.event = device.regmap.event
+        if "kind" not in self.event:
+            raise ControlError("the register map has no event layout (its JSON's \"event\"): "
+                               "use an export of `python -m firmware.regmap`", 2)
         self.slots = device.regmap.blocks["watchlist"].row_count
         self.kill_card = False
         self.killed: set[str] = set()
@@ -253,8 +210,7 @@ class Controller:
         self._refresh_slots()
         if self.config is not None:
             cfg = parse_config(self.config["text"], self.slots)
-            if [i.symbol for i in cfg.instruments] != \
-                    [s for s, _ in sorted(self.slot_of.items(), key=lambda x: x[1])]:
+            if [i.symbol for i in cfg.instruments] != self._configured():
                 self._write_config(cfg)
         self._write_switches_and_positions()
         self._save()
@@ -279,7 +235,11 @@ class Controller:
         for slot in range(self.slots):
             held = self.positions.by_symbol.get(symbols.get(slot, ""))
             qty = held.qty if held is not None else 0
-            self._host_op(HostOp.POSITION, slot, 0, qty % (1 << RISK_QTY_BITS))
+            # host_op.qty carries a loaded position as two's complement.
+            self._host_op(HostOp.POSITION, slot, 0, qty % (1 << self._qty_bits()))
+
+    def _qty_bits(self) -> int:
+        return self.dev.reg("host_op.qty").width
 
     def _host_op(self, kind: int, slot: int, side: int, qty: int) -> None:
         self.dev.write("host_op.kind", kind)
@@ -288,10 +248,26 @@ class Controller:
         self.dev.write("host_op.qty", qty)
         self.dev.write("host_op.apply", 1)
 
+    def _configured(self) -> list[str]:
+        """The card's watchlist symbols in slot order (what `_refresh_slots` found)."""
+        return [s for s, _ in sorted(self.slot_of.items(), key=lambda x: x[1])]
+
     def _write_config(self, cfg: CardConfig) -> None:
-        writes = registers(cfg, None, self.slots)
-        # Every name and value is checked before the first write: a map that lacks a register
-        # must not leave half a configuration behind.
+        # Triggers load disarmed (`hostctl arm` arms them). The watchlist is written only when
+        # its symbols change: a watchlist commit restarts the slot's book, which then refuses
+        # orders until the next clear, so a reload of limits must not touch it. A config's
+        # instrument i goes to slot i, so the same symbols in the same slots are the same
+        # watchlist.
+        symbols = [i.symbol for i in cfg.instruments]
+        try:
+            writes = registers(cfg, None, watchlist=symbols != self._configured(),
+                               armed=False, regmap=self.dev.regmap)
+        except ValueError as e:
+            raise ControlError(str(e), 2) from None
+        # Every name and value is checked before the first write (`registers` has checked the
+        # names against this map): a register too narrow must not leave half a configuration
+        # behind. `registers` stages every row, then commits the rows (watchlist, limits,
+        # triggers), so the card never runs on half a row.
         for name, value in writes:
             reg = self.dev.reg(name)
             if not 0 <= value < 1 << reg.width:
@@ -482,13 +458,15 @@ class Controller:
         """Move what the card's event FIFO holds into the ring buffer; how many."""
         moved = 0
         for _ in range(min(self.dev.read("events.level"), DRAIN_MAX)):
-            word = self.dev.read("events.data")
-            kind = self.layout.kind(word) if self.layout else word
-            if not kind:
-                break               # the FIFO ran dry under us: an empty FIFO reads 0
+            fields = self.dev.regmap.decode_event(self.dev.read("events.data"))
+            if not fields["kind"]:
+                break               # the FIFO ran dry under us: an empty FIFO reads kind 0
             self.seq += 1
             event: dict[str, Any] = {"seq": self.seq}
-            event.update(self.layout.decode(word) if self.layout else {"raw": f"0x{word:x}"})
+            for name, value in fields.items():
+                # Enumerated fields (kind, reason) by name, as hdl.card.Event's enums spell them.
+                event[name] = self.event[name].name_of(value) if self.event[name].values \
+                    else value
             self.events.append(event)
             moved += 1
         return moved
@@ -497,7 +475,7 @@ class Controller:
         sides = {"B": 0, "BUY": 0, "S": 1, "SELL": 1}
         if not isinstance(side, str) or side.upper() not in sides:
             raise ControlError(f"side must be B (buy) or S (sell), not {side!r}")
-        hi = (1 << RISK_QTY_BITS) - 1
+        hi = (1 << self._qty_bits()) - 1
         if isinstance(qty, bool) or not isinstance(qty, int) or not 1 <= qty <= hi:
             raise ControlError(f"qty must be an integer between 1 and {hi}, not {qty!r}")
         return sides[side.upper()], qty
@@ -578,13 +556,12 @@ def call(endpoint: str, request: dict[str, Any], timeout: float = 5.0) -> dict[s
     return reply
 
 
-def load_regmap(path: Path | None) -> tuple[RegMap, EventLayout | None]:
+def load_regmap(path: Path | None) -> RegMap:
     path = path or DEFAULT_PATH
     try:
-        desc = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
+        return RegMap(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as e:
         raise ControlError(f"cannot read the register map {path}: {e}", 2) from None
-    return RegMap(desc), EventLayout.from_json(desc.get("event"))
 
 
 @contextlib.contextmanager
@@ -628,7 +605,7 @@ def main(argv: list[str] | None = None) -> int:
     endpoint = args.endpoint or default_endpoint()
     try:
         check_endpoint(endpoint, args.allow_remote)
-        regmap, layout = load_regmap(args.regmap)
+        regmap = load_regmap(args.regmap)
     except (ValueError, ControlError) as e:
         print(f"ticknic daemon: {e}", file=sys.stderr)
         return 2
@@ -643,7 +620,12 @@ def main(argv: list[str] | None = None) -> int:
     except DeviceError as e:
         print(f"ticknic daemon: {e}", file=sys.stderr)
         return 1
-    controller = Controller(device, args.state or default_state_path(), layout)
+    try:
+        controller = Controller(device, args.state or default_state_path())
+    except ControlError as e:
+        device.close()
+        print(f"ticknic daemon: {e}", file=sys.stderr)
+        return e.code
 
     def stop(signum: int, frame: object) -> None:
         raise SystemExit(0)

@@ -4,7 +4,7 @@
 A plain file keeps every word as written: a staged value stays at its register's address and a
 commit (or host_op.apply) leaves a 1 in its word, so the file shows what the daemon wrote
 (`tests/host/test_daemon.py` runs the same requests against the bank's model, which applies
-them). Register names: `sim.contract_map`.
+them). The map is the card's own export, `firmware/regmap.json`.
 """
 
 import json
@@ -21,16 +21,16 @@ from host.daemon import HostOp
 from host.device import Device, PcieTransport
 from host.model.book import symbol_code
 from host.model.regbank import image
-from sim.contract_map import export, regmap
+from host.regmap import DEFAULT_PATH, RegMap
 
-RM = regmap()
+RM = RegMap.load()
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "card.toml"
 
 
 class Card:
     def __init__(self, root: Path) -> None:
         self.bar = root / "resource0"
-        self.map = export(root / "regmap.json")
+        self.map = DEFAULT_PATH
         self.bar.write_bytes(image(RM))
 
     def read(self, name: str) -> int:

@@ -4,8 +4,9 @@ The card is `CardTwin`: `host.model.regbank.RegBankModel` (the bank's Python twi
 registers, commits, immediate kill switches, read strobes) as the backing of a `Transport`,
 plus the two things behind the bank the daemon talks to: the event FIFO (a read of
 `events.data`'s low word pops it, as the strobe says) and the risk gate's positions, which the
-host_op strobe updates the way `host.model.risk.RiskModel` does. Register names come from
-`sim.contract_map` (the contract's map; the real export once `hdl/regmap.py` has it).
+host_op strobe updates the way `host.model.risk.RiskModel` does. The map is the card's own
+export (`firmware/regmap.json`, `host.regmap.RegMap.load()`); event words are packed by the
+gateware's layout (`hdl.card.Event`), which the daemon decodes from the JSON.
 """
 
 import json
@@ -19,18 +20,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hdl.card import ALL_SLOTS, Event, EventKind
 from hdl.formats import CARD_CLOCK_HZ, Reject
 from host.card_config import registers
 from host.config import parse_config
-from host.daemon import Controller, EventLayout, HostOp, check_endpoint, load_regmap
+from host.daemon import ControlError, Controller, HostOp, check_endpoint, load_regmap
 from host.device import Device
 from host.model.book import symbol_code
 from host.model.regbank import RegBankModel
 from host.positions import Position, Positions
-from host.regmap import RegMap
-from sim.contract_map import EVENT_KINDS, export, pack_event, regmap
+from host.regmap import DEFAULT_PATH, RegMap
 
-RM = regmap()
+RM = RegMap.load()
 SLOTS = RM.blocks["watchlist"].row_count
 
 CONFIG = """
@@ -118,11 +119,9 @@ class CardTwin:
         return dict(self.bank.live), words
 
 
-@pytest.fixture
-def layout(tmp_path: Path) -> EventLayout:
-    out = load_regmap(export(tmp_path / "map.json"))[1]
-    assert out is not None
-    return out
+def pack_event(**fields: Any) -> int:
+    """An `events.data` value as the card's event FIFO holds it."""
+    return int(Event.const(fields).as_value().value)
 
 
 @pytest.fixture
@@ -130,9 +129,8 @@ def card() -> CardTwin:
     return CardTwin(RM)
 
 
-def controller(card: CardTwin, state: Path, layout: EventLayout | None = None,
-               today: date = date(2026, 3, 2)) -> Controller:
-    c = Controller(Device(card, RM), state, layout, today=lambda: today)
+def controller(card: CardTwin, state: Path, today: date = date(2026, 3, 2)) -> Controller:
+    c = Controller(Device(card, RM), state, today=lambda: today)
     c.start()
     return c
 
@@ -169,7 +167,7 @@ def test_load_commits_every_row_it_staged(card: CardTwin, tmp_path: Path) -> Non
     assert card.live("limits.rate_cap") == 50 * (CARD_CLOCK_HZ // 50)
     assert [card.live(f"watchlist[{s}].symbol") for s in range(3)] == [
         symbol_code("AAPL"), symbol_code("MSFT"), 0]
-    assert [card.live(f"watchlist[{s}].enable") for s in range(SLOTS)] == [1, 1] + [0] * 14
+    assert [card.live(f"watchlist[{s}].enable") for s in range(SLOTS)] == [1, 1] + [0] * (SLOTS - 2)
     assert (card.live("triggers[0].buy_enable"), card.live("triggers[0].buy_below"),
             card.live("triggers[0].sell_enable")) == (1, 2924000, 0)
     assert (card.live("triggers[1].sell_enable"), card.live("triggers[1].sell_above"),
@@ -177,25 +175,46 @@ def test_load_commits_every_row_it_staged(card: CardTwin, tmp_path: Path) -> Non
     assert card.live("triggers[1].rate_period") == CARD_CLOCK_HZ // 7
     assert card.live("triggers[1].rate_cap") == 7 * (CARD_CLOCK_HZ // 7)
     assert [card.live(f"triggers[{s}].armed") for s in range(SLOTS)] == [0] * SLOTS
-    # Every write of a row comes before the row's commit; a slot's trigger before its symbol.
-    at = {addr: i for i, (addr, _) in enumerate(card.writes)}
-    last: dict[str, int] = {}
-    for i, (addr, _) in enumerate(card.writes):
-        name = next(e.name for e in RM.elements() if e.addr <= addr < e.addr + 4 * e.words)
-        row = name.rsplit(".", 1)[0]
-        if name.endswith(".commit"):
-            assert last.get(row, -1) < i
-        else:
-            last[row] = i
+    # Every row is written before the first commit; a slot's symbol goes live before its
+    # trigger (its book restarts uncertain, so no order goes out by the new trigger on the old
+    # symbol's book).
+    names = [next(e.name for e in RM.elements() if e.addr <= addr < e.addr + 4 * e.words)
+             for addr, _ in card.writes]
+    commits = [i for i, n in enumerate(names) if n.endswith(".commit")]
+    assert commits == list(range(commits[0], commits[-1] + 1))
+    staged = {n.rsplit(".", 1)[0] for n in names[:commits[0]]}
+    assert staged == {names[i][:-len(".commit")] for i in commits}
+    # After the config: the switches and positions (immediate registers, host_op), no row.
+    assert all(n.endswith(".kill") or n.startswith("host_op.") for n in names[commits[-1] + 1:])
+    at = {name: i for i, name in enumerate(names)}
     for s in range(SLOTS):
-        assert at[RM[f"triggers[{s}].commit"].addr] < at[RM[f"watchlist[{s}].commit"].addr]
+        assert at[f"watchlist[{s}].commit"] < at["limits.commit"] < at[f"triggers[{s}].commit"]
 
 
 def test_card_config_registers_name_only_map_registers() -> None:
-    writes = registers(parse_config(CONFIG), None, SLOTS)
+    writes = registers(parse_config(CONFIG), None, armed=False, regmap=RM)
     for name, value in writes:
         assert 0 <= value < 1 << RM[name].width, name
-    assert ("triggers[0].armed", 0) in writes and ("limits.commit", 1) in writes
+    assert ("triggers[0].armed", 0) in writes and ("limits.commit", 0) in writes
+
+
+def test_reload_of_the_same_symbols_leaves_the_watchlist(card: CardTwin, tmp_path: Path) -> None:
+    """A watchlist commit restarts a slot's book; a reload of limits must not do it."""
+    c = controller(card, tmp_path / "state.json")
+    ok(c, cmd="load", text=CONFIG)
+    card.writes.clear()
+    ok(c, cmd="load", text=CONFIG.replace("order_qty = 500", "order_qty = 400"))
+    watchlist = {RM[f"watchlist[{s}].{r}"].addr for s in range(SLOTS)
+                 for r in RM.blocks["watchlist"].registers}
+    assert card.writes and not any(addr in watchlist for addr, _ in card.writes)
+    assert card.live("triggers[0].order_qty") == 400
+    # Other symbols (or the same in other slots): the watchlist is rewritten.
+    swapped = CONFIG.replace('"AAPL"', '"TMP"').replace('"MSFT"', '"AAPL"').replace(
+        '"TMP"', '"MSFT"')
+    ok(c, cmd="load", text=swapped)
+    assert [card.live(f"watchlist[{s}].symbol") for s in range(2)] == [
+        symbol_code("MSFT"), symbol_code("AAPL")]
+    assert ok(c, cmd="book", symbol="AAPL")["slot"] == 1
 
 
 def test_check_writes_nothing(card: CardTwin, tmp_path: Path) -> None:
@@ -363,22 +382,44 @@ def test_state_file_is_replaced_whole(card: CardTwin, tmp_path: Path) -> None:
         Controller(Device(card, RM), state).start()
 
 
-def test_events_drain_and_decode(card: CardTwin, tmp_path: Path, layout: EventLayout) -> None:
-    c = controller(card, tmp_path / "state.json", layout)
-    sent = pack_event(kind=1, slot=1, side=1, qty=100, price=4000000, index=77, cycle=9)
-    refused_ = pack_event(kind=2, slot=0, qty=500, price=2924000,
+def test_events_drain_and_decode(card: CardTwin, tmp_path: Path) -> None:
+    c = controller(card, tmp_path / "state.json")
+    cycle = (1 << 47) | 9               # the top word of the 160-bit value counts too
+    sent = pack_event(kind=EventKind.ORDER_SENT, slot=1, side=1, qty=100, price=4000000,
+                      index=77, cycle=cycle)
+    refused_ = pack_event(kind=EventKind.ORDER_REJECTED, slot=0, qty=500, price=2924000,
                           reason=Reject.MAX_POSITION, index=78)
     card.fifo.extend([sent, refused_])
     card._sync()
     r = ok(c, cmd="events")
+    assert r["events"][0] == {"seq": 1, "kind": "ORDER_SENT", "side": 1, "reason": "NONE",
+                              "slot": 1, "qty": 100, "price": 4000000, "index": 77,
+                              "cycle": cycle}
     assert [(e["seq"], e["kind"], e["slot"], e["qty"], e["index"]) for e in r["events"]] == [
         (1, "ORDER_SENT", 1, 100, 77), (2, "ORDER_REJECTED", 0, 500, 78)]
     assert r["events"][1]["reason"] == "MAX_POSITION" and r["next"] == 2
     assert not card.fifo
-    card.fifo.append(pack_event(kind=EVENT_KINDS.index("GAP"), index=5))
+    card.fifo.extend([pack_event(kind=EventKind.GAP, cycle=5),
+                      pack_event(kind=EventKind.UNCERTAIN, slot=ALL_SLOTS, index=6)])
     card._sync()
-    assert c.poll_events() == 1
-    assert [e["kind"] for e in ok(c, cmd="events", since=2)["events"]] == ["GAP"]
+    assert c.poll_events() == 2
+    later = ok(c, cmd="events", since=2)["events"]
+    assert [(e["kind"], e["slot"]) for e in later] == [("GAP", 0), ("UNCERTAIN", ALL_SLOTS)]
+    # The FIFO emptied under the daemon (level said more): an empty FIFO's kind 0 stops it.
+    card.bank.inputs["events.level"] = 3
+    assert c.poll_events() == 0 and ok(c, cmd="events", since=4)["events"] == []
+
+
+def test_the_map_must_carry_the_event_layout(card: CardTwin, tmp_path: Path) -> None:
+    assert load_regmap(None).event == RM.event == load_regmap(DEFAULT_PATH).event
+    desc = json.loads(DEFAULT_PATH.read_text())
+    del desc["event"]
+    with pytest.raises(ControlError, match="no event layout"):
+        Controller(Device(card, RegMap(desc)), tmp_path / "state.json")
+    bad = tmp_path / "map.json"
+    bad.write_text("{}")
+    with pytest.raises(ControlError, match="cannot read the register map"):
+        load_regmap(bad)
 
 
 def test_status_book_latency(card: CardTwin, tmp_path: Path) -> None:
