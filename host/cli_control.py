@@ -9,10 +9,11 @@
     hostctl book SYMBOL            hostctl events [--follow]
     hostctl fill SYMBOL B|S QTY PRICE      hostctl release SYMBOL B|S QTY
 
-Every command takes `--daemon ENDPOINT` (default: the daemon's default endpoint) and, when it
-prints state, `--json`. Exit codes as DESIGN.md §4: 0 done, 2 bad input (one line naming the
-field), 1 the card failed or no daemon answers (one line saying how to start one). Kept apart
-from `host.cli` so the command families merge without touching each other.
+Every command takes `--json` (machine-readable output) and `--daemon ENDPOINT` (default: the
+daemon's default endpoint), except `daemon start|run`, which serve `--endpoint`. Exit codes as
+DESIGN.md §4: 0 done, 2 bad input (one line naming the field), 1 the card failed or no daemon
+answers (one line saying how to start one). Kept apart from `host.cli` so the command families
+merge without touching each other.
 """
 
 import argparse
@@ -34,55 +35,73 @@ PRICE_SCALE = 10_000        # ITCH prices: 1/10000 dollar
 
 
 def add_commands(sub: Any) -> None:
-    from host.daemon import add_daemon_options, default_endpoint
-    common = argparse.ArgumentParser(add_help=False)
+    from host.daemon import add_daemon_options, default_endpoint, default_pid_file
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="machine-readable output")
+    common = argparse.ArgumentParser(add_help=False, parents=[as_json])
     common.add_argument("--daemon", metavar="ENDPOINT", default=None,
                         help=f"the daemon's endpoint (default {default_endpoint()})")
-    common.add_argument("--json", action="store_true", help="machine-readable output")
 
-    d = sub.add_parser("daemon", help="start or stop the controller daemon that owns the card")
+    def command(parent: Any, name: str, text: str, base: argparse.ArgumentParser = common,
+                ) -> argparse.ArgumentParser:
+        # description as well as help: `hostctl NAME --help` says what NAME does.
+        p: argparse.ArgumentParser = parent.add_parser(name, help=text, parents=[base],
+                                                       description=f"{text[0].upper()}{text[1:]}.")
+        return p
+
+    def symbol(p: argparse.ArgumentParser, optional: str | None = None) -> None:
+        p.add_argument("symbol", metavar="SYMBOL", nargs="?" if optional else None,
+                       help="an instrument of the loaded config" + (optional or ""))
+
+    pid_help = f"the pid file (default {default_pid_file()})"
+    d = sub.add_parser("daemon", help="start or stop the controller daemon that owns the card",
+                       description="The controller daemon: the one process that owns the "
+                                   "card; every other command asks it.")
     dsub = d.add_subparsers(dest="action", required=True, parser_class=type(d))
-    for action, text in (("start", "start it in the background (pid file, log beside it)"),
-                         ("run", "run it in the foreground (until Ctrl-C or daemon stop)")):
-        a = dsub.add_parser(action, help=text, parents=[common])
+    for action, text in (("start", "start the daemon in the background (pid file, log beside it)"),
+                         ("run", "run the daemon in the foreground (until Ctrl-C or "
+                                 "`hostctl daemon stop`)")):
+        # The endpoint it serves is --endpoint (add_daemon_options), so no --daemon here.
+        a = command(dsub, action, text, as_json)
         add_daemon_options(a)
-        a.add_argument("--pid-file", type=Path, default=None)
-    st = dsub.add_parser("stop", help="stop it", parents=[common])
-    st.add_argument("--pid-file", type=Path, default=None)
+        a.add_argument("--pid-file", type=Path, default=None, metavar="FILE", help=pid_help)
+    st = command(dsub, "stop", "stop the daemon (a shutdown request; SIGTERM to the pid "
+                               "in its pid file if it does not answer)")
+    st.add_argument("--pid-file", type=Path, default=None, metavar="FILE", help=pid_help)
 
-    sub.add_parser("status", parents=[common],
-                   help="card ID/version, link, counters, kill switches, PnL")
-    ld = sub.add_parser("load", parents=[common],
-                        help="load a strategy and limits file into the card (atomically)")
-    ld.add_argument("file", type=Path)
+    command(sub, "status", "card ID/version, link, counters, kill switches, PnL")
+    ld = command(sub, "load", "load a strategy and limits file into the card (atomically; "
+                              "triggers disarmed)")
+    ld.add_argument("file", type=Path, metavar="FILE.toml",
+                    help="strategy and limits (format: examples/card.toml)")
     ld.add_argument("--check", action="store_true", help="validate only; write nothing")
-    sub.add_parser("limits", parents=[common],
-                   help="the card's limits and triggers read back, positions and PnL")
-    for name, text in (("arm", "let a trigger fire"), ("disarm", "stop a trigger firing")):
-        a = sub.add_parser(name, parents=[common], help=text)
-        a.add_argument("symbol", nargs="?")
+    command(sub, "limits", "the card's limits and triggers read back, positions and PnL")
+    for name, text in (("arm", "let a symbol's trigger fire"),
+                       ("disarm", "stop a symbol's trigger firing")):
+        a = command(sub, name, text)
+        symbol(a, " (or --all)")
         a.add_argument("--all", action="store_true", help="every configured symbol")
-    for name, text in (("kill", "set a kill switch (no SYMBOL: the whole card)"),
+    for name, text in (("kill", "set a kill switch (no SYMBOL: the whole card's)"),
                        ("unkill", "clear a kill switch (no SYMBOL: the whole card's)")):
-        sub.add_parser(name, parents=[common], help=text).add_argument("symbol", nargs="?")
-    sub.add_parser("book", parents=[common], help="top of book read from the card") \
-        .add_argument("symbol")
-    ev = sub.add_parser("events", parents=[common], help="the card's events")
+        symbol(command(sub, name, text), "; none: the whole card's switch")
+    symbol(command(sub, "book", "top of book as the card holds it"))
+    ev = command(sub, "events", "the card's events (orders sent and refused, gaps, "
+                                "uncertainty), decoded")
     ev.add_argument("--follow", action="store_true", help="keep printing new events")
-    sub.add_parser("latency", parents=[common], help="the tick-to-trade latency histograms")
-    f = sub.add_parser("fill", parents=[common], help="report a fill: card and PnL")
-    r = sub.add_parser("release", parents=[common],
-                       help="report open quantity gone unfilled (cancelled, expired)")
+    command(sub, "latency", "the tick-to-trade latency histograms (add, removal)")
+    f = command(sub, "fill", "report a fill: to the card (host_op) and to the PnL")
+    r = command(sub, "release", "report open quantity gone unfilled (cancelled, expired)")
     for p in (f, r):
-        p.add_argument("symbol")
-        p.add_argument("side", choices=("B", "S", "buy", "sell"))
-        p.add_argument("qty", type=int)
-    f.add_argument("price", type=int, help="ITCH integer price (1/10000 dollar)")
+        symbol(p)
+        p.add_argument("side", choices=("B", "S", "buy", "sell"), metavar="SIDE",
+                       help="B or buy, S or sell")
+        p.add_argument("qty", type=int, metavar="QTY", help="shares")
+    f.add_argument("price", type=int, metavar="PRICE", help="ITCH integer price (1/10000 dollar)")
 
 
 def run(args: argparse.Namespace) -> int:
     from host.daemon import default_endpoint
-    args.endpoint_ = args.daemon or default_endpoint()
+    args.endpoint_ = getattr(args, "daemon", None) or default_endpoint()
     if args.command == "daemon":
         return _daemon(args)
     request: dict[str, Any] = {"cmd": args.command}
@@ -323,6 +342,9 @@ def _print_book(args: argparse.Namespace, r: dict[str, Any]) -> None:
 
 def _print_latency(args: argparse.Namespace, r: dict[str, Any]) -> None:
     for kind, h in r["kinds"].items():
+        if not h["count"]:
+            print(f"{kind}: no samples")      # min reads 0xFFFF before the first one
+            continue
         bins = ", ".join(f"{c}: {n}" for c, n in enumerate(h["bins"]) if n)
         print(f"{kind}: {h['count']} samples, min {h['min']}, max {h['max']}, last "
               f"{h['last']} cycles; by cycles {{{bins}}}")

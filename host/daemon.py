@@ -583,18 +583,21 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m host.daemon",
                                 description="The ticknic controller daemon (foreground).")
     add_daemon_options(p)
-    p.add_argument("--pid-file", type=Path, help="write the pid here while running")
+    p.add_argument("--pid-file", type=Path, metavar="FILE",
+                   help="write the pid here while running")
     return p
 
 
 def add_daemon_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", required=True, metavar="URL", help="sim://HOST:PORT or "
-                   "pcie://PATH")
-    p.add_argument("--endpoint", default=None, help="ipc://PATH or tcp://127.0.0.1:PORT "
-                   f"(default {default_endpoint()})")
-    p.add_argument("--state", type=Path, default=None,
+    p.add_argument("--device", required=True, metavar="URL",
+                   help="the card: pcie://PATH (its BAR's sysfs resource file) or "
+                        "sim://HOST:PORT (`hostctl sim start`)")
+    p.add_argument("--endpoint", default=None, metavar="ENDPOINT",
+                   help="where it serves hostctl: ipc://PATH or tcp://127.0.0.1:PORT "
+                        f"(default {default_endpoint()})")
+    p.add_argument("--state", type=Path, default=None, metavar="FILE",
                    help=f"the state file (default {default_state_path()})")
-    p.add_argument("--regmap", type=Path, default=None,
+    p.add_argument("--regmap", type=Path, default=None, metavar="FILE",
                    help="the card's register map JSON (default firmware/regmap.json)")
     p.add_argument("--allow-remote", action="store_true",
                    help="allow a non-loopback tcp endpoint")
