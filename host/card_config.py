@@ -35,8 +35,9 @@ def registers(config: CardConfig, template: OrderTemplate | None, *, watchlist: 
               armed: bool = True, next_user_ref: int | None = None,
               regmap: RegMap | None = None,
               clock_hz: int = CARD_CLOCK_HZ) -> list[tuple[str, int]]:
-    """(register name, value) writes, in order, that load `config` and `template` (None: leave
-    the card's template as it is); a commit is ("block[row].commit", 0). `watchlist`: also
+    """(register name, value) writes, in order, that load `config` (and its feeds, if it names
+    any: every subscription row is rewritten) and `template` (None: leave the card's template
+    as it is); a commit is ("block[row].commit", 0). `watchlist`: also
     write each slot's symbol (a watchlist commit restarts that slot's book: its top is
     uncertain until the next clear, so reload a running day with watchlist=False when the
     instruments stay). `armed`: the configured triggers may fire at once (the controller
@@ -75,12 +76,23 @@ def registers(config: CardConfig, template: OrderTemplate | None, *, watchlist: 
             out += [(f"watchlist[{slot}].symbol", symbol),
                     (f"watchlist[{slot}].enable", int(slot < len(config.instruments)))]
 
+    # The feeds, when the file names them: every row, so a feed the file dropped stops.
+    feed_rows = rm.blocks["subscriptions"].row_count if config.feeds else 0
+    for row in range(feed_rows):
+        f = config.feeds[row] if row < len(config.feeds) else None
+        out += [(f"subscriptions[{row}].valid", int(f is not None)),
+                (f"subscriptions[{row}].group", f.group if f else 0),
+                (f"subscriptions[{row}].port", f.port if f else 0),
+                (f"subscriptions[{row}].session", int.from_bytes(f.session, "big") if f else 0),
+                (f"subscriptions[{row}].next_seq", 0)]
+
     for name, _ in ORDER_TEMPLATE if template is not None else ():
         value = getattr(template, name)
         out.append((f"order.{name}", ord(value) if name in ORDER_TEMPLATE_TEXT else value))
     if next_user_ref is not None:
         out.append(("order.next_user_ref", next_user_ref))
 
+    out += [(f"subscriptions[{row}].commit", 0) for row in range(feed_rows)]
     # The watchlist first: a slot whose symbol changes is uncertain (refuses orders) before its
     # new trigger is live, so no order goes out on the old symbol's book by the new trigger.
     if watchlist:

@@ -260,7 +260,7 @@ class Controller:
         # watchlist.
         symbols = [i.symbol for i in cfg.instruments]
         try:
-            writes = registers(cfg, None, watchlist=symbols != self._configured(),
+            writes = registers(cfg, cfg.template, watchlist=symbols != self._configured(),
                                armed=False, regmap=self.dev.regmap)
         except ValueError as e:
             raise ControlError(str(e), 2) from None

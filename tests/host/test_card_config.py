@@ -2,9 +2,9 @@
 
 import pytest
 
-from hdl.formats import CARD_CLOCK_HZ, BookParams
+from hdl.formats import CARD_CLOCK_HZ, N_SUBSCRIPTIONS, BookParams
 from host.card_config import registers
-from host.config import CardConfig, Instrument, Limits
+from host.config import CardConfig, Feed, Instrument, Limits
 from host.model.book import symbol_code
 from host.model.order_frame import DEFAULT_TEMPLATE
 from host.regmap import RegMap
@@ -55,3 +55,20 @@ def test_options() -> None:
         Instrument(f"S{i}", 0, 1, 0, 1, 0) for i in range(BookParams().slots + 1)))
     with pytest.raises(ValueError, match="the card has 16 slots; the config has 17"):
         registers(many, DEFAULT_TEMPLATE)
+
+
+def test_feeds_rewrite_every_subscription_row_and_commit_first() -> None:
+    feed = Feed(0xE9360C6F, 26477, b"000010059B")
+    cfg = CardConfig(CONFIG.limits, CONFIG.instruments, (feed,))
+    writes = registers(cfg, None, armed=False)
+    values = dict(writes)
+    rows = N_SUBSCRIPTIONS
+    assert (values["subscriptions[0].valid"], values["subscriptions[0].group"],
+            values["subscriptions[0].port"], values["subscriptions[0].session"]) == (
+        1, feed.group, 26477, int.from_bytes(b"000010059B", "big"))
+    assert all(values[f"subscriptions[{r}].valid"] == 0 for r in range(1, rows))
+    commits = [n for n, _ in writes if n.endswith(".commit")]
+    assert commits[:rows] == [f"subscriptions[{r}].commit" for r in range(rows)]
+    assert "order.commit" not in commits                  # no template: the card keeps its own
+    assert values["triggers[0].armed"] == 0
+    assert not any(n.startswith("subscriptions") for n, _ in registers(CONFIG, None))

@@ -30,6 +30,12 @@ reference_px = 2924200  # price collar centre
 collar = 20000          # |order price - reference_px| bound
 """
 
+FEED = """[[feed]]
+group = "233.54.12.111"
+port = 26477
+session = "000010059B"
+"""
+
 LIMITS = """[limits]
 max_order_qty = 800
 max_order_notional = 1_200_000_000
@@ -50,6 +56,20 @@ def test_the_issue_example_loads_as_written() -> None:
         (Instrument("AAPL", min_qty=100, order_qty=500, max_position=3000,
                     reference_px=2924200, collar=20000, buy_below=2924000,
                     sell_above=2924500),))
+
+
+def test_feeds_and_order_template() -> None:
+    cfg = parse_config(LIMITS + FEED + FEED.replace("26477", "26478").replace("000010059B", "S1")
+                       + '[order]\ndst_ip = "127.0.0.1"\ndst_port = 9000\n'
+                       'dst_mac = "02:00:00:00:00:02"\ndisplay = "N"\n')
+    assert [(f.group, f.port, f.session) for f in cfg.feeds] == [
+        (0xE9360C6F, 26477, b"000010059B"), (0xE9360C6F, 26478, b"S1        ")]
+    assert cfg.template is not None
+    assert (cfg.template.dst_ip, cfg.template.dst_port, cfg.template.dst_mac,
+            cfg.template.display, cfg.template.capacity) == (
+        0x7F000001, 9000, 0x020000000002, "N", "A")           # the rest: the defaults
+    assert cfg.as_dict()["feed"][1] == {"group": "233.54.12.111", "port": 26478, "session": "S1"}
+    assert parse_config(LIMITS).feeds == () and parse_config(LIMITS).template is None
 
 
 def test_triggers_are_optional_and_instruments_may_be_absent() -> None:
@@ -92,6 +112,23 @@ BAD = {
     "instrument not a table": ("instrument = [1]\n" + LIMITS, "instrument[0] must be a table"),
     "too many": (LIMITS + "".join(instrument(f"S{i}") for i in range(BookParams().slots + 1)),
                  f"at most {BookParams().slots} [[instrument]] tables"),
+    "feed not multicast": (LIMITS + FEED.replace("233.54.12.111", "10.0.0.1"),
+                           "feed[0].group must be a multicast group"),
+    "feed bad address": (LIMITS + FEED.replace('"233.54.12.111"', "5"),
+                         "feed[0].group must be an IPv4 multicast group"),
+    "feed port": (LIMITS + FEED.replace("26477", "70000"),
+                  "feed[0].port must be a UDP port between 1 and 65535, not 70000"),
+    "feed session": (LIMITS + FEED.replace("000010059B", "00001005900X"),
+                     "feed[0].session must be 1 to 10 printable ASCII characters"),
+    "feed without port": (LIMITS + FEED.replace("port = 26477\n", ""),
+                          "feed[0].port is required"),
+    "too many feeds": (LIMITS + FEED * 5, "at most 4 [[feed]] tables"),
+    "order mac": (LIMITS + '[order]\ndst_mac = "00:1c:73:85:bf"\n',
+                  "order.dst_mac must be a MAC address"),
+    "order ip": (LIMITS + '[order]\ndst_ip = "300.1.1.1"\n', "order.dst_ip must be an IPv4"),
+    "order firm field": (LIMITS + '[order]\ndisplay = "YY"\n',
+                         "order.display must be one printable ASCII character"),
+    "order unknown": (LIMITS + "[order]\nvlan = 5\n", "order: unknown field 'vlan'"),
 }
 
 
