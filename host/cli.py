@@ -139,6 +139,14 @@ def _config(args: argparse.Namespace) -> int:
         print(f"  {i.symbol}: {', '.join(s for s in sides if s) or 'no trigger'}; min qty "
               f"{i.min_qty}, order qty {i.order_qty}, |position| <= {i.max_position}, "
               f"price {i.reference_px} +/- {i.collar}")
+    for f in cfg.as_dict().get("feed", []):
+        print(f"  feed: {f['group']}:{f['port']} session {f['session']}")
+    if cfg.template is not None:
+        t = cfg.as_dict()["order"]
+        print(f"  orders: {ipaddress.IPv4Address(t['src_ip'])}:{t['src_port']} -> "
+              f"{ipaddress.IPv4Address(t['dst_ip'])}:{t['dst_port']}, next hop "
+              f"{t['dst_mac']:012x}, TIF {t['time_in_force']}, display {t['display']}, "
+              f"capacity {t['capacity']}")
     return 0
 
 
