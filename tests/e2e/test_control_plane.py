@@ -149,6 +149,16 @@ dst_port = {rig.orders.getsockname()[1]}
     assert hostctl(["load", str(cfg)]) == 0
     assert state(capsys, "arm", "AAPL")["armed"] == ["AAPL"]
 
+    # A bad file changes nothing on the card: every limit and trigger reads back the same.
+    before = state(capsys, "limits")
+    bad = rig.tmp / "bad.toml"
+    bad.write_text(cfg.read_text().replace("collar = 100_000", "collar = -1"))
+    capsys.readouterr()
+    assert hostctl(["load", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "instrument[0].collar must be an integer" in err
+    assert state(capsys, "limits") == before
+
     # The day starts (a watchlist commit leaves the book uncertain until a clear); an ask at
     # $99.00 for 300 shares is under buy_below: the card buys 100 at $99.00.
     start = {"type": "S", "locate": 0, "tracking": 0, "timestamp": 1, "event_code": "O"}
