@@ -13,8 +13,8 @@ queue has room, so a sent order is never lost), on one of two paths:
   max_order_notional, which, with the collar and qty checks, bounds qty x price without a
   multiplication in the path. Then it decides NONE at once.
 * Exact (`EXACT_LATENCY`) for every other intent, in a pipeline:
-      S1  the slot's limits, position and open orders; qty x price as four 16 x 16 products;
-          the token checks
+      S1  qty x price as four 16 x 16 products; the token checks (the slot's limits, position,
+          open orders and bucket are a snapshot taken at acceptance)
       S2  the notional, |price - reference_px|, the exposure that way
       S3  each check as a flag
       S4  the first reason that applies, with the kill switches as they are now
@@ -40,8 +40,9 @@ first's take. A bucket with period 0, or a cap below its period, has no tokens: 
 registers block everything. `load` makes every bucket full.
 
 Positions and open orders change only through `host_op` (the host's fills, releases and
-position loads), applied while no intent is in flight so that a snapshot stays true until its
-decision.
+position loads), applied while no intent is in flight or being offered, so that the snapshot
+an intent is checked on stays true until its decision. Each new value (a bucket after a take,
+open orders, a position) is computed once, for the one slot concerned, and loaded into its row.
 """
 
 from amaranth import Cat, Module, Mux, Signal, signed
@@ -178,6 +179,7 @@ class RiskGate(wiring.Component):
         x_lim = data.View(SlotLimits, select(m, self.limits, x.slot, "x_limits"))
         x_open = select(m, open_, x.slot, "x_open")
         x_pos = select(m, position, x.slot, "x_position")
+        x_full = select(m, full, x.slot, "x_full")
         x_buy = x.side == BOOK_BUY
         x_exposure = Signal(signed(RISK_QTY_BITS + 3))
         x_lo = Signal(signed(RISK_PRICE_BITS + 2))
@@ -198,29 +200,28 @@ class RiskGate(wiring.Component):
             & (x.price >= x_lo) & (x.price <= x_hi)
             & (x_exposure <= x_lim.max_position)
             & has_token(x.rx_cycle, card_full, card.rate_period, card.rate_cap)
-            & has_token(x.rx_cycle, select(m, full, x.slot, "x_full"), x_lim.rate_period,
-                        x_lim.rate_cap))
+            & has_token(x.rx_cycle, x_full, x_lim.rate_period, x_lim.rate_cap))
         m.d.sync += [fast.eq(accept & x_fast), v.eq(Cat(accept & ~x_fast, v[:3]))]
+        # The slot's limits and state, as the acceptance cycle saw them: nothing changes them
+        # until this intent's decision (host ops wait while the gate is busy, limits change
+        # only with `load`).
         it = Signal(Intent)
+        lim = Signal(SlotLimits)
+        pos = Signal(signed(RISK_POSITION_BITS))
+        way = Signal(RISK_QTY_BITS)                     # open orders the intent's way
+        slot_full = Signal(_CYCLE)
         with m.If(accept):
-            m.d.sync += it.eq(x)
+            m.d.sync += [it.eq(x), lim.eq(x_lim), pos.eq(x_pos), slot_full.eq(x_full),
+                         way.eq(Mux(x_buy, x_open[0], x_open[1]))]
         buy = it.side == BOOK_BUY
 
         # -- the exact path ------------------------------------------------------------------
         # S1
-        lim = data.View(SlotLimits, select(m, self.limits, it.slot, "slot_limits"))
-        pos = Signal(signed(RISK_POSITION_BITS))
-        way = Signal(RISK_QTY_BITS)                     # open orders the intent's way
-        s_lim = Signal(SlotLimits)
+        s_lim = lim
         prod = [Signal(32, name=f"prod{i}") for i in range(4)]
         q, p = it.qty, it.price
-        slot_open = select(m, open_, it.slot, "slot_open")
-        slot_full = select(m, full, it.slot, "slot_full")
         token = [Signal(name="token_card"), Signal(name="token_slot")]
         m.d.sync += [
-            pos.eq(select(m, position, it.slot, "slot_position")),
-            way.eq(Mux(buy, slot_open[0], slot_open[1])),
-            s_lim.eq(lim),
             prod[0].eq(q[:16] * p[:16]), prod[1].eq(q[:16] * p[16:]),
             prod[2].eq(q[16:] * p[:16]), prod[3].eq(q[16:] * p[16:]),
             token[0].eq(has_token(it.rx_cycle, card_full, card.rate_period, card.rate_cap)),
@@ -289,33 +290,46 @@ class RiskGate(wiring.Component):
         ]
         with m.If(decide):
             m.d.sync += self.counters[reason].eq(self.counters[reason] + 1)
-        # A take: both buckets lose a token at this intent's cycle.
+        # A take: both buckets lose a token at this intent's cycle. Each new value is computed
+        # once, for the intent's slot (or the host op's), and only loaded into the rows: one
+        # adder, not one per slot.
+        def after_take(full_at, period):
+            return Mux(it.rx_cycle > full_at, it.rx_cycle, full_at) + period
+
+        slot_full_new = Signal(_CYCLE)
+        m.d.comb += slot_full_new.eq(after_take(slot_full, lim.rate_period))
         with m.If(take & ~self.load):
-            m.d.sync += card_full.eq(Mux(it.rx_cycle > card_full, it.rx_cycle, card_full)
-                                     + card.rate_period)
+            m.d.sync += card_full.eq(after_take(card_full, card.rate_period))
             for i in range(W):
                 with m.If(it.slot == i):
-                    m.d.sync += full[i].eq(Mux(it.rx_cycle > full[i], it.rx_cycle, full[i])
-                                           + self.limits[i].rate_period)
+                    m.d.sync += full[i].eq(slot_full_new)
 
         # Open orders and positions: a sent order opens; the host's ops close or load.
-        sums = Signal(RISK_QTY_BITS + 1)
         op = self.host_op.payload
-        m.d.comb += self.host_op.ready.eq(~busy)
+        do_op = self.host_op.valid & self.host_op.ready
+        # An intent being accepted goes first: its snapshot must not miss a host op.
+        m.d.comb += self.host_op.ready.eq(~busy & ~self.intent.valid)
+        # Saturates: exposure may be overstated, never understated.
+        opened = Signal(RISK_QTY_BITS + 1)
+        m.d.comb += opened.eq(way + it.qty)
+        op_open = select(m, open_, op.slot, "op_open")
+        op_way = Mux(op.side == BOOK_BUY, op_open[0], op_open[1])
+        op_pos = select(m, position, op.slot, "op_position")
+        closed = Signal(RISK_QTY_BITS)
+        moved = Signal(signed(RISK_POSITION_BITS))
+        m.d.comb += [
+            closed.eq(Mux(op_way > op.qty, op_way - op.qty, 0)),
+            moved.eq(Mux(op.kind == HostOpKind.POSITION, op.qty,
+                         Mux(op.side == BOOK_BUY, op_pos + op.qty, op_pos - op.qty))),
+        ]
         for i in range(W):
             for side in (0, 1):
-                o = open_[i][side]
                 with m.If(take & (it.slot == i) & (it.side == side)):
-                    # Saturates: exposure may be overstated, never understated.
-                    m.d.comb += sums.eq(o + it.qty)
-                    m.d.sync += o.eq(Mux(sums[-1], _QTY_MAX, sums[:RISK_QTY_BITS]))
-                with m.If(self.host_op.valid & ~busy & (op.slot == i) & (op.side == side)
+                    m.d.sync += open_[i][side].eq(
+                        Mux(opened[-1], _QTY_MAX, opened[:RISK_QTY_BITS]))
+                with m.If(do_op & (op.slot == i) & (op.side == side)
                           & (op.kind != HostOpKind.POSITION)):
-                    m.d.sync += o.eq(Mux(o > op.qty, o - op.qty, 0))
-            with m.If(self.host_op.valid & ~busy & (op.slot == i)):
-                with m.If(op.kind == HostOpKind.FILL):
-                    m.d.sync += position[i].eq(Mux(op.side == BOOK_BUY, position[i] + op.qty,
-                                                   position[i] - op.qty))
-                with m.If(op.kind == HostOpKind.POSITION):
-                    m.d.sync += position[i].eq(op.qty)
+                    m.d.sync += open_[i][side].eq(closed)
+            with m.If(do_op & (op.slot == i) & (op.kind != HostOpKind.RELEASE)):
+                m.d.sync += position[i].eq(moved)
         return m
