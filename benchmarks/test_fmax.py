@@ -1,5 +1,5 @@
-"""Fmax and utilisation of the feed handler, and of the core (feed handler + order book), on the
-ECPIX-5's FPGA (a measurement).
+"""Fmax and utilisation of the feed handler, of the order decision (triggers + risk gate), and of
+the core (feed handler, order book, order path), on the ECPIX-5's FPGA (a measurement).
 
 `hdl.feed.FeedHandler()` and `hdl.core.Core()` through Yosys `synth_ecp5` and nextpnr-ecp5
 (`tools.synth`, YoWASP) for an LFE5UM5G-85F, CABGA381, speed grade 8, out of context (no IO
@@ -24,9 +24,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from amaranth import Module
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
 
+from hdl.beats import beats
+from hdl.book import TopUpdate
 from hdl.core import Core
 from hdl.feed import FeedHandler
+from hdl.formats import BookParams
+from hdl.risk import CardLimits, Decision, RiskGate, SlotLimits
+from hdl.trigger import Intent, Trigger, TriggerConfig
 from tools.depth import analyse
 from tools.synth import REPO, synth_report
 
@@ -90,9 +98,43 @@ def critical_path_lines(report: dict[str, Any], freq_mhz: float, label: str) -> 
     return lines
 
 
+class OrderDecision(wiring.Component):
+    """The core's triggers and risk gate alone, wired as `hdl.core.Core` wires them (top-of-book
+    updates in, decisions and sent orders out), so their timing can be routed and read on its
+    own while the whole core does not route."""
+
+    def __init__(self, slots: int = BookParams().slots):
+        self.slots = slots
+        super().__init__({
+            "update": In(beats(TopUpdate)),
+            "config": In(data.ArrayLayout(TriggerConfig, slots)),
+            "card": In(CardLimits), "limits": In(data.ArrayLayout(SlotLimits, slots)),
+            "kill_card": In(1), "kill": In(slots), "load": In(1),
+            "order": Out(stream.Signature(Intent)), "decision": Out(beats(Decision)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.trigger = trigger = Trigger(self.slots)
+        m.submodules.gate = gate = RiskGate(self.slots)
+        wiring.connect(m, trigger.intent, gate.intent)
+        wiring.connect(m, gate.order, wiring.flipped(self.order))
+        m.d.comb += [
+            trigger.update.valid.eq(self.update.valid),
+            trigger.update.payload.eq(self.update.payload), trigger.config.eq(self.config),
+            gate.card.eq(self.card), gate.limits.eq(self.limits), gate.load.eq(self.load),
+            gate.kill_card.eq(self.kill_card), gate.kill.eq(self.kill),
+            *[gate.order_qty[i].eq(self.config[i].order_qty) for i in range(self.slots)],
+            self.decision.valid.eq(gate.decision.valid),
+            self.decision.payload.eq(gate.decision.payload),
+        ]
+        return m
+
+
 @pytest.mark.bench
 @pytest.mark.parametrize("label, make, name, route", [
     ("feed handler", FeedHandler, "feed_handler", True),
+    ("order decision (triggers + risk gate)", OrderDecision, "order_decision", True),
     # The core is placed only: routing it did not converge in a bench run's time (router1
     # after 20 minutes; router2 was still at ~21,000 overused wires after 25 minutes,
     # 2026-11-22). nextpnr's post-placement estimate is the figure, and tools/depth.py names
@@ -126,7 +168,7 @@ def test_fmax(figure, label, make, name, route):
         figure(f"feed handler clock at Fmax: {1000 / fmax:.2f} ns, so the {lat}-cycle decode "
                f"latency (FeedHandler.LATENCY; measured by test_decode_latency) is "
                f"{lat * 1000 / fmax:.1f} ns")
-    else:
+    elif make is Core:
         figure(f"core clock at Fmax: {1000 / fmax:.2f} ns, so the book's 4/6-cycle update "
                f"latency (A/F/E/C/X, D/U; measured by test_book_rtl) is "
                f"{4000 / fmax:.1f}/{6000 / fmax:.1f} ns")

@@ -97,6 +97,7 @@ class TopUpdate(data.Struct):
     index: 32             # index of the causing ITCH message
     rx_cycle: 48          # RX cycle of its last byte
     cause: 8              # its type letter (the latency counters tell adds from removals)
+    frame: 16             # the number of the frame that carried it (`ItchMessage.frame`)
 
 
 class Level(data.Struct):
@@ -437,7 +438,7 @@ class OrderBook(wiring.Component):
         r = {t: Signal(name=f"r_is_{t}") for t in "HAFECXDU"}
         r_ref, r_new_ref, r_locate = Signal(64), Signal(64), Signal(16)
         r_shares, r_px = Signal(BOOK_QTY_BITS), Signal(32)
-        r_index, r_rx_cycle, r_type = Signal(32), Signal(48), Signal(8)
+        r_index, r_rx_cycle, r_type, r_frame = Signal(32), Signal(48), Signal(8), Signal(16)
         ours = sig(slot_ok & (is_["R"] | is_["H"] | is_["A"] | is_["F"] | is_["E"] | is_["C"]
                               | is_["X"] | is_["D"] | is_["U"]), "ours")
         # Held on every message (an enable from the decoder's register, not from the slot
@@ -449,6 +450,7 @@ class OrderBook(wiring.Component):
                 r_new_ref.eq(body.U.new_ref), r_locate.eq(msg.locate),
                 r_shares.eq(m_shares), r_px.eq(m_px),
                 r_index.eq(msg.index), r_rx_cycle.eq(msg.rx_cycle), r_type.eq(msg.type),
+                r_frame.eq(msg.frame),
             ]
         with m.If(ours):
             with m.If(~is_["R"]):
@@ -496,7 +498,7 @@ class OrderBook(wiring.Component):
             sources.append((when, dict(
                 slot=slot, locate=r_locate, bid_px=bid_px, bid_qty=bid_qty, ask_px=ask_px,
                 ask_qty=ask_qty, uncertain=uncertain, halted=st != TRADING, state=st,
-                index=r_index, rx_cycle=r_rx_cycle, cause=r_type) | more))
+                index=r_index, rx_cycle=r_rx_cycle, cause=r_type, frame=r_frame) | more))
 
         def quote(side_sel, top_px, top_qty):
             """(bid px, bid qty, ask px, ask qty) with side `side_sel`'s top replaced."""
@@ -508,7 +510,8 @@ class OrderBook(wiring.Component):
         with m.If(clear):
             m.d.comb += emit.eq(1)
         sources.append((is_["S"], dict(clear=1, uncertain=poisoned | gen.all(), state=TRADING,
-                                    index=msg.index, rx_cycle=msg.rx_cycle, cause=ord("S"))))
+                                    index=msg.index, rx_cycle=msg.rx_cycle, cause=ord("S"),
+                                    frame=msg.frame)))
 
         # H: the trading state. (Its index and locate come from the message, in this cycle.)
         unsure_row = sig(_unsure(row[BUY]) | _unsure(row[SELL]), "unsure_row")
@@ -519,7 +522,8 @@ class OrderBook(wiring.Component):
         publish(is_["H"], row[BUY].levels[0].px, row[BUY].levels[0].qty,
                 row[SELL].levels[0].px, row[SELL].levels[0].qty,
                 slot_sticky | unsure_row, new_state,
-                locate=msg.locate, index=msg.index, rx_cycle=msg.rx_cycle, cause=ord("H"))
+                locate=msg.locate, index=msg.index, rx_cycle=msg.rx_cycle, cause=ord("H"),
+                frame=msg.frame)
 
         # R1 (E/C/X): take what the message says, at most what the order has.
         r1_take, r1_leaves, r1_clamp = Signal(BOOK_QTY_BITS), Signal(), Signal()

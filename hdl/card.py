@@ -9,7 +9,7 @@ Ports: `bus` (the host's register bus, `hdl.regs.BusSignature`), `gmii` (RX pins
 
 | block            | wiring                                                                     |
 |------------------|----------------------------------------------------------------------------|
-| `net`            | `own_mac`                                                                  |
+| `net`            | `own_mac`, `fcs_safe`                                                      |
 | `subscriptions`  | a row's commit: one `sub_write` beat with the row's live values             |
 | `watchlist`      | a row's commit: one `watch_write` beat (slot = row) with its live values    |
 | `limits`         | live values: `card_limits`; `reduce_only`, `kill` -> the card's switches     |
@@ -170,7 +170,7 @@ class Card(wiring.Component):
         bus = self.bus
 
         # -- configuration ---------------------------------------------------------------------
-        m.d.comb += core.own_mac.eq(bank.net.own_mac)
+        m.d.comb += [core.own_mac.eq(bank.net.own_mac), core.fcs_safe.eq(bank.net.fcs_safe)]
 
         subs = bank.subscriptions
         valid, row = _pending_beats(m, [r.commit for r in subs], "sub")
@@ -253,6 +253,8 @@ class Card(wiring.Component):
             bank.risk.decisions.eq(core.risk_counters),
             bank.risk.killed.eq(core.killed),
             bank.risk.trigger_overruns.eq(core.trigger_overruns),
+            bank.risk.bad_frame_orders.eq(core.bad_frame_orders),
+            bank.risk.fcs_discarded.eq(core.fcs_discarded),
             bank.risk.tx_frames.eq(core.tx_frames),
             bank.risk.tx_underruns.eq(core.tx_underruns),
         ]

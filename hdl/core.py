@@ -35,6 +35,7 @@ from hdl.formats import (
     RISK_POSITION_BITS,
     RISK_QTY_BITS,
     BookParams,
+    Drop,
     Reject,
 )
 from hdl.latency import KindStats, LatencyCounters
@@ -48,6 +49,7 @@ from hdl.tx_arbiter import TxArbiter
 __all__ = ["Core", "SentOrder", "ORDER_QUEUE"]
 
 ORDER_QUEUE = 16        # orders waiting for the line
+FCS_RING = 64           # frames whose verdicts are kept (a power of two)
 
 
 class SentOrder(data.Struct):
@@ -74,6 +76,7 @@ class Core(wiring.Component):
             # it derives from them, and its token buckets start full).
             "limits_load": In(1),
             "kill_card": In(1), "kill": In(W),
+            "fcs_safe": In(1),              # orders wait for their frame's good FCS
             "reduce_only_card": In(1), "reduce_only": In(W),
             "host_op": In(stream.Signature(HostOp)),
             # (Not `template`: a C++ keyword, which Verilator renames.)
@@ -92,6 +95,8 @@ class Core(wiring.Component):
             "open": Out(data.ArrayLayout(data.ArrayLayout(RISK_QTY_BITS, 2), W)),
             "tx_frames": Out(32), "tx_underruns": Out(32),
             "trigger_overruns": Out(32), "killed": Out(32),
+            "bad_frame_orders": Out(32),    # cut-through: sent from a frame then dropped
+            "fcs_discarded": Out(32),       # FCS-safe: not sent, their frame was dropped
         })
 
     def elaborate(self, platform):
@@ -153,7 +158,27 @@ class Core(wiring.Component):
         m.submodules.arbiter = arbiter = TxArbiter()
         m.submodules.mac_tx = mac_tx = MacTx()
         killed = waiting & (self.kill_card | self.kill.bit_select(head.slot, 1))
-        start = waiting & ~killed & arbiter.order_free & builder.sink.ready
+
+        # The verdicts of the recent frames, by frame number (`Intent.frame`): known and good.
+        # A verdict sets its frame's entry and clears the one half the ring ahead, which its
+        # frame cannot have reached yet. An order more than half the ring older than the
+        # frames' verdicts is stale: the ring no longer knows its frame.
+        verdict = feed.verdict
+        known, good = Signal(FCS_RING), Signal(FCS_RING)
+        early = Signal(data.ArrayLayout(range(ORDER_QUEUE + 2), FCS_RING))  # sent unverified
+        next_frame = Signal(16)
+        k = next_frame[:FCS_RING.bit_length() - 1]
+        h_at = head.frame[:FCS_RING.bit_length() - 1]
+        age = Signal(16)
+        m.d.comb += age.eq(next_frame - head.frame)
+        stale = age > FCS_RING // 2
+        h_known = known.bit_select(h_at, 1) & ~stale
+        h_bad = (h_known & ~good.bit_select(h_at, 1)) | stale
+        h_pending = ~known.bit_select(h_at, 1) & ~stale
+        # FCS-safe: an order waits for its frame's verdict, and goes only if the frame was good.
+        hold = self.fcs_safe & h_pending
+        unsafe = waiting & ~killed & self.fcs_safe & h_bad
+        start = waiting & ~killed & ~hold & ~unsafe & arbiter.order_free & builder.sink.ready
         m.d.comb += [
             builder.template.eq(self.order_template),
             builder.next_user_ref.eq(self.next_user_ref),
@@ -164,12 +189,32 @@ class Core(wiring.Component):
             builder.sink.payload.price.eq(head.price),
             builder.sink.payload.symbol.eq(select(m, symbols, head.slot, "order_symbol")),
             queue.w_data.eq(gate.order.payload),
-            queue.w_en.eq(gate.order.valid & ~(direct & (start | killed))),
+            queue.w_en.eq(gate.order.valid & ~(direct & (start | killed | unsafe))),
             gate.order.ready.eq(queue.w_rdy),
-            queue.r_en.eq(~direct & (start | killed)),
+            queue.r_en.eq(~direct & (start | killed | unsafe)),
         ]
         with m.If(killed):
             m.d.sync += self.killed.eq(self.killed + 1)
+        with m.If(unsafe):
+            m.d.sync += self.fcs_discarded.eq(self.fcs_discarded + 1)
+
+        # Cut-through: an order sent from a frame whose verdict then (or already) says dropped
+        # is counted in `bad_frame_orders` (the card acted on a frame it should not have).
+        now_bad = start & h_bad
+        later = start & h_pending
+        late_bad = Signal(range(ORDER_QUEUE + 3))
+        with m.If(verdict.valid):
+            bad = verdict.payload.drop != Drop.NONE
+            m.d.sync += [known.bit_select(k, 1).eq(1), good.bit_select(k, 1).eq(~bad),
+                         known.bit_select(k ^ (FCS_RING // 2), 1).eq(0),
+                         early[k ^ (FCS_RING // 2)].eq(0), next_frame.eq(next_frame + 1)]
+            with m.If(bad):
+                # This frame's orders sent before now, and one sent in this very cycle.
+                m.d.comb += late_bad.eq(early[k] + (later & (h_at == k)))
+        with m.If(later & ~(verdict.valid & (h_at == k))):
+            m.d.sync += early[h_at].eq(early[h_at] + 1)
+        with m.If(now_bad | (late_bad != 0)):
+            m.d.sync += self.bad_frame_orders.eq(self.bad_frame_orders + now_bad + late_bad)
         wiring.connect(m, builder.source, arbiter.orders)
         wiring.connect(m, wiring.flipped(self.host_tx), arbiter.host)
         wiring.connect(m, arbiter.source, mac_tx.sink)

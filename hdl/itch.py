@@ -49,6 +49,7 @@ class ItchMessage(data.Struct):
     sub: range(N_SUBSCRIPTIONS)
     rx_cycle: 48            # cycle its last byte was on the GMII pins
     index: 32               # ITCH messages of every type decoded before it (wraps)
+    frame: 16               # frames whose verdict came before it: its frame's number (wraps)
 
 
 # The fields a book needs before the message ends, so its lookups are done when the price (or
@@ -204,9 +205,11 @@ class ItchDecoder(wiring.Component):
             with m.If(counted & (kind_index == i)):
                 m.d.sync += self.by_type[i].eq(self.by_type[i] + 1)
 
+        # Every frame ends in one verdict (each block passes every end beat on), after all of
+        # its messages: counting verdicts numbers the frames, and a message carries its own.
         with m.If(self.sink.valid & beat.end):
             m.d.sync += [self.verdict.valid.eq(1), self.verdict.payload.drop.eq(beat.drop),
-                         reason.eq(Drop.NONE)]
+                         reason.eq(Drop.NONE), msg.frame.eq(msg.frame + 1)]
             with m.If(beat.drop == Drop.NONE):
                 m.d.sync += self.verdict.payload.drop.eq(reason)
         return m

@@ -39,7 +39,7 @@ __all__ = ["CARD_MAP", "VERSION", "EVENT_BITS", "LATENCY_BINS", "card_map", "str
 # 2.0: the tick-to-trade blocks as the card implements them (rate_period/rate_cap instead of
 # max_orders_per_second, positions, host_op, tops, risk, latency rows, the order template of
 # hdl.formats.ORDER_TEMPLATE without `firm`).
-VERSION = (2, 0)
+VERSION = (2, 1)
 EVENT_BITS = 160        # one event FIFO entry: hdl.card.Event
 
 
@@ -83,7 +83,9 @@ def card_map(book: BookParams | None = None) -> Map:
         Block("net", (
             Register("own_mac", 48, doc="the card's unicast MAC (frames to it pass the "
                                         "Ethernet filter); the top word write applies it"),
-        ), doc="the card's own addresses"),
+            Register("fcs_safe", 1, doc="1: an order waits for its frame's good FCS (FCS-safe "
+                                        "mode); 0: cut-through"),
+        ), doc="the card's own addresses and its wire mode"),
         Block("subscriptions", struct_registers(Subscription, docs={
             "valid": "1: the row is in use",
             "group": "IPv4 multicast group",
@@ -180,6 +182,10 @@ def card_map(book: BookParams | None = None) -> Map:
                      doc="trigger fires lost while the gate was held up"),
             Register("tx_frames", access="ro", doc="frames the TX MAC sent"),
             Register("tx_underruns", access="ro", doc="TX frames cut short by a late byte"),
+            Register("bad_frame_orders", access="ro",
+                     doc="cut-through: orders sent from a frame that was then dropped"),
+            Register("fcs_discarded", access="ro",
+                     doc="FCS-safe: orders not sent because their frame was dropped"),
         ), doc="the order path's counters"),
         Block("latency", (
             Register("count", access="ro", doc="orders sampled"),

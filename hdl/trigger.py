@@ -47,6 +47,7 @@ class Intent(data.Struct):
     index: 32                     # the ITCH message whose update made it
     rx_cycle: 48
     add: 1                        # made by an add (A/F) rather than a removal (E/C/X/D/U)
+    frame: 16                     # the frame that carried that message (`ItchMessage.frame`)
 
 
 def select(m: Module, rows, index, name: str):
@@ -106,7 +107,7 @@ class Trigger(wiring.Component):
                 f.qty.eq(Mux(qty < cfg.order_qty, qty, cfg.order_qty)), f.price.eq(px),
                 f.halted.eq(u.halted), f.uncertain.eq(u.uncertain),
                 f.index.eq(u.index), f.rx_cycle.eq(u.rx_cycle),
-                f.add.eq((u.cause == ord("A")) | (u.cause == ord("F"))),
+                f.add.eq((u.cause == ord("A")) | (u.cause == ord("F"))), f.frame.eq(u.frame),
             ]
         held = [Signal(Intent, name="held_buy"), Signal(Intent, name="held_sell")]
         full = [Signal(name="full_buy"), Signal(name="full_sell")]

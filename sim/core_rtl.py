@@ -24,7 +24,7 @@ from hdl.book import TopUpdate as TopUpdateLayout
 from hdl.book import WatchWrite
 from hdl.core import Core
 from hdl.core import SentOrder as SentLayout
-from hdl.formats import BOOK_BUY, BOOK_COUNTERS, ETH_PREAMBLE_LEN, BookParams, Reject
+from hdl.formats import BOOK_BUY, BOOK_COUNTERS, ETH_PREAMBLE_LEN, BookParams, Drop, Reject
 from hdl.risk import CardLimits, SlotLimits
 from hdl.trigger import Intent, TriggerConfig
 from host.config import CardConfig
@@ -32,7 +32,7 @@ from host.model import pack
 from host.model.book import BookModel, TopUpdate, symbol_code
 from host.model.feed import FeedModel, Subscription
 from host.model.order_frame import DEFAULT_TEMPLATE, OrderTemplate, order_frame, template_bits
-from host.model.orders import OrderFlow, SentOrder
+from host.model.orders import OrderFlow, SentOrder, fcs_mode
 from host.model.ouch import decode_enter_order
 from sim.feed_rtl import Schedule, decode_counters, stimulus, unpack
 from sim.tick import card_limits, slot_limit_rows, trigger_rows
@@ -99,7 +99,8 @@ def _check_config(schedule: Schedule, config: CardConfig | None) -> None:
 
 def run_book_model(schedule: Schedule, params: BookParams | None = None,
                    config: CardConfig | None = None,
-                   template: OrderTemplate = DEFAULT_TEMPLATE) -> BookOutcome:
+                   template: OrderTemplate = DEFAULT_TEMPLATE,
+                   fcs_safe: bool = False) -> BookOutcome:
     _check_config(schedule, config)
     feed = FeedModel(schedule.own_mac, [
         Subscription(s.group, s.port, s.session, s.next_seq) if s else None
@@ -108,6 +109,7 @@ def run_book_model(schedule: Schedule, params: BookParams | None = None,
     for slot, symbol in enumerate(schedule.watch):
         book.watch(slot, symbol)
     updates = []
+    bad: set[int] = set()               # messages of frames dropped after they went through
     for burst, start in zip(schedule.bursts, schedule.start_cycles(), strict=True):
         for index, sub in burst.writes:
             feed.subscribe(index, None if sub is None else Subscription(
@@ -118,15 +120,19 @@ def run_book_model(schedule: Schedule, params: BookParams | None = None,
             if u is not None:
                 updates.append(u)
         book.verdict(r.drop)
+        if r.drop is not Drop.NONE:
+            bad.update(msg["index"] for msg in r.messages)
         if r.gap:
             book.gap()
     outcome = BookOutcome(updates, feed.counters(), book.counters())
     if config is not None:
         flow = OrderFlow(config, template)
-        sent = [o for u in updates for o in flow.update(u)]
+        sent, fcs = fcs_mode([o for u in updates for o in flow.update(u)], bad, fcs_safe,
+                             template)
         frames = [pack.with_fcs(order_frame(template, o.user_ref, o.side, o.qty, o.symbol,
                                             o.price)) for o in sent]
-        outcome.orders = OrderOutcome(sent, flow.counters(), frames)
+        counters = {**flow.counters(), "orders": len(sent), **fcs}
+        outcome.orders = OrderOutcome(sent, counters, frames)
     return outcome
 
 
@@ -192,7 +198,7 @@ class CoreRtl:
 
     def run(self, schedule: Schedule, config: CardConfig | None = None,
             template: OrderTemplate = DEFAULT_TEMPLATE,
-            at: Sequence[tuple[int, str, int]] = ()) -> BookOutcome:
+            at: Sequence[tuple[int, str, int]] = (), fcs_safe: bool = False) -> BookOutcome:
         """Run `schedule` (and with `config` the order path); `at` sets input ports at given
         cycles, e.g. (cycle, "kill_card", 1)."""
         if len(schedule.watch) > self.params.slots:
@@ -209,6 +215,7 @@ class CoreRtl:
         def setup(st: Stimulus, slot: int, symbol: str | None) -> None:
             if config is not None and slot == 0:
                 self.configure(st, config, template)
+                st.set("fcs_safe", int(fcs_safe))
             watch(st, slot, symbol)
             if config is not None and slot == 0:
                 st.set("limits_load", 0)
@@ -246,7 +253,9 @@ class CoreRtl:
                                f"frames went out (a longer drain?)")
         words = r.final["risk_counters"]
         count = {reason: (words >> (32 * reason)) & 0xFFFFFFFF for reason in Reject}
-        counters = {"orders": count[Reject.NONE],
+        counters = {"orders": len(frames),
                     "rejects": {k.name.lower(): v for k, v in count.items()
-                                if k is not Reject.NONE and v}}
+                                if k is not Reject.NONE and v},
+                    "bad_frame_orders": r.final["bad_frame_orders"],
+                    "fcs_discarded": r.final["fcs_discarded"]}
         return OrderOutcome(sent, counters, frames, latency, started)

@@ -107,6 +107,7 @@ class FeedModel:
     messages_by_type: Counter[str] = field(default_factory=Counter)
     gaps: int = 0
     n_messages: int = 0       # ITCH messages framed so far, every type: the next one's index
+    n_frames: int = 0         # bursts received so far: the next one's frame number
 
     def __post_init__(self) -> None:
         if len(self.subscriptions) != N_SUBSCRIPTIONS:
@@ -149,6 +150,9 @@ class FeedModel:
 
         messages: list[dict[str, Any]] = []
         drop, commit = self._layers(frame, cycle + start + 1, messages)
+        for msg in messages:
+            msg["frame"] = self.n_frames & 0xFFFF
+        self.n_frames += 1
         if mac is not Drop.NONE:
             drop, commit = mac, None
         gap = None

@@ -11,7 +11,7 @@ positions stay 0 and every sent order stays open, as the risk gate counts it.
 """
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from hdl.formats import Reject
 from host.config import CardConfig
@@ -20,7 +20,7 @@ from host.model.order_frame import DEFAULT_TEMPLATE, OrderTemplate, enter_order
 from host.model.risk import RiskModel
 from host.model.trigger import TriggerModel
 
-__all__ = ["SentOrder", "OrderFlow", "orders_csv", "ORDERS_HEADER"]
+__all__ = ["SentOrder", "OrderFlow", "orders_csv", "ORDERS_HEADER", "fcs_mode"]
 
 ORDERS_HEADER = "msg,symbol,side,qty,price,user_ref"
 
@@ -61,6 +61,24 @@ class OrderFlow:
         """`orders` and `rejects` (reason to count, only those that happened) for counters.json."""
         rejects = {k: v for k, v in self.risk.count.items() if k != "none" and v}
         return {"orders": self.risk.count["none"], "rejects": rejects}
+
+
+def fcs_mode(sent: list[SentOrder], bad: set[int], fcs_safe: bool,
+             template: OrderTemplate = DEFAULT_TEMPLATE) -> tuple[list[SentOrder], dict[str, int]]:
+    """The orders the card sends given which messages (by index) came in frames that were then
+    dropped (a bad FCS, a PHY error, a truncation: the verdict comes after the messages).
+    Cut-through (`fcs_safe` false) sends every order as decided and counts those from dropped
+    frames in `bad_frame_orders`; FCS-safe holds each order until its frame's verdict and sends
+    only those from good frames, counting the others in `fcs_discarded` (they were charged to
+    exposure and the throttle when decided, as the gate did: the host releases them).
+    UserRefNum is given as frames go out, so the orders sent are numbered 1, 2, ... again."""
+    hit = sum(o.index in bad for o in sent)
+    if not fcs_safe:
+        return sent, {"bad_frame_orders": hit, "fcs_discarded": 0}
+    kept = [o for o in sent if o.index not in bad]
+    return [replace(o, user_ref=ref, ouch=enter_order(template, ref, o.side, o.qty, o.symbol,
+                                                      o.price))
+            for ref, o in enumerate(kept, start=1)], {"bad_frame_orders": 0, "fcs_discarded": hit}
 
 
 def orders_csv(orders: Iterable[SentOrder]) -> str:

@@ -2,6 +2,7 @@
 TX pins, against the models: the same orders in the same order, every frame byte for byte (FCS
 included), the same risk counters; and the measured tick-to-trade latency of every order."""
 
+import copy
 import random
 import statistics
 
@@ -10,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hdl.formats import BookParams
+from host.model.feed import FeedModel, Subscription
 from sim.core_rtl import CoreRtl, book_schedule, run_book_model
 from sim.market import MARKET_SYMBOLS, market_stream
 from sim.tick import touch_config
@@ -69,3 +71,35 @@ def test_kill_switch_stops_order_frames_at_once(small_day, data):
     assert all(t < kill for t in run.orders.started)
     before = [o for o, t in zip(free.orders.sent, starts, strict=True) if t < kill]
     assert run.orders.sent == before
+
+
+@pytest.mark.parametrize("fcs_safe", [False, True])
+def test_orders_from_frames_that_fail_their_fcs(small_day, fcs_safe):
+    """The frames that carried the first orders' messages get a bad FCS (the verdict comes after
+    the messages, so the book and the triggers have acted on them). Cut-through sends those
+    orders and counts them in `bad_frame_orders`; FCS-safe holds every order until its frame's
+    verdict and discards those (`fcs_discarded`), numbering the rest from 1. Both as the
+    models say, frame for frame."""
+    sched, config, free = small_day
+    assert free.orders is not None
+    feed = FeedModel(sched.own_mac, [Subscription(s.group, s.port, s.session, s.next_seq)
+                                     if s else None for s in sched.subscriptions])
+    hit = {o.index for o in free.orders.sent[:4]}
+    bad = copy.deepcopy(sched)
+    for burst, start in zip(bad.bursts, bad.start_cycles(), strict=True):
+        r = feed.receive(burst.data, burst.error_at, start)
+        if hit & {msg["index"] for msg in r.messages}:
+            burst.data = burst.data[:-1] + bytes([burst.data[-1] ^ 0xFF])
+    model = run_book_model(bad, BookParams(), config, fcs_safe=fcs_safe)
+    rtl = CoreRtl.shared(BookParams()).run(bad, config, fcs_safe=fcs_safe)
+    assert model.orders is not None and rtl.orders is not None
+    assert rtl.orders.sent == model.orders.sent
+    assert rtl.orders.frames == model.orders.frames
+    assert rtl.orders.counters == model.orders.counters
+    counted = model.orders.counters["fcs_discarded" if fcs_safe else "bad_frame_orders"]
+    assert counted >= len(hit)
+    assert [o.user_ref for o in rtl.orders.sent] == list(range(1, len(rtl.orders.sent) + 1))
+    if fcs_safe:
+        assert not {o.index for o in rtl.orders.sent} & hit
+    else:
+        assert hit <= {o.index for o in rtl.orders.sent}
