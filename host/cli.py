@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--config", type=Path, metavar="FILE",
                    help="a strategy and limits file: watch its instruments, run the order "
                         "path and write DIR/orders.csv")
+    r.add_argument("--fcs-safe", action="store_true",
+                   help="with --config: orders wait for their frame's good FCS (default: "
+                        "cut-through, counting orders sent from frames then dropped)")
     r.add_argument("--json", action="store_true", help="print counters.json to stdout")
     c = sub.add_parser("config", help="check a strategy and limits file",
                        description="Validate a strategy and limits file (TOML) and print what "
@@ -169,7 +172,8 @@ def _replay(args: argparse.Namespace) -> int:
             print(f"hostctl: {e}", file=sys.stderr)
             return 2
     try:
-        replay(args.capture, args.out, args.engine, args.feed, args.watch, config)
+        replay(args.capture, args.out, args.engine, args.feed, args.watch, config,
+               args.fcs_safe)
     except ValueError as e:      # read_capture's errors name the file and what was expected
         print(f"hostctl: {e}", file=sys.stderr)
         return 2

@@ -54,7 +54,7 @@ Feed = tuple[int, int, bytes | None]     # group, port, session (None: from the 
 
 def replay(capture: Path, out: Path, engine: Engine = "model",
            feeds: list[Feed] | None = None, watch: list[str] | None = None,
-           config: CardConfig | None = None) -> Outcome | BookOutcome:
+           config: CardConfig | None = None, fcs_safe: bool = False) -> Outcome | BookOutcome:
     """Replay `capture` and write `out`/counters.json (and bbo.csv if `watch` names symbols;
     and orders.csv with a `config`). Raises ValueError for a bad capture, a feed whose session
     cannot be found, a watchlist the book cannot take or a combination not built yet."""
@@ -77,9 +77,9 @@ def replay(capture: Path, out: Path, engine: Engine = "model",
     if watch or config is not None:       # a config with no instrument still writes orders.csv
         if engine == "rtl":
             from sim.core_rtl import CoreRtl  # builds the Verilator model on first use
-            book = CoreRtl.shared(params).run(schedule, config)
+            book = CoreRtl.shared(params).run(schedule, config, fcs_safe=fcs_safe)
         else:
-            book = run_book_model(schedule, params, config)
+            book = run_book_model(schedule, params, config, fcs_safe=fcs_safe)
         (out / "bbo.csv").write_text(bbo_csv(book.updates, watch))
         counters = {**book.counters, "book": book.book}
         if book.orders is not None:

@@ -130,3 +130,16 @@ def test_rtl_engine_writes_the_same_files(day, tmp_path):
     for name in ("orders.csv", "bbo.csv", "counters.json"):
         assert (outs["rtl"] / name).read_text() == (outs["model"] / name).read_text(), name
     assert len((outs["rtl"] / "orders.csv").read_text().splitlines()) > 20
+
+
+def test_fcs_safe_replay_of_good_frames_sends_the_same(day, tmp_path):
+    capture, book = day
+    cfg = tmp_path / "card.toml"
+    cfg.write_text(config_for(book)[0])
+    for mode in ([], ["--fcs-safe"]):
+        assert hostctl(["replay", str(capture), "--out", str(tmp_path / str(len(mode))),
+                        "--config", str(cfg), *mode]) == 0
+    orders = [(tmp_path / str(n) / "orders.csv").read_text() for n in (0, 1)]
+    assert orders[0] == orders[1] and orders[0].count("\n") > 20
+    counters = json.loads((tmp_path / "1" / "counters.json").read_text())
+    assert (counters["fcs_discarded"], counters["bad_frame_orders"]) == (0, 0)
