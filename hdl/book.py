@@ -202,6 +202,9 @@ class OrderBook(wiring.Component):
             "gap": In(beats(GapReport)),
             "watch_write": In(beats(WatchWrite)),
             "update": Out(beats(TopUpdate)),
+            # The slot of the message being worked on: an update's `slot` is this register's
+            # value in the cycle before the update is valid (the order path selects ahead).
+            "next_slot": Out(range(p.slots)),
             "counters": Out(data.ArrayLayout(32, len(BOOK_COUNTERS))),
         })
 
@@ -267,7 +270,7 @@ class OrderBook(wiring.Component):
                   Cat(enabled[i] & (symbol[i] == h.stock) for i in range(W)),
                   Cat(enabled[i] & known[i] & (locate[i] == h.locate) for i in range(W)))
         s_match, s_find, s_read = Signal(W), Signal(), Signal()
-        slot, slot_ok = Signal(range(W)), Signal()      # the slot of the message to come
+        slot, slot_ok = self.next_slot, Signal()        # the slot of the message to come
         m.d.sync += [s_match.eq(Mux(by_symbol | by_locate, cam, 0)),
                      s_find.eq(by_symbol | by_locate), s_read.eq(s_find)]
         slot_onehot = _lowest(m, s_match, "slot_onehot")      # the lowest matching slot wins

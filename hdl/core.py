@@ -121,7 +121,7 @@ class Core(wiring.Component):
             self.update.valid.eq(book.update.valid), self.update.payload.eq(book.update.payload),
             trigger.update.valid.eq(book.update.valid),
             trigger.update.payload.eq(book.update.payload),
-            trigger.config.eq(self.triggers),
+            trigger.config.eq(self.triggers), trigger.next_slot.eq(book.next_slot),
             self.trigger_overruns.eq(trigger.overruns),
         ]
 
@@ -131,7 +131,7 @@ class Core(wiring.Component):
         m.d.comb += [
             gate.card.eq(self.card_limits), gate.limits.eq(self.slot_limits),
             *[gate.order_qty[i].eq(self.triggers[i].order_qty) for i in range(W)],
-            gate.load.eq(self.limits_load),
+            gate.load.eq(self.limits_load), gate.next_slot.eq(book.next_slot),
             gate.kill_card.eq(self.kill_card), gate.kill.eq(self.kill),
             gate.reduce_only_card.eq(self.reduce_only_card),
             gate.reduce_only.eq(self.reduce_only),

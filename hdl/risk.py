@@ -121,6 +121,7 @@ class RiskGate(wiring.Component):
             "reduce_only_card": In(1), "reduce_only": In(slots),
             "load": In(1),              # limits changed: buckets full, notional_safe redone
             "host_op": In(stream.Signature(HostOp)),
+            "next_slot": In(range(slots)),  # the slot of the book's message now (fast path)
             "counters": Out(data.ArrayLayout(32, len(Reject))),    # indexed by Reject
             "position": Out(data.ArrayLayout(signed(RISK_POSITION_BITS), slots)),
             "open": Out(data.ArrayLayout(data.ArrayLayout(RISK_QTY_BITS, 2), slots)),
@@ -169,6 +170,63 @@ class RiskGate(wiring.Component):
         with m.If(self.load):
             m.d.sync += [card_full.eq(0), full.eq(0)]
 
+        # -- the slot ahead: its limits and state, selected before its intent comes -----------
+        # `next_slot` is the slot of the message the book is working on, which is the slot of
+        # its update from at least a cycle before the update is valid (`OrderBook.next_slot`).
+        # Two register stages select and then derive what the fast checks compare with, so
+        # the acceptance cycle only compares. They see the state two cycles late: `changed`
+        # keeps the fast path off for two cycles after anything changes it (a decision, a
+        # host op, a load). A held intent of another slot simply takes the exact path.
+        changed = Signal(2)
+        # The switches per slot are selected ahead too: a change of them counts, from the
+        # cycle it is seen (a register sees it from the next).
+        last_kill, last_reduce = Signal(W), Signal(W)
+        m.d.sync += [last_kill.eq(self.kill), last_reduce.eq(self.reduce_only)]
+        switched = Signal()
+        m.d.comb += switched.eq((self.kill != last_kill) | (self.reduce_only != last_reduce))
+        p1_slot = Signal(range(W))
+        p1_lim = Signal(SlotLimits)
+        p1_pos = Signal(signed(RISK_POSITION_BITS))
+        p1_open = Signal(data.ArrayLayout(RISK_QTY_BITS, 2))
+        p1_full = Signal(_CYCLE)
+        p1_oq = Signal(RISK_QTY_BITS)
+        p1_flags = Signal(data.StructLayout({"ns": 1, "kill": 1, "reduce": 1}))
+        ns = self.next_slot
+        m.d.sync += [
+            p1_slot.eq(ns),
+            p1_lim.eq(select(m, self.limits, ns, "p1_limits")),
+            p1_pos.eq(select(m, position, ns, "p1_position")),
+            p1_open.eq(select(m, open_, ns, "p1_open")),
+            p1_full.eq(select(m, full, ns, "p1_full")),
+            p1_oq.eq(select(m, self.order_qty, ns, "p1_order_qty")),
+            p1_flags.ns.eq(nvalid.bit_select(ns, 1) & nsafe.bit_select(ns, 1)),
+            p1_flags.kill.eq(self.kill.bit_select(ns, 1)),
+            p1_flags.reduce.eq(self.reduce_only.bit_select(ns, 1)),
+        ]
+        p2_slot = Signal(range(W))
+        p2_lo = Signal(signed(RISK_PRICE_BITS + 2))     # reference_px - collar
+        p2_hi = Signal(RISK_PRICE_BITS + 1)             # reference_px + collar
+        p2_thr = Signal(signed(_CYCLE + 2))             # full_at + period - cap: a token from
+        p2_tok = Signal()                               # this RX cycle on, if tok
+        p2_room = Signal(data.ArrayLayout(signed(RISK_QTY_BITS + 3), 2))    # qty <= room
+        p2_rroom = Signal(data.ArrayLayout(signed(RISK_QTY_BITS + 3), 2))   # reduce-only
+        p2_oq = Signal(RISK_QTY_BITS)
+        p2_flags = Signal.like(p1_flags)
+        card_thr = Signal(signed(_CYCLE + 2))
+        card_tok = Signal()
+        base = [p1_pos + p1_open[0], -p1_pos + p1_open[1]]     # exposure before the order
+        m.d.sync += [
+            p2_slot.eq(p1_slot), p2_oq.eq(p1_oq), p2_flags.eq(p1_flags),
+            p2_lo.eq(p1_lim.reference_px - p1_lim.collar),
+            p2_hi.eq(p1_lim.reference_px + p1_lim.collar),
+            p2_thr.eq(p1_full + p1_lim.rate_period - p1_lim.rate_cap),
+            p2_tok.eq((p1_lim.rate_period != 0) & (p1_lim.rate_cap >= p1_lim.rate_period)),
+            *[p2_room[k].eq(p1_lim.max_position - base[k]) for k in range(2)],
+            *[p2_rroom[k].eq(-base[k]) for k in range(2)],
+            card_thr.eq(card_full + card.rate_period - card.rate_cap),
+            card_tok.eq((card.rate_period != 0) & (card.rate_cap >= card.rate_period)),
+        ]
+
         # -- acceptance and the fast path ----------------------------------------------------
         v = Signal(4)                                   # an intent in S1..S4 of the exact path
         fast = Signal()                                 # an intent decided by the fast path
@@ -176,47 +234,38 @@ class RiskGate(wiring.Component):
         m.d.comb += self.intent.ready.eq(~busy & self.order.ready)
         accept = self.intent.valid & self.intent.ready
         x = self.intent.payload
-        x_lim = data.View(SlotLimits, select(m, self.limits, x.slot, "x_limits"))
-        x_open = select(m, open_, x.slot, "x_open")
-        x_pos = select(m, position, x.slot, "x_position")
-        x_full = select(m, full, x.slot, "x_full")
         x_buy = x.side == BOOK_BUY
-        x_exposure = Signal(signed(RISK_QTY_BITS + 3))
-        x_lo = Signal(signed(RISK_PRICE_BITS + 2))
-        x_hi = Signal(RISK_PRICE_BITS + 1)
-        m.d.comb += [
-            x_exposure.eq(Mux(x_buy, x_pos, -x_pos) + Mux(x_buy, x_open[0], x_open[1]) + x.qty),
-            x_lo.eq(x_lim.reference_px - x_lim.collar),
-            x_hi.eq(x_lim.reference_px + x_lim.collar),
-        ]
-        x_reduce = self.reduce_only_card | self.reduce_only.bit_select(x.slot, 1)
         x_fast = Signal()
         m.d.comb += x_fast.eq(
-            ~self.kill_card & ~self.kill.bit_select(x.slot, 1) & ~x.halted & ~x.uncertain
-            & ~(x_reduce & (x_exposure > 0))
-            & (x.qty != 0) & (x.qty <= card.max_order_qty)
-            & (x.qty <= select(m, self.order_qty, x.slot, "x_order_qty"))
-            & nvalid.bit_select(x.slot, 1) & nsafe.bit_select(x.slot, 1)
-            & (x.price >= x_lo) & (x.price <= x_hi)
-            & (x_exposure <= x_lim.max_position)
-            & has_token(x.rx_cycle, card_full, card.rate_period, card.rate_cap)
-            & has_token(x.rx_cycle, x_full, x_lim.rate_period, x_lim.rate_cap))
+            ~changed.any() & ~switched & (x.slot == p2_slot)
+            & ~self.kill_card & ~p2_flags.kill & ~x.halted & ~x.uncertain & p2_flags.ns
+            & ~((self.reduce_only_card | p2_flags.reduce)
+                & (x.qty > Mux(x_buy, p2_rroom[0], p2_rroom[1])))
+            & (x.qty != 0) & (x.qty <= card.max_order_qty) & (x.qty <= p2_oq)
+            & (x.price >= p2_lo) & (x.price <= p2_hi)
+            & (x.qty <= Mux(x_buy, p2_room[0], p2_room[1]))
+            & p2_tok & (x.rx_cycle >= p2_thr) & card_tok & (x.rx_cycle >= card_thr))
         m.d.sync += [fast.eq(accept & x_fast), v.eq(Cat(accept & ~x_fast, v[:3]))]
-        # The slot's limits and state, as the acceptance cycle saw them: nothing changes them
-        # until this intent's decision (host ops wait while the gate is busy, limits change
-        # only with `load`).
         it = Signal(Intent)
+        with m.If(accept):
+            m.d.sync += it.eq(x)
+        buy = it.side == BOOK_BUY
+
+        # The intent's slot: its limits and state, selected from the registered intent (for the
+        # exact path, and for the fast decision's own updates).
+        sel_lim = data.View(SlotLimits, select(m, self.limits, it.slot, "slot_limits"))
+        sel_open = select(m, open_, it.slot, "slot_open")
+        sel_way = Mux(buy, sel_open[0], sel_open[1])
+        sel_full = select(m, full, it.slot, "slot_full")
         lim = Signal(SlotLimits)
         pos = Signal(signed(RISK_POSITION_BITS))
         way = Signal(RISK_QTY_BITS)                     # open orders the intent's way
         slot_full = Signal(_CYCLE)
-        with m.If(accept):
-            m.d.sync += [it.eq(x), lim.eq(x_lim), pos.eq(x_pos), slot_full.eq(x_full),
-                         way.eq(Mux(x_buy, x_open[0], x_open[1]))]
-        buy = it.side == BOOK_BUY
+        m.d.sync += [lim.eq(sel_lim), pos.eq(select(m, position, it.slot, "slot_position")),
+                     way.eq(sel_way), slot_full.eq(sel_full)]
 
         # -- the exact path ------------------------------------------------------------------
-        # S1
+        # S1 (`lim`, `pos`, `way`, `slot_full` load in it: the intent's slot's, from S2 on)
         s_lim = lim
         prod = [Signal(32, name=f"prod{i}") for i in range(4)]
         q, p = it.qty, it.price
@@ -225,8 +274,9 @@ class RiskGate(wiring.Component):
             prod[0].eq(q[:16] * p[:16]), prod[1].eq(q[:16] * p[16:]),
             prod[2].eq(q[16:] * p[:16]), prod[3].eq(q[16:] * p[16:]),
             token[0].eq(has_token(it.rx_cycle, card_full, card.rate_period, card.rate_cap)),
-            token[1].eq(has_token(it.rx_cycle, slot_full, lim.rate_period, lim.rate_cap)),
         ]
+        m.d.comb += token[1].eq(has_token(it.rx_cycle, slot_full, lim.rate_period,
+                                          lim.rate_cap))
 
         # S2
         notional = Signal(RISK_NOTIONAL_BITS)
@@ -297,7 +347,7 @@ class RiskGate(wiring.Component):
             return Mux(it.rx_cycle > full_at, it.rx_cycle, full_at) + period
 
         slot_full_new = Signal(_CYCLE)
-        m.d.comb += slot_full_new.eq(after_take(slot_full, lim.rate_period))
+        m.d.comb += slot_full_new.eq(after_take(sel_full, sel_lim.rate_period))
         with m.If(take & ~self.load):
             m.d.sync += card_full.eq(after_take(card_full, card.rate_period))
             for i in range(W):
@@ -307,11 +357,12 @@ class RiskGate(wiring.Component):
         # Open orders and positions: a sent order opens; the host's ops close or load.
         op = self.host_op.payload
         do_op = self.host_op.valid & self.host_op.ready
+        m.d.sync += changed.eq(Cat(take | do_op | self.load | switched, changed[0]))
         # An intent being accepted goes first: its snapshot must not miss a host op.
         m.d.comb += self.host_op.ready.eq(~busy & ~self.intent.valid)
         # Saturates: exposure may be overstated, never understated.
         opened = Signal(RISK_QTY_BITS + 1)
-        m.d.comb += opened.eq(way + it.qty)
+        m.d.comb += opened.eq(sel_way + it.qty)
         op_open = select(m, open_, op.slot, "op_open")
         op_way = Mux(op.side == BOOK_BUY, op_open[0], op_open[1])
         op_pos = select(m, position, op.slot, "op_position")

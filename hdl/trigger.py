@@ -67,6 +67,9 @@ class Trigger(wiring.Component):
         super().__init__({
             "update": In(beats(TopUpdate)),
             "config": In(data.ArrayLayout(TriggerConfig, slots)),
+            # The slot of the book's message now: the slot of its update from at least the
+            # cycle before it is valid (`OrderBook.next_slot`), so its row is selected ahead.
+            "next_slot": In(range(slots)),
             "intent": Out(stream.Signature(Intent)),
             "overruns": Out(32),
         })
@@ -76,7 +79,8 @@ class Trigger(wiring.Component):
         W = self.slots
         u, uv = self.update.payload, self.update.valid
 
-        cfg = data.View(TriggerConfig, select(m, self.config, u.slot, "cfg"))
+        cfg = Signal(TriggerConfig)
+        m.d.sync += cfg.eq(select(m, self.config, self.next_slot, "cfg_ahead"))
         buy = Signal()
         sell = Signal()
         m.d.comb += [

@@ -90,7 +90,14 @@ def run(config: CardConfig, updates: list[TopUpdate], rng: random.Random,
             ctx.set(gate.limits[i], SlotLimits.const(row))
         ctx.set(gate.card, CardLimits.const(card_limits(config, CLOCK)))
         ctx.set(gate.order.ready, 1)
+        def ahead(i: int) -> None:
+            """The book names the next update's slot early (`OrderBook.next_slot`)."""
+            if i < len(updates):
+                ctx.set(dut.trigger.next_slot, updates[i].slot)
+                ctx.set(gate.next_slot, updates[i].slot)
+
         ctx.set(gate.load, 1)
+        ahead(0)
         await ctx.tick()
         ctx.set(gate.load, 0)
         ctx.set(gate.reduce_only, reduce_only)
@@ -107,14 +114,10 @@ def run(config: CardConfig, updates: list[TopUpdate], rng: random.Random,
         for u in updates:
             # Between updates (gate idle): host ops and switches, in both.
             if ops and rng.random() < 0.2:
-                slot, side = rng.randrange(SLOTS), rng.choice("BS")
+                slot, side = rng.randrange(len(config.instruments)), rng.choice("BS")
                 kind = rng.choice([HostOpKind.RELEASE, HostOpKind.FILL])
                 qty = rng.choice([50, 100, 600])
-                if slot < len(config.instruments):
-                    (model_r.fill if kind is HostOpKind.FILL else model_r.release)(
-                        slot, side, qty)
-                else:
-                    continue
+                (model_r.fill if kind is HostOpKind.FILL else model_r.release)(slot, side, qty)
                 ctx.set(gate.host_op.payload, HostOp.const(
                     {"kind": kind, "slot": slot, "side": side == "S", "qty": qty}))
                 ctx.set(gate.host_op.valid, 1)
@@ -147,6 +150,7 @@ def run(config: CardConfig, updates: list[TopUpdate], rng: random.Random,
             ctx.set(dut.trigger.update.valid, 1)
             await ctx.tick()
             ctx.set(dut.trigger.update.valid, 0)
+            ahead(u.index + 1)
             gap = gaps[u.index] if gaps else rng.randint(14, 30)
             await ctx.tick().repeat(gap)
             cycle += 1 + gap
