@@ -230,7 +230,8 @@ class RiskGate(wiring.Component):
         # -- acceptance and the fast path ----------------------------------------------------
         v = Signal(4)                                   # an intent in S1..S4 of the exact path
         fast = Signal()                                 # an intent decided by the fast path
-        busy = v.any() | fast
+        wb = Signal()                                   # a sent order's state written back
+        busy = v.any() | fast | wb
         m.d.comb += self.intent.ready.eq(~busy & self.order.ready)
         accept = self.intent.valid & self.intent.ready
         x = self.intent.payload
@@ -340,29 +341,35 @@ class RiskGate(wiring.Component):
         ]
         with m.If(decide):
             m.d.sync += self.counters[reason].eq(self.counters[reason] + 1)
-        # A take: both buckets lose a token at this intent's cycle. Each new value is computed
-        # once, for the intent's slot (or the host op's), and only loaded into the rows: one
-        # adder, not one per slot.
+        # A take is written back the cycle after the decision (`wb`), from registers: the slot's
+        # bucket and open orders as selected, so no slot multiplexer sits before the adders.
+        # Each new value is computed once, for the one slot concerned, and loaded into its row.
+        # The gate stays busy through the write-back, so the next intent sees it.
+        wb_slot, wb_side = Signal(range(W)), Signal()
+        wb_rx, wb_full = Signal(48), Signal(_CYCLE)
+        wb_period = Signal(RISK_CREDIT_BITS)
+        wb_opened = Signal(RISK_QTY_BITS + 1)          # saturates: never understated
+        m.d.sync += [wb.eq(take & ~self.load), wb_slot.eq(it.slot), wb_side.eq(it.side),
+                     wb_rx.eq(it.rx_cycle), wb_full.eq(sel_full),
+                     wb_period.eq(sel_lim.rate_period), wb_opened.eq(sel_way + it.qty)]
+
         def after_take(full_at, period):
-            return Mux(it.rx_cycle > full_at, it.rx_cycle, full_at) + period
+            return Mux(wb_rx > full_at, wb_rx, full_at) + period
 
         slot_full_new = Signal(_CYCLE)
-        m.d.comb += slot_full_new.eq(after_take(sel_full, sel_lim.rate_period))
-        with m.If(take & ~self.load):
+        m.d.comb += slot_full_new.eq(after_take(wb_full, wb_period))
+        with m.If(wb & ~self.load):
             m.d.sync += card_full.eq(after_take(card_full, card.rate_period))
             for i in range(W):
-                with m.If(it.slot == i):
+                with m.If(wb_slot == i):
                     m.d.sync += full[i].eq(slot_full_new)
 
         # Open orders and positions: a sent order opens; the host's ops close or load.
         op = self.host_op.payload
         do_op = self.host_op.valid & self.host_op.ready
-        m.d.sync += changed.eq(Cat(take | do_op | self.load | switched, changed[0]))
+        m.d.sync += changed.eq(Cat(wb | do_op | self.load | switched, changed[0]))
         # An intent being accepted goes first: its snapshot must not miss a host op.
         m.d.comb += self.host_op.ready.eq(~busy & ~self.intent.valid)
-        # Saturates: exposure may be overstated, never understated.
-        opened = Signal(RISK_QTY_BITS + 1)
-        m.d.comb += opened.eq(sel_way + it.qty)
         op_open = select(m, open_, op.slot, "op_open")
         op_way = Mux(op.side == BOOK_BUY, op_open[0], op_open[1])
         op_pos = select(m, position, op.slot, "op_position")
@@ -375,9 +382,9 @@ class RiskGate(wiring.Component):
         ]
         for i in range(W):
             for side in (0, 1):
-                with m.If(take & (it.slot == i) & (it.side == side)):
+                with m.If(wb & (wb_slot == i) & (wb_side == side)):
                     m.d.sync += open_[i][side].eq(
-                        Mux(opened[-1], _QTY_MAX, opened[:RISK_QTY_BITS]))
+                        Mux(wb_opened[-1], _QTY_MAX, wb_opened[:RISK_QTY_BITS]))
                 with m.If(do_op & (op.slot == i) & (op.side == side)
                           & (op.kind != HostOpKind.POSITION)):
                     m.d.sync += open_[i][side].eq(closed)
