@@ -110,6 +110,7 @@ class OrderDecision(wiring.Component):
             "config": In(data.ArrayLayout(TriggerConfig, slots)),
             "card": In(CardLimits), "limits": In(data.ArrayLayout(SlotLimits, slots)),
             "kill_card": In(1), "kill": In(slots), "load": In(1),
+            "next_slot": In(range(slots)),
             "order": Out(stream.Signature(Intent)), "decision": Out(beats(Decision)),
         })
 
@@ -122,7 +123,9 @@ class OrderDecision(wiring.Component):
         m.d.comb += [
             trigger.update.valid.eq(self.update.valid),
             trigger.update.payload.eq(self.update.payload), trigger.config.eq(self.config),
+            gate.update.valid.eq(self.update.valid), gate.update.payload.eq(self.update.payload),
             gate.card.eq(self.card), gate.limits.eq(self.limits), gate.load.eq(self.load),
+            trigger.next_slot.eq(self.next_slot), gate.next_slot.eq(self.next_slot),
             gate.kill_card.eq(self.kill_card), gate.kill.eq(self.kill),
             *[gate.order_qty[i].eq(self.config[i].order_qty) for i in range(self.slots)],
             self.decision.valid.eq(gate.decision.valid),

@@ -50,6 +50,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.beats import beats
+from hdl.book import TopUpdate
 from hdl.formats import (
     BOOK_BUY,
     RISK_CREDIT_BITS,
@@ -122,6 +123,7 @@ class RiskGate(wiring.Component):
             "load": In(1),              # limits changed: buckets full, notional_safe redone
             "host_op": In(stream.Signature(HostOp)),
             "next_slot": In(range(slots)),  # the slot of the book's message now (fast path)
+            "update": In(beats(TopUpdate)), # what the triggers see (fast path)
             "counters": Out(data.ArrayLayout(32, len(Reject))),    # indexed by Reject
             "position": Out(data.ArrayLayout(signed(RISK_POSITION_BITS), slots)),
             "open": Out(data.ArrayLayout(data.ArrayLayout(RISK_QTY_BITS, 2), slots)),
@@ -214,6 +216,9 @@ class RiskGate(wiring.Component):
         p2_flags = Signal.like(p1_flags)
         card_thr = Signal(signed(_CYCLE + 2))
         card_tok = Signal()
+        # The order is min(order_qty, touched shares), so a bound on it holds when it holds
+        # for either: the order_qty half is known ahead.
+        oq_ok = Signal(data.StructLayout({"nonzero": 1, "max": 1, "room": 2, "rroom": 2}))
         base = [p1_pos + p1_open[0], -p1_pos + p1_open[1]]     # exposure before the order
         m.d.sync += [
             p2_slot.eq(p1_slot), p2_oq.eq(p1_oq), p2_flags.eq(p1_flags),
@@ -223,6 +228,9 @@ class RiskGate(wiring.Component):
             p2_tok.eq((p1_lim.rate_period != 0) & (p1_lim.rate_cap >= p1_lim.rate_period)),
             *[p2_room[k].eq(p1_lim.max_position - base[k]) for k in range(2)],
             *[p2_rroom[k].eq(-base[k]) for k in range(2)],
+            oq_ok.nonzero.eq(p1_oq != 0), oq_ok.max.eq(p1_oq <= card.max_order_qty),
+            *[oq_ok.room[k].eq(p1_oq <= p1_lim.max_position - base[k]) for k in range(2)],
+            *[oq_ok.rroom[k].eq(p1_oq <= -base[k]) for k in range(2)],
             card_thr.eq(card_full + card.rate_period - card.rate_cap),
             card_tok.eq((card.rate_period != 0) & (card.rate_cap >= card.rate_period)),
         ]
@@ -236,16 +244,25 @@ class RiskGate(wiring.Component):
         accept = self.intent.valid & self.intent.ready
         x = self.intent.payload
         x_buy = x.side == BOOK_BUY
+        # The fast checks of each side's possible intent, on the update itself (the buy side
+        # touches the ask, the sell side the bid), beside the triggers' own compares.
+        u = self.update.payload
+        common = Signal()
+        m.d.comb += common.eq(
+            ~changed.any() & ~switched & (u.slot == p2_slot)
+            & ~self.kill_card & ~p2_flags.kill & ~u.halted & ~u.uncertain & p2_flags.ns
+            & p2_tok & (u.rx_cycle >= p2_thr) & card_tok & (u.rx_cycle >= card_thr))
+        reduce = self.reduce_only_card | p2_flags.reduce
+        side_ok = Signal(2)
+        for k, (px, qty) in enumerate(((u.ask_px, u.ask_qty), (u.bid_px, u.bid_qty))):
+            m.d.comb += side_ok[k].eq(
+                oq_ok.nonzero & (qty != 0)
+                & (oq_ok.max | (qty <= card.max_order_qty))
+                & (px >= p2_lo) & (px <= p2_hi)
+                & (oq_ok.room[k] | (qty <= p2_room[k]))
+                & ~(reduce & ~(oq_ok.rroom[k] | (qty <= p2_rroom[k]))))
         x_fast = Signal()
-        m.d.comb += x_fast.eq(
-            ~changed.any() & ~switched & (x.slot == p2_slot)
-            & ~self.kill_card & ~p2_flags.kill & ~x.halted & ~x.uncertain & p2_flags.ns
-            & ~((self.reduce_only_card | p2_flags.reduce)
-                & (x.qty > Mux(x_buy, p2_rroom[0], p2_rroom[1])))
-            & (x.qty != 0) & (x.qty <= card.max_order_qty) & (x.qty <= p2_oq)
-            & (x.price >= p2_lo) & (x.price <= p2_hi)
-            & (x.qty <= Mux(x_buy, p2_room[0], p2_room[1]))
-            & p2_tok & (x.rx_cycle >= p2_thr) & card_tok & (x.rx_cycle >= card_thr))
+        m.d.comb += x_fast.eq(x.fresh & common & Mux(x_buy, side_ok[0], side_ok[1]))
         m.d.sync += [fast.eq(accept & x_fast), v.eq(Cat(accept & ~x_fast, v[:3]))]
         it = Signal(Intent)
         with m.If(accept):

@@ -48,6 +48,8 @@ class Intent(data.Struct):
     rx_cycle: 48
     add: 1                        # made by an add (A/F) rather than a removal (E/C/X/D/U)
     frame: 16                     # the frame that carried that message (`ItchMessage.frame`)
+    fresh: 1                      # offered in its update's own cycle (the gate's fast path
+                                  # checks it against that update)
 
 
 def select(m: Module, rows, index, name: str):
@@ -112,6 +114,7 @@ class Trigger(wiring.Component):
                 f.halted.eq(u.halted), f.uncertain.eq(u.uncertain),
                 f.index.eq(u.index), f.rx_cycle.eq(u.rx_cycle),
                 f.add.eq((u.cause == ord("A")) | (u.cause == ord("F"))), f.frame.eq(u.frame),
+                f.fresh.eq(1),
             ]
         held = [Signal(Intent, name="held_buy"), Signal(Intent, name="held_sell")]
         full = [Signal(name="full_buy"), Signal(name="full_sell")]
@@ -132,7 +135,8 @@ class Trigger(wiring.Component):
                 with m.If(full[side] & ~held_taken):
                     m.d.comb += overrun[side].eq(1)
                 with m.Else():
-                    m.d.sync += [full[side].eq(1), held[side].eq(fresh[side])]
+                    m.d.sync += [full[side].eq(1), held[side].eq(fresh[side]),
+                                 held[side].fresh.eq(0)]
         with m.If(overrun.any()):
             m.d.sync += self.overruns.eq(self.overruns + overrun[0] + overrun[1])
         return m
