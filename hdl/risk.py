@@ -365,10 +365,12 @@ class RiskGate(wiring.Component):
         wb_slot, wb_side = Signal(range(W)), Signal()
         wb_rx, wb_full = Signal(48), Signal(_CYCLE)
         wb_period = Signal(RISK_CREDIT_BITS)
-        wb_opened = Signal(RISK_QTY_BITS + 1)          # saturates: never understated
+        wb_way, wb_qty = Signal(RISK_QTY_BITS), Signal(RISK_QTY_BITS)
         m.d.sync += [wb.eq(take & ~self.load), wb_slot.eq(it.slot), wb_side.eq(it.side),
                      wb_rx.eq(it.rx_cycle), wb_full.eq(sel_full),
-                     wb_period.eq(sel_lim.rate_period), wb_opened.eq(sel_way + it.qty)]
+                     wb_period.eq(sel_lim.rate_period), wb_way.eq(sel_way), wb_qty.eq(it.qty)]
+        wb_opened = Signal(RISK_QTY_BITS + 1)          # saturates: never understated
+        m.d.comb += wb_opened.eq(wb_way + wb_qty)
 
         def after_take(full_at, period):
             return Mux(wb_rx > full_at, wb_rx, full_at) + period
