@@ -27,7 +27,7 @@ from hdl.formats import ITCH_TYPES
 from host.device import open_device
 from host.model.pack import ip, mold_packet
 from host.regmap import RegMap
-from sim.cosim import request
+from sim.cosim import free_port_pair, request
 from sim.traffic import random_message
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,22 +35,11 @@ BOOK = "slots=2,sets=16,ways=4,levels=4"
 SESSION = b"COSIMBENCH"
 
 
-def _free_port_pair() -> int:
-    for _ in range(100):
-        with socket.socket() as a, socket.socket() as b:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-            try:
-                b.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port pair")
 
 
 @pytest.mark.bench
 def test_cosim_speed(tmp_path: Path, figure) -> None:
-    port, group, feed_port = _free_port_pair(), "239.200.1.1", 41234
+    port, group, feed_port = free_port_pair(), "239.200.1.1", 41234
     endpoint = f"tcp://127.0.0.1:{port}"
     proc = subprocess.Popen([sys.executable, "-m", "sim.cosim", "serve", "--endpoint", endpoint,
                              "--listen", f"{group}:{feed_port}", "--book", BOOK,

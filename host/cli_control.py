@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from host.process import alive
+
 __all__ = ["COMMANDS", "add_commands", "run"]
 
 COMMANDS = ("daemon", "status", "load", "limits", "arm", "disarm", "kill", "unkill", "book",
@@ -172,26 +174,10 @@ def _events(args: argparse.Namespace) -> int:
 
 # -- the daemon's process -------------------------------------------------------------------
 
-def _alive(pid: int) -> bool:
-    with contextlib.suppress(ChildProcessError):
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:     # our own child that exited: reaped
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError):
-        # A zombie still takes signals; it is dead for us.
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1] != "Z"
-    return True
-
-
 def _pid(pid_file: Path) -> int | None:
     with contextlib.suppress(OSError, ValueError):
         pid = int(pid_file.read_text().strip())
-        return pid if _alive(pid) else None
+        return pid if alive(pid) else None
     return None
 
 
@@ -261,7 +247,7 @@ def _daemon_stop(endpoint: str, pid_file: Path, as_json: bool) -> int:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 10
-    while _alive(pid):
+    while alive(pid):
         if time.monotonic() > deadline:
             return _fail(f"daemon {pid} did not stop within 10 s", 1)
         time.sleep(0.05)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from hdl.regs import MAGIC
 from host.device import DeviceError
+from host.process import alive
 from host.transport_sim import SimTransport
 
 __all__ = ["runtime_dir", "pid_path", "start", "stop", "StartOptions", "SimCtlError",
@@ -55,20 +56,6 @@ def pid_path(endpoint: str) -> Path:
     return runtime_dir() / f"cosim-{re.sub(r'[^A-Za-z0-9.]+', '_', endpoint)}.pid"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.waitpid(pid, os.WNOHANG)     # reap it if it is our own child (a zombie is not alive)
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _answers(endpoint: str, timeout: float) -> bool:
     t = SimTransport(endpoint, timeout=timeout)
     try:
@@ -96,7 +83,7 @@ def start(opts: StartOptions) -> dict[str, object]:
     pidfile = pid_path(opts.endpoint)
     if pidfile.exists():
         info = json.loads(pidfile.read_text())
-        if _alive(int(info["pid"])):
+        if alive(int(info["pid"])):
             raise SimCtlError(f"a co-simulation server already runs at {opts.endpoint} (pid "
                               f"{info['pid']}): `hostctl sim stop` first")
         pidfile.unlink()
@@ -151,12 +138,12 @@ def stop(endpoint: str = DEFAULT_ENDPOINT, wait: float = 10.0) -> int:
     try:
         t.request({"op": "stop"})
     except DeviceError:
-        if _alive(pid):
+        if alive(pid):
             os.kill(pid, signal.SIGTERM)    # wedged or not answering: the server's handler
     finally:
         t.close()
     deadline = time.monotonic() + wait
-    while _alive(pid):
+    while alive(pid):
         if time.monotonic() > deadline:
             os.kill(pid, signal.SIGKILL)
             pidfile.unlink(missing_ok=True)

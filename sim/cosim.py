@@ -90,6 +90,7 @@ from typing import Any
 import zmq
 
 __all__ = ["CosimModel", "Server", "main", "check_endpoint", "parse_listen", "request",
+           "free_port_pair",
            "DEFAULT_ENDPOINT", "BUILD_DIR"]
 
 REPO = Path(__file__).resolve().parent.parent
@@ -867,3 +868,21 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def free_port_pair() -> int:
+    """A loopback TCP port p with p and p + 1 both free: an endpoint for a server (REP on p,
+    PUB on p + 1), for tests and benchmarks."""
+    import socket
+    for _ in range(100):
+        with socket.socket() as a, socket.socket() as b:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+            if port >= 65535:
+                continue
+            try:
+                b.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free pair of loopback ports")

@@ -21,32 +21,19 @@ from host.cli import main as hostctl
 from host.model.itch import encode
 from host.model.ouch import decode_enter_order
 from host.model.pack import mold_packet
-from sim.cosim import request
+from sim.cosim import free_port_pair, request
 
 BOOK = "slots=2,sets=16,ways=4,levels=4"
 SESSION = "E2ECTRL001"
 
 
-def _free_port_pair() -> int:
-    """A TCP port p with p and p + 1 free (the server's REP and PUB sockets)."""
-    for _ in range(100):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            port = a.getsockname()[1]
-            with socket.socket() as b:
-                try:
-                    b.bind(("127.0.0.1", port + 1))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free port pair")
 
 
 class Rig:
     def __init__(self, tmp: Path) -> None:
         rng = random.Random()
         self.tmp = tmp
-        self.endpoint = f"tcp://127.0.0.1:{_free_port_pair()}"
+        self.endpoint = f"tcp://127.0.0.1:{free_port_pair()}"
         self.group = f"239.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
         self.feed_port = rng.randrange(20000, 60000)
         self.orders = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

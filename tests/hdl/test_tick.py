@@ -105,26 +105,25 @@ def run(config: CardConfig, updates: list[TopUpdate], rng: random.Random,
         ctx.set(gate.reduce_only, reduce_only)
         model_r.reduce_only = [bool(reduce_only >> i & 1) for i in range(len(config.instruments))]
         cycle = 1
-        for kind, slot, side, qty in first:
+
+        async def host_op(kind: HostOpKind, slot: int, side: str, qty: int) -> None:
+            """A fill or release, in the model and on the gate's host_op (one cycle)."""
             (model_r.fill if kind is HostOpKind.FILL else model_r.release)(slot, side, qty)
             ctx.set(gate.host_op.payload, HostOp.const(
                 {"kind": kind, "slot": slot, "side": side == "S", "qty": qty}))
             ctx.set(gate.host_op.valid, 1)
             await ctx.tick()
             ctx.set(gate.host_op.valid, 0)
+
+        for op in first:
+            await host_op(*op)
             cycle += 1
         for u in updates:
             # Between updates (gate idle): host ops and switches, in both.
             if ops and rng.random() < 0.2:
-                slot, side = rng.randrange(len(config.instruments)), rng.choice("BS")
-                kind = rng.choice([HostOpKind.RELEASE, HostOpKind.FILL])
-                qty = rng.choice([50, 100, 600])
-                (model_r.fill if kind is HostOpKind.FILL else model_r.release)(slot, side, qty)
-                ctx.set(gate.host_op.payload, HostOp.const(
-                    {"kind": kind, "slot": slot, "side": side == "S", "qty": qty}))
-                ctx.set(gate.host_op.valid, 1)
-                await ctx.tick()
-                ctx.set(gate.host_op.valid, 0)
+                await host_op(rng.choice([HostOpKind.RELEASE, HostOpKind.FILL]),
+                              rng.randrange(len(config.instruments)), rng.choice("BS"),
+                              rng.choice([50, 100, 600]))
                 cycle += 1
             if ops and rng.random() < 0.05:
                 model_r.kill_card = not model_r.kill_card
