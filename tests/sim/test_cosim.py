@@ -25,8 +25,8 @@ import pytest
 from hdl.formats import ITCH_TYPES, Drop
 from hdl.regs import MAGIC
 from host.device import Device, DeviceError, open_device
-from host.process import alive
 from host.model.pack import ip, mold_packet
+from host.process import alive
 from host.transport_sim import SimTransport
 from sim.cosim import check_endpoint, free_port_pair, parse_listen, request, tx_payload
 from sim.traffic import random_message
