@@ -142,7 +142,7 @@ class OrderDecision(wiring.Component):
     # after 20 minutes; router2 was still at ~21,000 overused wires after 25 minutes,
     # 2026-11-22). nextpnr's post-placement estimate is the figure, and tools/depth.py names
     # the long paths, which report.json only has after routing.
-    ("core (feed handler + order book)", Core, "core", False),
+    ("core (feed handler, order book, order path)", Core, "core", False),
 ])
 def test_fmax(figure, label, make, name, route):
     design = make()
