@@ -331,7 +331,7 @@
 #define TICKNIC_HOST_OP_ROWS 1
 #define TICKNIC_HOST_OP_STRIDE 0x14
 #define TICKNIC_HOST_OP_SHADOW 0
-/*   kind (rw, 2 bits): 0 release (open shares gone), 1 fill (open shares to the position), 2 load the position (hdl.risk.HostOpKind) */
+/*   kind (rw, 2 bits): 0 release (open shares gone), 1 fill (open shares to the position), 2 load the position (hdl.formats.HostOpKind) */
 #define TICKNIC_HOST_OP_KIND_ADDR 0xD88
 #define TICKNIC_HOST_OP_KIND_WIDTH 2
 #define TICKNIC_HOST_OP_KIND_WORDS 1

@@ -205,6 +205,7 @@ class OrderBook(wiring.Component):
             # The slot of the message being worked on: an update's `slot` is this register's
             # value in the cycle before the update is valid (the order path selects ahead).
             "next_slot": Out(range(p.slots)),
+            "symbols": Out(data.ArrayLayout(64, p.slots)),     # the watchlist, by slot
             "counters": Out(data.ArrayLayout(32, len(BOOK_COUNTERS))),
         })
 
@@ -227,7 +228,7 @@ class OrderBook(wiring.Component):
             return s
 
         # -- per-instrument registers ----------------------------------------------------------
-        symbol = Signal(data.ArrayLayout(64, W))
+        symbol = self.symbols
         enabled = Signal(W)
         locate = Signal(data.ArrayLayout(16, W))
         known = Signal(W)                   # locate learned since the last clear

@@ -150,11 +150,6 @@ class Core(wiring.Component):
         head = data.View(Intent, Mux(direct, gate.order.payload.as_value(), queue.r_data))
         waiting = Mux(direct, gate.order.valid, queue.r_rdy)
 
-        # The symbol of each slot, as the watchlist names it (the book keeps its own copy).
-        symbols = Signal(data.ArrayLayout(64, W))
-        with m.If(self.watch_write.valid):
-            m.d.sync += symbols[self.watch_write.payload.slot].eq(self.watch_write.payload.symbol)
-
         m.submodules.builder = builder = OrderBuilder()
         m.submodules.arbiter = arbiter = TxArbiter()
         m.submodules.mac_tx = mac_tx = MacTx()
@@ -188,7 +183,7 @@ class Core(wiring.Component):
             builder.sink.payload.side.eq(head.side),
             builder.sink.payload.qty.eq(head.qty),
             builder.sink.payload.price.eq(head.price),
-            builder.sink.payload.symbol.eq(select(m, symbols, head.slot, "order_symbol")),
+            builder.sink.payload.symbol.eq(select(m, book.symbols, head.slot, "order_symbol")),
             queue.w_data.eq(gate.order.payload),
             queue.w_en.eq(gate.order.valid & ~(direct & (start | killed | unsafe))),
             gate.order.ready.eq(queue.w_rdy),

@@ -19,7 +19,7 @@ __all__ = [
     "BOOK_COUNT_BITS", "BOOK_GEN_BITS", "BOOK_BANKS", "BOOK_BUY", "BOOK_SELL", "BOOK_TRADING",
     "BOOK_COUNTERS", "order_hash", "order_sets", "BookParams", "RISK_QTY_BITS", "RISK_PRICE_BITS",
     "RISK_NOTIONAL_BITS", "RISK_POSITION_BITS", "RISK_RATE_BITS", "RISK_CREDIT_BITS",
-    "CARD_CLOCK_HZ", "LATENCY_KINDS", "LATENCY_BINS", "Reject",
+    "CARD_CLOCK_HZ", "LATENCY_KINDS", "LATENCY_BINS", "HostOpKind", "Reject",
     "OUCH_ENTER_ORDER", "OUCH_ENTER_ORDER_LEN", "OUCH_IOC", "OUCH_SIDES", "SOUPBIN_UNSEQUENCED",
     "ORDER_TEMPLATE", "ORDER_TEMPLATE_TEXT",
 ]
@@ -176,6 +176,13 @@ CARD_CLOCK_HZ = 125_000_000   # the core clock the rate throttle counts (1 Gb/s 
 # one bin per cycle, the last bin counting that many cycles or more.
 LATENCY_KINDS = ("add", "removal")     # A/F; E/C/X/D/U
 LATENCY_BINS = 32
+
+
+class HostOpKind(enum.IntEnum):
+    """What a host op (`host_op` registers, `hdl.risk.HostOp`) does to a slot's exposure."""
+    RELEASE = 0               # qty of an open order is gone (cancelled, expired)
+    FILL = 1                  # qty of an open order filled: it moves to the position
+    POSITION = 2              # load the position (qty as a signed value)
 
 
 class Reject(enum.IntEnum):

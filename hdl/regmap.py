@@ -137,7 +137,7 @@ def card_map(book: BookParams | None = None) -> Map:
         ), count=slots, doc="the risk gate's positions and open orders, per slot"),
         Block("host_op", (
             Register("kind", 2, doc="0 release (open shares gone), 1 fill (open shares to the "
-                                    "position), 2 load the position (hdl.risk.HostOpKind)"),
+                                    "position), 2 load the position (hdl.formats.HostOpKind)"),
             Register("slot", 8),
             Register("side", 1, doc="0 buy, 1 sell"),
             Register("qty", qty, doc="shares; for kind 2 the position, two's complement"),

@@ -46,7 +46,7 @@ open orders, a position) is computed once, for the one slot concerned, and loade
 """
 
 from amaranth import Cat, Module, Mux, Signal, signed
-from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.beats import beats
@@ -58,6 +58,7 @@ from hdl.formats import (
     RISK_POSITION_BITS,
     RISK_PRICE_BITS,
     RISK_QTY_BITS,
+    HostOpKind,
     Reject,
 )
 from hdl.trigger import Intent, select
@@ -80,14 +81,8 @@ class SlotLimits(data.Struct):
     rate_cap: RISK_CREDIT_BITS
 
 
-class HostOpKind(enum.Enum, shape=2):
-    RELEASE = 0                 # qty of an open order is gone (cancelled, expired)
-    FILL = 1                    # qty of an open order filled: it moves to the position
-    POSITION = 2                # load the position (qty as a signed value)
-
-
 class HostOp(data.Struct):
-    kind: HostOpKind
+    kind: range(len(HostOpKind))
     slot: 8
     side: 1
     qty: RISK_QTY_BITS
@@ -284,7 +279,6 @@ class RiskGate(wiring.Component):
 
         # -- the exact path ------------------------------------------------------------------
         # S1 (`lim`, `pos`, `way`, `slot_full` load in it: the intent's slot's, from S2 on)
-        s_lim = lim
         prod = [Signal(32, name=f"prod{i}") for i in range(4)]
         q, p = it.qty, it.price
         token = [Signal(name="token_card"), Signal(name="token_slot")]
@@ -301,7 +295,7 @@ class RiskGate(wiring.Component):
         off = Signal(RISK_PRICE_BITS + 1)               # |price - reference_px|
         exposure = Signal(signed(RISK_QTY_BITS + 3))
         diff = Signal(signed(RISK_PRICE_BITS + 1))
-        m.d.comb += diff.eq(it.price - s_lim.reference_px)
+        m.d.comb += diff.eq(it.price - lim.reference_px)
         m.d.sync += [
             notional.eq(prod[0] + ((prod[1] + prod[2]) << 16) + (prod[3] << 32)),
             off.eq(Mux(diff < 0, -diff, diff)),
@@ -315,8 +309,8 @@ class RiskGate(wiring.Component):
             flags.reduce.eq(exposure > 0),
             flags.qty.eq((it.qty == 0) | (it.qty > card.max_order_qty)),
             flags.notional.eq(notional > card.max_order_notional),
-            flags.collar.eq(off > s_lim.collar),
-            flags.position.eq(exposure > s_lim.max_position),
+            flags.collar.eq(off > lim.collar),
+            flags.position.eq(exposure > lim.max_position),
             flags.token.eq(Cat(token)),
         ]
 

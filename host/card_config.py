@@ -17,18 +17,13 @@ from hdl.formats import CARD_CLOCK_HZ, ORDER_TEMPLATE, ORDER_TEMPLATE_TEXT
 from host.config import CardConfig
 from host.model.book import symbol_code
 from host.model.order_frame import OrderTemplate
-from host.model.risk import Bucket
+from host.model.risk import bucket_registers
 from host.regmap import RegMap
 
 __all__ = ["registers"]
 
 _TRIGGER = ("buy_enable", "buy_below", "sell_enable", "sell_above", "min_qty", "order_qty",
             "max_position", "reference_px", "collar", "rate_period", "rate_cap", "armed")
-
-
-def _bucket(rate: int, clock_hz: int) -> tuple[int, int]:
-    b = Bucket(rate, clock_hz)
-    return b.period, b.credit
 
 
 def registers(config: CardConfig, template: OrderTemplate | None, *, watchlist: bool = True,
@@ -54,15 +49,15 @@ def registers(config: CardConfig, template: OrderTemplate | None, *, watchlist: 
         ("limits.max_order_qty", lim.max_order_qty),
         ("limits.max_order_notional", lim.max_order_notional),
     ]
-    period, cap = _bucket(lim.max_orders_per_second, clock_hz)
+    period, cap = bucket_registers(lim.max_orders_per_second, clock_hz)
     out += [("limits.rate_period", period), ("limits.rate_cap", cap)]
 
     for slot in range(slots):
         values = dict.fromkeys(_TRIGGER, 0)
         if slot < len(config.instruments):
             inst = config.instruments[slot]
-            period, cap = _bucket(inst.max_orders_per_second or lim.max_orders_per_second,
-                                  clock_hz)
+            rate = inst.max_orders_per_second or lim.max_orders_per_second
+            period, cap = bucket_registers(rate, clock_hz)
             values.update(
                 buy_enable=inst.buy_below is not None, buy_below=inst.buy_below or 0,
                 sell_enable=inst.sell_above is not None, sell_above=inst.sell_above or 0,

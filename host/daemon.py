@@ -68,28 +68,20 @@ from typing import Any
 
 import zmq
 
-from hdl.formats import CARD_CLOCK_HZ, LATENCY_KINDS
+from hdl.formats import CARD_CLOCK_HZ, LATENCY_KINDS, HostOpKind
 from host.card_config import registers
 from host.config import CardConfig, ConfigError, parse_config
 from host.device import Device, DeviceError, open_device
 from host.positions import SIDES, Positions
 from host.regmap import DEFAULT_PATH, RegMap, RegMapError
 
-__all__ = ["Controller", "ControlError", "HostOp", "runtime_dir",
+__all__ = ["Controller", "ControlError", "runtime_dir",
            "default_endpoint", "default_state_path", "check_endpoint", "serve", "call",
            "DaemonUnavailable", "main"]
 
 STATE_VERSION = 1
 RING = 10_000               # events kept for `events --follow`
 DRAIN_MAX = 256             # events popped per pass, so requests are not starved
-
-
-class HostOp:
-    """host_op.kind values (`hdl.risk.HostOpKind`; imported from there would pull Amaranth
-    into every hostctl start, so tests/host/test_daemon.py checks these against it)."""
-    RELEASE = 0
-    FILL = 1
-    POSITION = 2
 
 
 class ControlError(Exception):
@@ -236,7 +228,7 @@ class Controller:
             held = self.positions.by_symbol.get(symbols.get(slot, ""))
             qty = held.qty if held is not None else 0
             # host_op.qty carries a loaded position as two's complement.
-            self._host_op(HostOp.POSITION, slot, 0, qty % (1 << self._qty_bits()))
+            self._host_op(HostOpKind.POSITION, slot, 0, qty % (1 << self._qty_bits()))
 
     def _qty_bits(self) -> int:
         return self.dev.reg("host_op.qty").width
@@ -486,7 +478,7 @@ class Controller:
         if isinstance(price, bool) or not isinstance(price, int) or not 1 <= price < 1 << 32:
             raise ControlError(f"price must be an ITCH integer price between 1 and "
                                f"{(1 << 32) - 1}, not {price!r}")
-        self._host_op(HostOp.FILL, slot, s, qty)
+        self._host_op(HostOpKind.FILL, slot, s, qty)
         realised = self.positions.fill(symbol, SIDES[s], qty, price, self.today())
         self._save()
         return {"symbol": symbol, "realised": float(realised), **self.positions.report()}
@@ -494,7 +486,7 @@ class Controller:
     def cmd_release(self, symbol: str, side: str, qty: int) -> dict[str, Any]:
         slot = self._slot(symbol)
         s, qty = self._side_qty(side, qty)
-        self._host_op(HostOp.RELEASE, slot, s, qty)
+        self._host_op(HostOpKind.RELEASE, slot, s, qty)
         return {"symbol": symbol, "side": SIDES[s], "released": qty}
 
 

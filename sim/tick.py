@@ -10,7 +10,7 @@ from typing import Any
 from hdl.formats import CARD_CLOCK_HZ
 from host.config import CardConfig, Instrument, Limits
 from host.model.book import TopUpdate
-from host.model.risk import Bucket
+from host.model.risk import bucket_registers
 
 __all__ = ["trigger_rows", "slot_limit_rows", "card_limits", "touch_config"]
 
@@ -30,8 +30,7 @@ def trigger_rows(config: CardConfig, slots: int) -> list[dict[str, int]]:
 
 
 def _bucket(rate: int, clock_hz: int) -> dict[str, int]:
-    b = Bucket(rate, clock_hz)
-    return {"rate_period": b.period, "rate_cap": b.credit}
+    return dict(zip(("rate_period", "rate_cap"), bucket_registers(rate, clock_hz), strict=True))
 
 
 def slot_limit_rows(config: CardConfig, slots: int,

@@ -31,7 +31,7 @@ from host.config import CardConfig
 from host.model.book import TopUpdate
 from host.model.trigger import Intent
 
-__all__ = ["Bucket", "RiskModel"]
+__all__ = ["Bucket", "RiskModel", "bucket_registers"]
 
 
 @dataclass
@@ -54,6 +54,13 @@ class Bucket:
 
     def take(self) -> None:
         self.credit -= self.period
+
+
+def bucket_registers(rate: int, clock_hz: int = CARD_CLOCK_HZ) -> tuple[int, int]:
+    """(rate_period, rate_cap): a bucket of `rate` orders per second as the card's registers
+    hold it, cycles per token and a full bucket."""
+    b = Bucket(rate, clock_hz)
+    return b.period, b.credit
 
 
 class RiskModel:

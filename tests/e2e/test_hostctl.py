@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from hdl.formats import CARD_CLOCK_HZ
+from hdl.formats import CARD_CLOCK_HZ, HostOpKind
 from host.cli import main as hostctl_main
-from host.daemon import HostOp
 from host.device import Device, PcieTransport
 from host.model.book import symbol_code
 from host.model.regbank import image
@@ -146,7 +145,7 @@ def test_switches_fills_and_restart(daemon: Card, capsys: pytest.CaptureFixture[
     fill = run_json(capsys, "fill", "MSFT", "sell", "40", "3990000")
     assert fill["positions"] == {"MSFT": {"qty": -40, "avg_cost": 3990000, "realised": 0}}
     assert [daemon.read(f"host_op.{n}") for n in ("kind", "slot", "side", "qty", "apply")] == [
-        HostOp.FILL, 1, 1, 40, 1]
+        HostOpKind.FILL, 1, 1, 40, 1]
     code, _, err = run(capsys, "fill", "TSLA", "B", "1", "1")
     assert code == 2 and "'TSLA' is not on the card's watchlist" in err
 
@@ -161,7 +160,7 @@ def test_switches_fills_and_restart(daemon: Card, capsys: pytest.CaptureFixture[
     assert daemon.read("triggers[0].armed") == 0
     # The last host_op written is the last slot's load position; MSFT's came before it and is
     # checked against the bank model in tests/host/test_daemon.py.
-    assert daemon.read("host_op.kind") == HostOp.POSITION
+    assert daemon.read("host_op.kind") == HostOpKind.POSITION
     status = run_json(capsys, "status")
     assert status["kill_card"] is True and status["killed"] == ["MSFT"]
     assert status["pnl"]["positions"]["MSFT"]["qty"] == -40     # type: ignore[index]

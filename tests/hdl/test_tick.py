@@ -10,8 +10,8 @@ from amaranth import Elaboratable, Module
 from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
-from hdl.formats import BOOK_BUY, Reject
-from hdl.risk import CardLimits, HostOp, HostOpKind, RiskGate, SlotLimits
+from hdl.formats import BOOK_BUY, HostOpKind, Reject
+from hdl.risk import CardLimits, HostOp, RiskGate, SlotLimits
 from hdl.trigger import Trigger, TriggerConfig
 from host.config import CardConfig, Instrument, Limits
 from host.model.book import TopUpdate

@@ -21,10 +21,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hdl.card import ALL_SLOTS, Event, EventKind
-from hdl.formats import CARD_CLOCK_HZ, Reject
+from hdl.formats import CARD_CLOCK_HZ, HostOpKind, Reject
 from host.card_config import registers
 from host.config import parse_config
-from host.daemon import ControlError, Controller, HostOp, check_endpoint, load_regmap
+from host.daemon import ControlError, Controller, check_endpoint, load_regmap
 from host.device import Device
 from host.model.book import symbol_code
 from host.model.regbank import RegBankModel
@@ -98,11 +98,11 @@ class CardTwin:
                   live["host_op.qty"])
             self.ops.append(op)
             kind, slot, side, qty = op
-            if kind in (HostOp.FILL, HostOp.RELEASE):
+            if kind in (HostOpKind.FILL, HostOpKind.RELEASE):
                 self.open[slot][side] = max(0, self.open[slot][side] - qty)
-            if kind == HostOp.FILL:
+            if kind == HostOpKind.FILL:
                 self.position[slot] += -qty if side else qty
-            if kind == HostOp.POSITION:
+            if kind == HostOpKind.POSITION:
                 self.position[slot] = qty - (1 << 32) if qty >> 31 else qty
             self._sync()
 
@@ -150,9 +150,12 @@ def refused(c: Controller, **request: Any) -> str:
 
 
 def test_host_op_kinds_are_the_gateware_ones() -> None:
-    from hdl.risk import HostOpKind
-    assert {k.name: k.value for k in HostOpKind} == {
-        "RELEASE": HostOp.RELEASE, "FILL": HostOp.FILL, "POSITION": HostOp.POSITION}
+    # One definition (hdl.formats), read by the gateware's HostOp and by the daemon; every
+    # kind fits the card's host_op.kind register.
+    import hdl.risk
+    from host import daemon
+    assert hdl.risk.HostOpKind is daemon.HostOpKind is HostOpKind
+    assert all(k < 1 << RegMap.load()["host_op.kind"].width for k in HostOpKind)
 
 
 def test_load_commits_every_row_it_staged(card: CardTwin, tmp_path: Path) -> None:
@@ -291,7 +294,7 @@ def test_fill_moves_card_and_pnl(card: CardTwin, tmp_path: Path) -> None:
     ok(c, cmd="fill", symbol="MSFT", side="B", qty=100, price=600_000)
     r = ok(c, cmd="fill", symbol="MSFT", side="S", qty=150, price=700_000)
     assert r["realised"] == 150 * (700_000 - 550_000)
-    assert card.ops[-1] == (HostOp.FILL, 1, 1, 150)
+    assert card.ops[-1] == (HostOpKind.FILL, 1, 1, 150)
     assert card.position[1] == 50 and card.open[1] == [100, 50]
     r = ok(c, cmd="fill", symbol="MSFT", side="S", qty=100, price=400_000)
     assert r["realised"] == 50 * (400_000 - 550_000)
@@ -302,7 +305,7 @@ def test_fill_moves_card_and_pnl(card: CardTwin, tmp_path: Path) -> None:
     assert limits["instruments"]["MSFT"]["card_position"] == -50
     assert limits["pnl"]["daily_pnl"] == 100 * 150_000 and limits["pnl"]["daily_loss"] == 0
     ok(c, cmd="release", symbol="MSFT", side="B", qty=60)
-    assert card.ops[-1] == (HostOp.RELEASE, 1, 0, 60) and card.open[1] == [40, 0]
+    assert card.ops[-1] == (HostOpKind.RELEASE, 1, 0, 60) and card.open[1] == [40, 0]
     assert "side must be B" in refused(c, cmd="fill", symbol="MSFT", side="X", qty=1, price=1)
     assert "qty must be" in refused(c, cmd="fill", symbol="MSFT", side="B", qty=0, price=1)
     assert "price must be" in refused(c, cmd="fill", symbol="MSFT", side="B", qty=1, price=0)
