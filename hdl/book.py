@@ -31,14 +31,16 @@ stage (a message leaves at least 14 cycles to the next):
     R1   E/C/X, the cycle after the message: how much to take, does the order leave
     RM0  E/C/X/D: the update, from the top two levels alone.  E/C/X/D/U: scan the side
     RM1  the side without the order: row and entry written back
-    ADD0 A/F/U: scan the side for the new price; the update's candidates
-    ADD1 A/F/U: the update; the side with the order: row and entry written
+    ADD0 A/F/U: scan the side for the new price; the update's candidates. A/F in the cycle
+         their last byte is on the decoder's sink (`early_price`), a cycle before the message
+    ADD1 A/F/U: the update; the side with the order: row and entry written. A/F in the
+         message's own cycle
 
 "Scan" compares every level with the price and precomputes sums, all registered, so the
 edit in the next stage picks each level from five sources (itself, its neighbours, the new
 level, itself changed). The update never waits for the edit: its top is chosen from candidates
 computed beside the scan. Cycles from a message's last byte on the pins to its update valid
-(benchmarks/test_book_rtl.py): H 3, A/F 4, E/C/X 5, D and U 6.
+(benchmarks/test_book_rtl.py): H 3, A/F 3, E/C/X 5, D and U 6.
 
 One taint reaches the book a message after the update that caused it: an order leaving from a
 price with neither a level nor orphans (finding that out needs the scan, which D's update does
@@ -197,6 +199,7 @@ class OrderBook(wiring.Component):
         self._row = data.ArrayLayout(self._side, 2)
         super().__init__({
             "head": In(beats(ItchHead)),
+            "early_price": In(32),          # `hdl.itch.ItchDecoder.early_price`
             "message": In(beats(ItchMessage)),
             "verdict": In(beats(Verdict)),
             "gap": In(beats(GapReport)),
@@ -440,7 +443,7 @@ class OrderBook(wiring.Component):
 
         # The message's fields, held for the later stages.
         r = {t: Signal(name=f"r_is_{t}") for t in "HAFECXDU"}
-        r_ref, r_new_ref, r_locate = Signal(64), Signal(64), Signal(16)
+        r_new_ref, r_locate = Signal(64), Signal(16)
         r_shares, r_px = Signal(BOOK_QTY_BITS), Signal(32)
         r_index, r_rx_cycle, r_type, r_frame = Signal(32), Signal(48), Signal(8), Signal(16)
         ours = sig(slot_ok & (is_["R"] | is_["H"] | is_["A"] | is_["F"] | is_["E"] | is_["C"]
@@ -450,7 +453,6 @@ class OrderBook(wiring.Component):
         with m.If(self.message.valid):
             m.d.sync += [r[t].eq(is_[t]) for t in r]
             m.d.sync += [
-                r_ref.eq(m_ref),
                 r_new_ref.eq(body.U.new_ref), r_locate.eq(msg.locate),
                 r_shares.eq(m_shares), r_px.eq(m_px),
                 r_index.eq(msg.index), r_rx_cycle.eq(msg.rx_cycle), r_type.eq(msg.type),
@@ -482,10 +484,16 @@ class OrderBook(wiring.Component):
         q_r1, q_rm0, q_rm1, q_add0, q_add1 = Signal(), Signal(), Signal(), Signal(), Signal()
         m.d.sync += q_r1.eq(go & (cur["E"] | cur["C"] | cur["X"]))
         st_rm0 = sig(go & (cur["D"] | cur["U"]) | q_rm0, "st_rm0")
-        st_add0 = sig(go & (cur["A"] | cur["F"]) | q_add0, "st_add0")
         st_h = sig(ours & is_["H"], "st_h")           # H needs no lookup: it runs at once
         m.d.sync += [q_rm0.eq(q_r1), q_rm1.eq(st_rm0 & o_found),
-                     q_add0.eq(q_rm1 & r["U"]), q_add1.eq(st_add0)]
+                     q_add0.eq(q_rm1 & r["U"]), q_add1.eq(q_add0)]
+        # A/F: ADD0 ran the cycle before (on `early_price`), ADD1 runs in the message's own
+        # cycle. Their lookups are always in by then (the key head comes 4 bytes before the
+        # end: P0-P2 are done the cycle before), so A/F never wait. `add1` edits `work` on any
+        # A/F (from registers, for the edit's fan-out); `add1_go` only on ours, and only it
+        # writes anything back or emits.
+        add1 = sig(q_add1 | is_["A"] | is_["F"], "add1")
+        add1_go = sig(q_add1 | go_now & (is_["A"] | is_["F"]), "add1_go")
 
         u = self.update.payload
         emit = Signal()
@@ -591,10 +599,11 @@ class OrderBook(wiring.Component):
                 x_empty[i].eq(Mux(leaves, lv.count == 1, lv.count == 0)),
             ]
 
-        # The add scan (ADD0), with the candidates for the update. A/F run it in the message's
-        # own cycle, with shares from the key head; U later (q_add0), from the held message.
-        a_px = sig(Mux(q_add0, r_px, Mux(msg.type == ord("F"), body.F.price, body.A.price)),
-                   "a_px")
+        # The add scan (ADD0), with the candidates for the update. A/F run it the cycle before
+        # their message (its last byte on the decoder's sink: `early_price`), with shares from
+        # the key head; U later (q_add0), from the held message. The registers load every
+        # cycle: only the cycle after an A/F's last byte (or after q_add0) reads them.
+        a_px = sig(Mux(q_add0, r_px, self.early_price), "a_px")
         a_qty = sig(Mux(q_add0, r_shares, k_shares), "a_qty")
         is_bid = s_side == BUY
         y_rej, y_orph, y_full = Signal(), Signal(), Signal()
@@ -633,7 +642,7 @@ class OrderBook(wiring.Component):
         lv = work.levels
         x_gone = sig((x_eq & x_empty).any(), "x_gone")      # the order's level empties
         y_eq_any = sig(y_eq.any(), "y_eq_any")
-        y_ok = sig(q_add1 & ~y_rej & ~y_orph, "y_ok")
+        y_ok = sig(add1 & ~y_rej & ~y_orph, "y_ok")
         insert = sig(y_ok & ~y_eq_any, "insert")
         edit_out = Signal(self._side)
         new = Signal(Level)
@@ -658,20 +667,20 @@ class OrderBook(wiring.Component):
         push_out = sig(insert & y_full, "push_out")
         pushed_new = sig(push_out & y_bt.all(), "pushed_new")
         orphan_out = sig(q_rm1 & ~x_eq.any() & x_leaves, "orphan_out")
-        orphan_in = sig((q_add1 & ~y_rej & y_orph) | pushed_new, "orphan_in")
+        orphan_in = sig((add1 & ~y_rej & y_orph) | pushed_new, "orphan_in")
         m.d.comb += [
             edit_out.orphans.eq(Mux(orphan_out, x_orphans, Mux(orphan_in, y_orph_inc,
                                     Mux(push_out, y_orph_push, work.orphans)))),
             edit_out.cut.eq(Mux(pushed_new, y_px, Mux(push_out, lv[N - 1].px, work.cut))),
         ]
-        edit = q_rm1 | q_add1
+        edit = q_rm1 | add1
         m.d.sync += work.eq(Mux(edit, edit_out, scan_in))
         # The edited side goes back to its memory the cycle after, from `work`: the edit's
         # multiplexers then end at flip-flops, not at the LUT RAM's write ports all over the
         # chip. The next prefetch of a row is >= 2 cycles after the last edit (D: RM1 at t0+4,
         # the next message's locate head at t0+5 and its row read at t0+7).
         written = Signal()
-        m.d.sync += written.eq(edit)
+        m.d.sync += written.eq(q_rm1 | add1_go)
         for b, wr in enumerate(sides):
             m.d.comb += [wr.data.eq(work), wr.en.eq(written & (s_side == b))]
             with m.If(written & (s_side == b)):
@@ -688,9 +697,10 @@ class OrderBook(wiring.Component):
 
         # ADD1: the new order stored (over a duplicate, else in a free way, else nowhere) and
         # the update.
-        found = sig(Mux(r["U"], n_found, o_found), "found")
-        full = sig(Mux(r["U"], n_full, o_full), "full")
-        dup_slot = Mux(r["U"], n_dup_slot, o_entry.slot)
+        # (In an A/F's own cycle `r` still holds the message before it: the U's ADD1 is q_add1.)
+        found = sig(Mux(q_add1, n_found, o_found), "found")
+        full = sig(Mux(q_add1, n_full, o_full), "full")
+        dup_slot = Mux(q_add1, n_dup_slot, o_entry.slot)
         dup_here = found & (dup_slot == slot)
         op_taint = sig(~y_rej & ((y_orph & y_orph_max) | (y_eq & y_ovf).any()
                                  | (push_out & Mux(y_bt.all(), y_orph_max, y_push_ovf))),
@@ -707,17 +717,17 @@ class OrderBook(wiring.Component):
         add_changed = sig((add_top_px != y_before_px) | (add_top_qty != y_before_qty)
                           | (add_uncertain != (slot_sticky | y_before_unsure)), "add_changed")
         new_entry = Signal(self._entry)
-        m.d.comb += [new_entry.tag.eq(Mux(r["U"], r_new_ref, r_ref)[set_bits:]),
+        m.d.comb += [new_entry.tag.eq(Mux(q_add1, r_new_ref, m_ref)[set_bits:]),
                      new_entry.slot.eq(slot), new_entry.side.eq(s_side),
                      new_entry.px.eq(y_px), new_entry.shares.eq(y_shares), new_entry.gen.eq(gen)]
-        with m.If(q_add1):
+        with m.If(add1_go):
             with m.If(y_rej):
                 m.d.comb += count["rejected"].eq(1)
             with m.Else():
                 with m.If(found | ~full):
                     m.d.comb += [wr_en.eq(1), wr_entry.eq(new_entry),
-                                 wr_place.eq(Mux(r["U"], n_place, o_place)),
-                                 wr_set.eq(Mux(r["U"], n_set, o_set))]
+                                 wr_place.eq(Mux(q_add1, n_place, o_place)),
+                                 wr_set.eq(Mux(q_add1, n_set, o_set))]
                 with m.If(found):
                     m.d.comb += [count["duplicate_ref"].eq(1), taint["dup"].eq(1 << dup_slot)]
                 with m.Elif(full):
@@ -727,7 +737,12 @@ class OrderBook(wiring.Component):
                 with m.If(op_taint):
                     m.d.comb += taint["op"].eq(1 << slot)
             m.d.comb += emit.eq(add_changed)
-        publish(q_add1, *quote(s_side, add_top_px, add_top_qty), add_uncertain, slot_state)
+        # A/F publish in their message's cycle, with its fields; U a stage later, with the held
+        # ones.
+        add_quote = quote(s_side, add_top_px, add_top_qty)
+        publish(q_add1, *add_quote, add_uncertain, slot_state)
+        publish(is_["A"] | is_["F"], *add_quote, add_uncertain, slot_state, locate=msg.locate,
+                index=msg.index, rx_cycle=msg.rx_cycle, cause=msg.type, frame=msg.frame)
 
         for name in data.Layout.cast(TopUpdate).members:
             terms = [Mux(when, Value.cast(fields[name]), 0)

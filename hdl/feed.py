@@ -46,6 +46,7 @@ class FeedHandler(wiring.Component):
     sub_write: In(beats(SubscriptionWrite))
     message: Out(beats(ItchMessage))
     head: Out(beats(ItchHead))
+    early_price: Out(32)        # see ItchDecoder.early_price
     verdict: Out(beats(Verdict))
     gap: Out(beats(GapReport))
     counters: Out(Counters)
@@ -83,6 +84,7 @@ class FeedHandler(wiring.Component):
         ]
         wiring.connect(m, itch.message, wiring.flipped(self.message))
         wiring.connect(m, itch.head, wiring.flipped(self.head))
+        m.d.comb += self.early_price.eq(itch.early_price)
         wiring.connect(m, itch.verdict, wiring.flipped(self.verdict))
         wiring.connect(m, mold.gap, wiring.flipped(self.gap))
 

@@ -106,6 +106,10 @@ class ItchDecoder(wiring.Component):
     sink: In(beats(MsgBeat))
     message: Out(beats(ItchMessage))
     head: Out(beats(ItchHead))
+    # The price of the A or F whose last byte is on the sink now, a cycle before its `message`
+    # (any other cycle: meaningless). From the byte window's registers and the sink's byte:
+    # the book scans its levels for an add's price then, so its update is out a cycle sooner.
+    early_price: Out(32)
     verdict: Out(beats(Verdict))
     by_type: Out(data.ArrayLayout(32, len(ITCH_TYPES)))
 
@@ -161,6 +165,11 @@ class ItchDecoder(wiring.Component):
             size = 8 * dict((f, n) for f, n in ITCH_HEADER + ITCH_BODIES[kind_])[name]
             end = field_end(kind_, name) if name != "locate" else LOCATE_AT
             return now[8 * (at - end):8 * (at - end) + size]
+
+        # The last byte of F is its attribution's, of A its price's.
+        m.d.comb += self.early_price.eq(Mux(kind == ord("F"),
+                                            field("F", "price", ITCH_LENGTHS["F"] - 1),
+                                            field("A", "price", ITCH_LENGTHS["A"] - 1)))
 
         with m.Switch(kind):
             for t, at in HEAD_AT.items():
