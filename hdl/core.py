@@ -9,8 +9,10 @@ can be synthesised and routed on its own.
 
 The configuration inputs (triggers, limits, switches, the order template, watchlist and
 subscriptions) come from the register bank; the outputs (updates, decisions, counters, latency)
-go to it and to the simulation harnesses. `sent` and the latency counters report an order one
-cycle (the counters two) after its frame started; `SentOrder.tx_cycle` is the start's cycle.
+go to it and to the simulation harnesses. `sent` reports an order one cycle after its frame
+started (`SentOrder.tx_cycle` is the start's cycle), the latency counters two, `killed` and
+`fcs_discarded` one cycle after the discard, `bad_frame_orders` three. An instrument's kill
+switch acts one cycle after it is set; the card's in its own cycle.
 """
 
 from amaranth import Module, signed

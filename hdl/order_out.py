@@ -8,8 +8,9 @@ bytes and the MAC's gap 12, so an order takes 125 cycles of line; updates can co
 queued order starts only when the TX arbiter would take its first byte in the same cycle
 (`TxArbiter.order_free`): the builder never holds a frame back from the wire, so the kill
 switch has only the queue to empty. A set kill switch (the card's, or the order's instrument's)
-discards the head of the queue every cycle, counted in `killed`: from the cycle the switch is
-seen, no order frame starts. A discarded order stays open in the risk gate's exposure until the
+discards the head of the queue every cycle, counted in `killed`: no order frame starts from the
+cycle the card's switch is set, or from the cycle after an instrument's is (that one is read
+through a register, with the candidate's slot, so the start reads one bit for it). A discarded order stays open in the risk gate's exposure until the
 host releases it (exposure is never understated). An order offered while the queue is empty
 may start in its own cycle without entering it.
 
@@ -28,10 +29,9 @@ the risk gate accepts the intent (`ahead`, at least one cycle before the gate ca
 an order), and then follows each verdict: only a verdict for the order's own ring entry (its
 frame's: pending to good or bad) or for the entry half the ring away (the order becomes stale)
 changes it. Each queued order carries its status in a shift register beside the queue's memory,
-so the head's is always a register. The kill switches are read in the start's own cycle (one
-small multiplexer per candidate). The bookkeeping no decision needs in the same cycle (`sent`,
-the latency sample, the counters, the cut-through accounting) runs on registered copies one or
-two cycles later, and reports what the start cycle saw (`SentOrder.tx_cycle` is the start's).
+so the head's is always a register. The bookkeeping no decision needs in the same cycle (`sent`,
+the latency sample, the counters, the cut-through accounting) runs on registered copies one to
+three cycles later, and reports what the start cycle saw (`SentOrder.tx_cycle` is the start's).
 
 Tick-to-trade latency is sampled when an order frame's first byte is taken by the MAC: the
 cycles from its triggering message's last byte on the RX pins (`Intent.rx_cycle`, on `cycle`)
@@ -86,7 +86,7 @@ class OrderOut(wiring.Component):
       order only for the intent it accepted last, and at least one cycle later (`RiskGate`:
       one intent at a time, decided from registers), so its FCS status is registered by then.
     - `verdict`: the feed handler's frame verdicts; `cycle` its free-running cycle counter.
-    - `kill_card`, `kill` (per slot), `fcs_safe`: the switches, read in each start's cycle.
+    - `kill_card`, `fcs_safe`: read in each start's cycle; `kill` (per slot): one cycle later.
     - `order_template`, `symbols` (by slot), `next_user_ref`, `set_user_ref`: the frames'.
     - `host_tx`: frames the host injects (sent when no order waits).
     - `gmii_tx`; `sent` (one cycle after the start), `latency` (stats), the counters.
@@ -170,8 +170,8 @@ class OrderOut(wiring.Component):
         g = Signal(_Status)
         g_hot = Signal(self.slots)          # g.slot, one-hot (the kill switches)
         m.d.sync += g.eq(follow(Mux(self.ahead.valid, a_status, g), "g_next"))
-        with m.If(self.ahead.valid):
-            m.d.sync += g_hot.eq(one_hot(self.ahead.payload.slot))
+        g_hot_next = Mux(self.ahead.valid, one_hot(self.ahead.payload.slot), g_hot)
+        m.d.sync += g_hot.eq(g_hot_next)
         g_into = follow(g, "g_into")        # the gate's order's status after this cycle
 
         # -- the queue ---------------------------------------------------------------------------
@@ -205,8 +205,10 @@ class OrderOut(wiring.Component):
         direct = ~q_valid[0]
         head = data.View(Intent, Mux(direct, self.order.payload.as_value(), rd.data.as_value()))
         waiting = q_valid[0] | self.order.valid
-        killed = waiting & (self.kill_card | Mux(direct, (self.kill & g_hot).any(),
-                                                 (self.kill & h_hot).any()))
+        # An instrument's kill switch as it was in the cycle before, for the candidate of now
+        # (registered as `g_kill` and `h_kill` below); the card's as it is.
+        g_kill, h_kill = Signal(), Signal()
+        killed = waiting & (self.kill_card | Mux(direct, g_kill, h_kill))
         c_good = Mux(direct, g.good, h.good)
         c_known = Mux(direct, g.known, h.known)
         # FCS-safe: an order waits for its frame's verdict, and goes only if the frame was good.
@@ -236,6 +238,10 @@ class OrderOut(wiring.Component):
         m.d.sync += [
             h.eq(Mux(pop, Mux(single, g_into, follow(behind, "behind_next")), h_stay)),
             h_hot.eq(Mux(pop, Mux(single, g_hot, behind_hot), Mux(direct, g_hot, h_hot))),
+            g_kill.eq((self.kill & g_hot_next).any()),
+            h_kill.eq(Mux(pop, Mux(single, (self.kill & g_hot).any(),
+                                   (self.kill & behind_hot).any()),
+                          Mux(direct, (self.kill & g_hot).any(), (self.kill & h_hot).any()))),
         ]
 
         # -- the frame ---------------------------------------------------------------------------
@@ -247,7 +253,9 @@ class OrderOut(wiring.Component):
             builder.sink.payload.side.eq(head.side),
             builder.sink.payload.qty.eq(head.qty),
             builder.sink.payload.price.eq(head.price),
-            builder.sink.payload.symbol.eq(select(m, self.symbols, head.slot, "order_symbol")),
+            # (The slot from registers, not from the queue's memory.)
+            builder.sink.payload.symbol.eq(select(m, self.symbols, Mux(direct, g.slot, h.slot),
+                                                  "order_symbol")),
         ]
         wiring.connect(m, builder.source, arbiter.orders)
         wiring.connect(m, wiring.flipped(self.host_tx), arbiter.host)
@@ -297,17 +305,22 @@ class OrderOut(wiring.Component):
         now_bad = s_start & s_bad
         later = s_start & s_pending
         early = Signal(data.ArrayLayout(range(ORDER_QUEUE + 2), FCS_RING))  # sent unverified
-        late_bad = Signal(range(ORDER_QUEUE + 3))
         with m.If(d_valid):
             m.d.sync += early[d_k ^ _HALF].eq(0)
-            with m.If(d_bad):
-                # This frame's orders sent before now, and one sent in this very cycle.
-                m.d.comb += late_bad.eq(early[d_k] + (later & (h_at == d_k)))
-        with m.If(later & ~(d_valid & (h_at == d_k))):
-            m.d.sync += early[h_at].eq(early[h_at] + 1)
-        # ...and the count one cycle later still (its adder after the ring's multiplexer).
+        for j in range(FCS_RING):
+            # Each entry counts up on its own (no read multiplexer before the adder); a count
+            # in the cycle of the clear wins, as it did.
+            with m.If(later & (h_at == j) & ~(d_valid & (d_k == j))):
+                m.d.sync += early[j].eq(early[j] + 1)
+        # The frame's orders sent before its bad verdict, and one sent in that very cycle,
+        # registered apart and added one cycle later (after the ring's multiplexer), then
+        # counted one more cycle later (after that adder).
+        e_early = Signal(range(ORDER_QUEUE + 2))
+        e_same, e_bad, e_now = Signal(), Signal(), Signal()
+        m.d.sync += [e_early.eq(early[d_k]), e_same.eq(later & (h_at == d_k)),
+                     e_bad.eq(d_valid & d_bad), e_now.eq(now_bad)]
         bad_add = Signal(range(ORDER_QUEUE + 4))
-        m.d.sync += bad_add.eq(now_bad + late_bad)
+        m.d.sync += bad_add.eq(e_now + Mux(e_bad, e_early + e_same, 0))
         with m.If(bad_add != 0):
             m.d.sync += self.bad_frame_orders.eq(self.bad_frame_orders + bad_add)
         return m
