@@ -10,9 +10,10 @@ queued order starts only when the TX arbiter would take its first byte in the sa
 switch has only the queue to empty. A set kill switch (the card's, or the order's instrument's)
 discards the head of the queue every cycle, counted in `killed`: no order frame starts from the
 cycle the card's switch is set, or from the cycle after an instrument's is (that one is read
-through a register, with the candidate's slot, so the start reads one bit for it). A discarded order stays open in the risk gate's exposure until the
-host releases it (exposure is never understated). An order offered while the queue is empty
-may start in its own cycle without entering it.
+through a register, with the candidate's slot, so the start reads one bit for it). A discarded
+order stays open in the risk gate's exposure until the host releases it (exposure is never
+understated). An order offered while the queue is empty may start in its own cycle without
+entering it.
 
 FCS: every frame ends in one verdict (`verdict`, in frame order), and an order carries the
 number of its message's frame (`Intent.frame`: the verdicts before it). The verdicts of the
@@ -138,17 +139,19 @@ class OrderOut(wiring.Component):
             """`slot` as a mask of `self.slots` bits (none set for a slot out of range)."""
             return Cat(slot == i for i in range(self.slots))
 
-        def follow(value: Value, name: str) -> data.View:
+        def follow(value: Value, name: str, at_k: Value | None = None,
+                   at_half: Value | None = None) -> data.View:
             """`s` after this cycle's verdict (if any): its own entry's verdict makes a
             pending order good or bad; the entry half the ring away makes it stale (its frame
-            is then more than half the ring older than the verdicts)."""
+            is then more than half the ring older than the verdicts). `at_k`, `at_half`: the
+            two comparisons of `s.at`, if they are at hand (registered)."""
             s = data.View(_Status, Value.cast(value))
             out = Signal(_Status, name=name)
             m.d.comb += out.eq(s)
             with m.If(verdict.valid & ~s.stale):
-                with m.If(s.at == k):
+                with m.If(s.at == k if at_k is None else at_k):
                     m.d.comb += [out.known.eq(1), out.good.eq(~v_bad)]
-                with m.Elif(s.at == (k ^ _HALF)):
+                with m.Elif(s.at == (k ^ _HALF) if at_half is None else at_half):
                     m.d.comb += [out.known.eq(1), out.good.eq(0), out.stale.eq(1)]
             return out
 
@@ -195,11 +198,17 @@ class OrderOut(wiring.Component):
             rd.addr.eq(r_ptr), self.order.ready.eq(~full),
             wr.addr.eq(w_ptr), wr.data.eq(self.order.payload), wr.en.eq(write),
         ]
+        # Each entry's ring entry compared with the verdict's, registered (as the entry and
+        # `next_frame` will be), so that following a verdict is one level of logic here.
+        k_next = Mux(verdict.valid, k + 1, k)[:_RING_BITS]
+        q_next = []
         for i in range(ORDER_QUEUE):
-            with m.If(write & (w_ptr == i)):
-                m.d.sync += q[i].eq(g_into)
-            with m.Else():
-                m.d.sync += q[i].eq(follow(q[i], f"q{i}_next"))
+            at_k, at_half = Signal(name=f"q{i}_at_k"), Signal(name=f"q{i}_at_half")
+            q_next.append(follow(q[i], f"q{i}_next", at_k, at_half))
+            written = write & (w_ptr == i)
+            at = Mux(written, g.at, q[i].at)
+            m.d.sync += [q[i].eq(Mux(written, g_into, q_next[i])),
+                         at_k.eq(at == k_next), at_half.eq(at == (k_next ^ _HALF))]
 
         # The candidate: the queue's head, or the gate's order while the queue is empty.
         direct = ~q_valid[0]
@@ -231,12 +240,20 @@ class OrderOut(wiring.Component):
         # The next head: the entry behind this one, or the gate's order if it enters behind the
         # last one or an empty queue. Each choice follows this cycle's verdict before `pop`
         # picks, so `pop` is the last multiplexer on the way.
-        behind = q[r_next]
-        behind_hot = Signal(self.slots)
-        m.d.comb += behind_hot.eq(one_hot(behind.slot))
+        # The one-hot slot of the entry behind the head is kept in a register too (`b_hot`),
+        # for the kill switches: loaded when that entry is written or the head moves on.
+        r_after = Signal(range(ORDER_QUEUE), init=2)    # r_next + 1
+        with m.If(pop):
+            m.d.sync += r_after.eq(r_after + 1)
+        b_hot = Signal(self.slots)
+        double = q_valid[1] & ~q_valid[2]
+        m.d.sync += b_hot.eq(Mux(pop, Mux(write & double, g_hot, one_hot(Array(q)[r_after].slot)),
+                                 Mux(write & single, g_hot, b_hot)))
+        behind = Array(q_next)[r_next]      # after this cycle's verdict
+        behind_hot = b_hot
         h_stay = Mux(direct, g_into, follow(h, "h_next"))
         m.d.sync += [
-            h.eq(Mux(pop, Mux(single, g_into, follow(behind, "behind_next")), h_stay)),
+            h.eq(Mux(pop, Mux(single, g_into, behind), h_stay)),
             h_hot.eq(Mux(pop, Mux(single, g_hot, behind_hot), Mux(direct, g_hot, h_hot))),
             g_kill.eq((self.kill & g_hot_next).any()),
             h_kill.eq(Mux(pop, Mux(single, (self.kill & g_hot).any(),
