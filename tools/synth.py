@@ -98,6 +98,11 @@ def synth_report(
     # message right at "Executing ABC9" (fast), and `-dff` can run for minutes and end in
     # "wasm trap: call stack exhausted" (a larger wasm stack only made it run longer). So try
     # the plain flow first and fall back to -dff; the report says which one ran.
+    # Seen again on the first version of hdl.order_out.OrderOut (2026-11-22): plain exits 1 at
+    # "Executing ABC9" (ABC prints nothing) also with `abc9 -W 300 -script` of nothing but
+    # `&ps; &if -W 300 -v` (so no one ABC pass is to blame), without &mfs, and with
+    # `-nowidelut`; `-dff` mapped it in 344 s. Later versions of the same block (restructured
+    # logic, same size) ran plain in ~40 s. No flag of synth_ecp5/abc9 tried avoided it.
     for flags in ("", "-dff "):
         try:
             t_yosys = _run(
