@@ -1,5 +1,6 @@
-"""Fmax and utilisation of the feed handler, of the order decision (triggers + risk gate), and of
-the core (feed handler, order book, order path), on the ECPIX-5's FPGA (a measurement).
+"""Fmax and utilisation of the feed handler, of the order decision (triggers + risk gate), of the
+order output (`hdl.order_out.OrderOut`: queue, order builder, TX arbiter and MAC, accounting),
+and of the core (feed handler, order book, order path), on the ECPIX-5's FPGA (a measurement).
 
 `hdl.feed.FeedHandler()` and `hdl.core.Core()` through Yosys `synth_ecp5` and nextpnr-ecp5
 (`tools.synth`, YoWASP) for an LFE5UM5G-85F, CABGA381, speed grade 8, out of context (no IO
@@ -33,6 +34,7 @@ from hdl.book import TopUpdate
 from hdl.core import Core
 from hdl.feed import FeedHandler
 from hdl.formats import BookParams
+from hdl.order_out import OrderOut
 from hdl.risk import CardLimits, Decision, RiskGate, SlotLimits
 from hdl.trigger import Intent, Trigger, TriggerConfig
 from tools.depth import analyse
@@ -138,6 +140,7 @@ class OrderDecision(wiring.Component):
 @pytest.mark.parametrize("label, make, name, route", [
     ("feed handler", FeedHandler, "feed_handler", True),
     ("order decision (triggers + risk gate)", OrderDecision, "order_decision", True),
+    ("order output (queue, builder, TX arbiter and MAC)", OrderOut, "order_out", True),
     # The core is placed only: routing it did not converge in a bench run's time (router1
     # after 20 minutes; router2 was still at ~21,000 overused wires after 25 minutes,
     # 2026-11-22). nextpnr's post-placement estimate is the figure, and tools/depth.py names

@@ -1,29 +1,22 @@
 """The card's core: GMII in, market data to orders, GMII out.
 
-    gmii -> FeedHandler -> OrderBook -> update -> Trigger -> RiskGate -> order queue
-         -> OrderBuilder -> TxArbiter (orders first; host frames when idle) -> MacTx -> gmii_tx
+    gmii -> FeedHandler -> OrderBook -> update -> Trigger -> RiskGate -> OrderOut -> gmii_tx
+
+OrderOut (`hdl.order_out`) is everything after the gate: the order queue, the kill switches and
+the FCS checks, OrderBuilder -> TxArbiter (orders first; host frames when idle) -> MacTx, the
+tick-to-trade latency counters and the order accounting. It is a block of its own so that it
+can be synthesised and routed on its own.
 
 The configuration inputs (triggers, limits, switches, the order template, watchlist and
 subscriptions) come from the register bank; the outputs (updates, decisions, counters, latency)
-go to it and to the simulation harnesses.
-
-Orders that passed the risk gate wait in a small queue while the line is busy (a frame is 92
-bytes and the MAC's gap 12, so an order takes 125 cycles of line; updates can come every 14). A
-queued order starts only when the TX arbiter would take its first byte in the same cycle
-(`TxArbiter.order_free`): the builder never holds a frame back from the wire, so the kill
-switch has only the queue to empty. A set kill switch (the card's, or the order's instrument's)
-discards the head of the queue every cycle, counted in `killed`: from the cycle the switch is
-seen, no order frame starts. A discarded order stays open in the risk gate's exposure until the
-host releases it (exposure is never understated).
-
-Tick-to-trade latency is sampled when an order frame's first byte is taken by the MAC: the
-cycles from its triggering message's last byte on the RX pins (`rx_cycle`, the feed handler's
-clock) to that byte on the TX stream (MacTx's sink; its first preamble byte is on the TX pins
-`MacTx.LATENCY` later).
+go to it and to the simulation harnesses. `sent` reports an order one cycle after its frame
+started (`SentOrder.tx_cycle` is the start's cycle), the latency counters two, `killed` and
+`fcs_discarded` one cycle after the discard, `bad_frame_orders` three. An instrument's kill
+switch acts one cycle after it is set; the card's in its own cycle.
 """
 
-from amaranth import Module, Mux, Signal, signed
-from amaranth.lib import data, fifo, stream, wiring
+from amaranth import Module, signed
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.beats import TxBeat, beats
@@ -35,27 +28,17 @@ from hdl.formats import (
     RISK_POSITION_BITS,
     RISK_QTY_BITS,
     BookParams,
-    Drop,
     Reject,
 )
-from hdl.latency import KindStats, LatencyCounters
+from hdl.latency import KindStats
 from hdl.mac_rx import GmiiRx
-from hdl.mac_tx import GmiiTx, MacTx
-from hdl.order_builder import OrderBuilder, TemplateLayout
+from hdl.mac_tx import GmiiTx
+from hdl.order_builder import TemplateLayout
+from hdl.order_out import ORDER_QUEUE, OrderOut, SentOrder
 from hdl.risk import CardLimits, Decision, HostOp, RiskGate, SlotLimits
-from hdl.trigger import Intent, Trigger, TriggerConfig, select
-from hdl.tx_arbiter import TxArbiter
+from hdl.trigger import Trigger, TriggerConfig
 
 __all__ = ["Core", "SentOrder", "ORDER_QUEUE"]
-
-ORDER_QUEUE = 16        # orders waiting for the line
-FCS_RING = 64           # frames whose verdicts are kept (a power of two)
-
-
-class SentOrder(data.Struct):
-    """An order whose frame started: the intent, and the cycle its first byte went to the MAC."""
-    intent: Intent
-    tx_cycle: 48
 
 
 class Core(wiring.Component):
@@ -143,93 +126,26 @@ class Core(wiring.Component):
             self.position.eq(gate.position), self.open.eq(gate.open),
         ]
 
-        # The order queue. An order decided while the queue is empty may start in the same
-        # cycle without entering it; otherwise it waits its turn.
-        m.submodules.queue = queue = fifo.SyncFIFO(width=len(gate.order.payload.as_value()),
-                                                   depth=ORDER_QUEUE)
-        direct = ~queue.r_rdy
-        head = data.View(Intent, Mux(direct, gate.order.payload.as_value(), queue.r_data))
-        waiting = Mux(direct, gate.order.valid, queue.r_rdy)
-
-        m.submodules.builder = builder = OrderBuilder()
-        m.submodules.arbiter = arbiter = TxArbiter()
-        m.submodules.mac_tx = mac_tx = MacTx()
-        killed = waiting & (self.kill_card | self.kill.bit_select(head.slot, 1))
-
-        # The verdicts of the recent frames, by frame number (`Intent.frame`): known and good.
-        # A verdict sets its frame's entry and clears the one half the ring ahead, which its
-        # frame cannot have reached yet. An order more than half the ring older than the
-        # frames' verdicts is stale: the ring no longer knows its frame.
-        verdict = feed.verdict
-        known, good = Signal(FCS_RING), Signal(FCS_RING)
-        early = Signal(data.ArrayLayout(range(ORDER_QUEUE + 2), FCS_RING))  # sent unverified
-        next_frame = Signal(16)
-        k = next_frame[:FCS_RING.bit_length() - 1]
-        h_at = head.frame[:FCS_RING.bit_length() - 1]
-        age = Signal(16)
-        m.d.comb += age.eq(next_frame - head.frame)
-        stale = age > FCS_RING // 2
-        h_known = known.bit_select(h_at, 1) & ~stale
-        h_bad = (h_known & ~good.bit_select(h_at, 1)) | stale
-        h_pending = ~known.bit_select(h_at, 1) & ~stale
-        # FCS-safe: an order waits for its frame's verdict, and goes only if the frame was good.
-        hold = self.fcs_safe & h_pending
-        unsafe = waiting & ~killed & self.fcs_safe & h_bad
-        start = waiting & ~killed & ~hold & ~unsafe & arbiter.order_free & builder.sink.ready
+        # Everything after the gate: the order queue, the frames, the TX MAC, the accounting.
+        # `ahead` is the intent the gate accepts now (the gate's `order` is that one, later).
+        m.submodules.out = out = OrderOut(W)
+        wiring.connect(m, gate.order, out.order)
         m.d.comb += [
-            builder.template.eq(self.order_template),
-            builder.next_user_ref.eq(self.next_user_ref),
-            builder.set_user_ref.eq(self.set_user_ref),
-            builder.sink.valid.eq(start),
-            builder.sink.payload.side.eq(head.side),
-            builder.sink.payload.qty.eq(head.qty),
-            builder.sink.payload.price.eq(head.price),
-            builder.sink.payload.symbol.eq(select(m, book.symbols, head.slot, "order_symbol")),
-            queue.w_data.eq(gate.order.payload),
-            queue.w_en.eq(gate.order.valid & ~(direct & (start | killed | unsafe))),
-            gate.order.ready.eq(queue.w_rdy),
-            queue.r_en.eq(~direct & (start | killed | unsafe)),
+            out.ahead.valid.eq(trigger.intent.valid & gate.intent.ready),
+            out.ahead.payload.eq(trigger.intent.payload),
+            out.verdict.valid.eq(feed.verdict.valid),
+            out.verdict.payload.eq(feed.verdict.payload),
+            out.cycle.eq(feed.cycle),
+            out.kill_card.eq(self.kill_card), out.kill.eq(self.kill),
+            out.fcs_safe.eq(self.fcs_safe),
+            out.order_template.eq(self.order_template), out.symbols.eq(book.symbols),
+            out.next_user_ref.eq(self.next_user_ref), out.set_user_ref.eq(self.set_user_ref),
+            self.sent.valid.eq(out.sent.valid), self.sent.payload.eq(out.sent.payload),
+            self.latency.eq(out.latency),
+            self.tx_frames.eq(out.tx_frames), self.tx_underruns.eq(out.tx_underruns),
+            self.killed.eq(out.killed), self.bad_frame_orders.eq(out.bad_frame_orders),
+            self.fcs_discarded.eq(out.fcs_discarded),
         ]
-        with m.If(killed):
-            m.d.sync += self.killed.eq(self.killed + 1)
-        with m.If(unsafe):
-            m.d.sync += self.fcs_discarded.eq(self.fcs_discarded + 1)
-
-        # Cut-through: an order sent from a frame whose verdict then (or already) says dropped
-        # is counted in `bad_frame_orders` (the card acted on a frame it should not have).
-        now_bad = start & h_bad
-        later = start & h_pending
-        late_bad = Signal(range(ORDER_QUEUE + 3))
-        with m.If(verdict.valid):
-            bad = verdict.payload.drop != Drop.NONE
-            m.d.sync += [known.bit_select(k, 1).eq(1), good.bit_select(k, 1).eq(~bad),
-                         known.bit_select(k ^ (FCS_RING // 2), 1).eq(0),
-                         early[k ^ (FCS_RING // 2)].eq(0), next_frame.eq(next_frame + 1)]
-            with m.If(bad):
-                # This frame's orders sent before now, and one sent in this very cycle.
-                m.d.comb += late_bad.eq(early[k] + (later & (h_at == k)))
-        with m.If(later & ~(verdict.valid & (h_at == k))):
-            m.d.sync += early[h_at].eq(early[h_at] + 1)
-        with m.If(now_bad | (late_bad != 0)):
-            m.d.sync += self.bad_frame_orders.eq(self.bad_frame_orders + now_bad + late_bad)
-        wiring.connect(m, builder.source, arbiter.orders)
-        wiring.connect(m, wiring.flipped(self.host_tx), arbiter.host)
-        wiring.connect(m, arbiter.source, mac_tx.sink)
-        wiring.connect(m, mac_tx.gmii, wiring.flipped(self.gmii_tx))
-        m.d.comb += [self.tx_frames.eq(mac_tx.frames), self.tx_underruns.eq(mac_tx.underruns)]
-
-        # A frame starts in the cycle its request is taken (builder and arbiter add no cycle).
-        started = start
-        m.submodules.latency = latency = LatencyCounters()
-        elapsed = Signal(49)
-        m.d.comb += [
-            elapsed.eq(feed.cycle - head.rx_cycle),
-            latency.sample.valid.eq(started),
-            latency.sample.payload.kind.eq(~head.add),
-            latency.sample.payload.cycles.eq(Mux(elapsed[16:].any(), 0xFFFF, elapsed[:16])),
-            self.latency.eq(latency.stats),
-            self.sent.valid.eq(started),
-            self.sent.payload.intent.eq(head),
-            self.sent.payload.tx_cycle.eq(feed.cycle),
-        ]
+        wiring.connect(m, wiring.flipped(self.host_tx), out.host_tx)
+        wiring.connect(m, out.gmii_tx, wiring.flipped(self.gmii_tx))
         return m

@@ -136,9 +136,12 @@ class OrderBuilder(wiring.Component):
 
         # UserRefNum.
         base = Mux(self.set_user_ref, self.next_user_ref, next_ref)
+        # `req` loads in every idle cycle, not only on `accept`: it is read only while busy, and
+        # so `sink.valid` (a late, wide-fanout signal in the order path) does not enable it.
+        with m.If(~busy):
+            m.d.sync += req.eq(self.sink.payload)
         with m.If(accept):
-            m.d.sync += [busy.eq(1), req.eq(self.sink.payload), ref.eq(base),
-                         next_ref.eq(base + 1)]
+            m.d.sync += [busy.eq(1), ref.eq(base), next_ref.eq(base + 1)]
         with m.Elif(self.set_user_ref):
             m.d.sync += next_ref.eq(self.next_user_ref)
 
@@ -188,13 +191,28 @@ class OrderBuilder(wiring.Component):
         # The output register: byte 0 of the live template while idle (with the snapshot taken
         # alongside), then each next byte as the current one is taken. `index` only ever
         # selects bytes 1..FRAME_LEN - 1 here.
-        with m.If(transfer & ~last):
-            m.d.sync += [byte.eq(Cat(frame).word_select(index, 8)), index.eq(index + 1),
-                         last.eq(index == FRAME_LEN - 1)]
-        with m.If(~busy & ~self.sink.valid | finish):
-            m.d.sync += [tpl.eq(self.template), byte.eq(_be_bytes(self.template.dst_mac, 6)[0]),
-                         index.eq(1), last.eq(0)]
-        with m.If(finish):
-            m.d.sync += [busy.eq(0), self.frames_built.eq(self.frames_built + 1)]
+        #
+        # Written per state so that `sink.valid`, which comes late in its cycle in the order
+        # path and would fan out to every snapshot bit, reaches only the few registers that
+        # need it: while idle `last` is 0 and `index` 1 whatever the request, and the snapshot
+        # takes `tpl_before`, the template of the cycle before (what a frame accepted now must
+        # carry), in every idle cycle. While busy the snapshot is read and held (the checksum
+        # pipeline has it from the cycle after the acceptance: 4 cycles, needed 24 bytes in).
+        tpl_before = Signal(TemplateLayout)
+        m.d.sync += tpl_before.eq(self.template)
+        first = _be_bytes(self.template.dst_mac, 6)[0]
+        with m.If(busy):
+            with m.If(finish):
+                m.d.sync += [busy.eq(0), self.frames_built.eq(self.frames_built + 1),
+                             tpl.eq(self.template), byte.eq(first), index.eq(1), last.eq(0)]
+            with m.Elif(transfer):
+                m.d.sync += [byte.eq(Cat(frame).word_select(index, 8)), index.eq(index + 1),
+                             last.eq(index == FRAME_LEN - 1)]
+        with m.Else():
+            m.d.sync += [tpl.eq(tpl_before), index.eq(Mux(transfer, 2, 1)), last.eq(0)]
+            with m.If(transfer):
+                m.d.sync += byte.eq(_be_bytes(tpl_before.dst_mac, 6)[1])
+            with m.Elif(~self.sink.valid):
+                m.d.sync += byte.eq(first)
 
         return m

@@ -99,7 +99,9 @@ def synth_report(
     # reintegrated; the WebAssembly build exits 1 with no message at "Executing ABC9", and its
     # `-dff` variant ends in "wasm trap: call stack exhausted" (a wasm stack of 512 MB did not
     # help). Removing the unused public wires just before ABC9 (`opt_clean -purge`) avoids the
-    # name clash on every netlist tried. Cells keep their names and `src` attributes, so
+    # name clash on the book and the core. (Before this, a version of hdl.order_out.OrderOut
+    # failed even with an ABC script of only `&ps; &if -W 300 -v`, without &mfs and with
+    # -nowidelut; no ABC pass is to blame.) Cells keep their names and `src` attributes, so
     # nextpnr's and tools/depth.py's reports still name the registers and source lines.
     flow = "synth_ecp5 -run :map_luts; opt_clean -purge; synth_ecp5 -run map_luts:"
     t_yosys = _run(
