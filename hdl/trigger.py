@@ -15,7 +15,7 @@ held up by a full order queue) is lost and counted in `overruns`: the models hav
 limit, so a test seeing one knows the card fell behind, not that it disagreed.
 """
 
-from amaranth import Cat, Module, Mux, Signal
+from amaranth import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -118,25 +118,38 @@ class Trigger(wiring.Component):
             ]
         held = [Signal(Intent, name="held_buy"), Signal(Intent, name="held_sell")]
         full = [Signal(name="full_buy"), Signal(name="full_sell")]
-        offers = [(full[BOOK_BUY], held[BOOK_BUY]), (full[BOOK_SELL], held[BOOK_SELL]),
-                  (fire[BOOK_BUY], fresh[BOOK_BUY]), (fire[BOOK_SELL], fresh[BOOK_SELL])]
-        first = Signal(4)                               # one-hot: the offer shown
-        m.d.comb += first.eq(Cat(*(v for v, _ in offers)) & -Cat(*(v for v, _ in offers)))
-        m.d.comb += [self.intent.valid.eq(first.any()),
-                     self.intent.payload.eq(Mux(first[0], held[0], Mux(first[1], held[1],
-                                                Mux(first[2], fresh[0], fresh[1]))))]
-        taken = self.intent.valid & self.intent.ready
+        # Offers go held buy, held sell, fresh buy, fresh sell. What the offer is and whether a
+        # held one is taken depend on registers only (`full`, the gate's `ready`); the update's
+        # compares reach only the fresh side's fields, `valid` and the registers' data, so the
+        # acceptance cycle does not wait on a priority chain behind them.
+        held_any = full[BOOK_BUY] | full[BOOK_SELL]
+        held_first = [full[BOOK_BUY], ~full[BOOK_BUY] & full[BOOK_SELL]]
+        offer_held = Signal(Intent)
+        offer_fresh = Signal(Intent)
+        m.d.comb += [
+            offer_held.eq(Mux(full[BOOK_BUY], held[BOOK_BUY], held[BOOK_SELL])),
+            offer_fresh.eq(fresh[BOOK_SELL]),
+            offer_fresh.side.eq(Mux(fire[BOOK_BUY], BOOK_BUY, BOOK_SELL)),
+            offer_fresh.qty.eq(Mux(fire[BOOK_BUY], fresh[BOOK_BUY].qty, fresh[BOOK_SELL].qty)),
+            offer_fresh.price.eq(Mux(fire[BOOK_BUY], fresh[BOOK_BUY].price,
+                                     fresh[BOOK_SELL].price)),
+            self.intent.valid.eq(held_any | fire[BOOK_BUY] | fire[BOOK_SELL]),
+            self.intent.payload.eq(Mux(held_any, offer_held, offer_fresh)),
+            self.intent.payload.fresh.eq(~held_any),
+        ]
+        ready = self.intent.ready
+        fresh_taken = [ready & ~held_any & fire[BOOK_BUY],
+                       ready & ~held_any & ~fire[BOOK_BUY] & fire[BOOK_SELL]]
         overrun = Signal(2)
         for side in (BOOK_BUY, BOOK_SELL):
-            held_taken, fresh_taken = taken & first[side], taken & first[2 + side]
-            with m.If(held_taken):
-                m.d.sync += full[side].eq(0)
-            with m.If(fire[side] & ~fresh_taken):
-                with m.If(full[side] & ~held_taken):
-                    m.d.comb += overrun[side].eq(1)
-                with m.Else():
-                    m.d.sync += [full[side].eq(1), held[side].eq(fresh[side]),
-                                 held[side].fresh.eq(0)]
+            # A free register (or one whose intent is taken now) loads the fresh intent, which
+            # it keeps only if the side fired and its intent was not taken at once; a full one
+            # not taken loses a fire.
+            free = ~full[side] | (ready & held_first[side])
+            with m.If(free):
+                m.d.sync += [full[side].eq(fire[side] & ~fresh_taken[side]),
+                             held[side].eq(fresh[side]), held[side].fresh.eq(0)]
+            m.d.comb += overrun[side].eq(fire[side] & ~free)
         with m.If(overrun.any()):
             m.d.sync += self.overruns.eq(self.overruns + overrun[0] + overrun[1])
         return m
