@@ -15,7 +15,7 @@ held up by a full order queue) is lost and counted in `overruns`: the models hav
 limit, so a test seeing one knows the card fell behind, not that it disagreed.
 """
 
-from amaranth import Module, Mux, Signal
+from amaranth import Cat, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -91,16 +91,30 @@ class Trigger(wiring.Component):
             sell.eq(cfg.sell_on & (u.bid_px != 0) & (u.bid_px >= cfg.sell_above)
                     & (u.bid_qty >= cfg.min_qty)),
         ]
+        # `was` takes an update's conditions a cycle late, from registers (so that the
+        # compares load two flip-flops, not a row decoder), and the next update reads the
+        # pending one through `last`.
         was = [Signal(W, name="was_buy"), Signal(W, name="was_sell")]
         ours = uv & ~u.clear & (u.slot < W)
-        fire = [Signal(name="fire_buy"), Signal(name="fire_sell")]
-        m.d.comb += [fire[BOOK_BUY].eq(ours & buy & ~was[BOOK_BUY].bit_select(u.slot, 1)),
-                     fire[BOOK_SELL].eq(ours & sell & ~was[BOOK_SELL].bit_select(u.slot, 1))]
-        with m.If(ours):
-            m.d.sync += [was[BOOK_BUY].bit_select(u.slot, 1).eq(buy),
-                         was[BOOK_SELL].bit_select(u.slot, 1).eq(sell)]
-        with m.If(uv & u.clear):
+        last = Signal(data.StructLayout({"ours": 1, "clear": 1, "slot": range(W),
+                                         "cond": 2}))
+        m.d.sync += [last.ours.eq(ours), last.clear.eq(uv & u.clear),
+                     last.slot.eq(u.slot), last.cond.eq(Cat(buy, sell))]
+        with m.If(last.ours):
+            for side in (BOOK_BUY, BOOK_SELL):
+                m.d.sync += was[side].bit_select(last.slot, 1).eq(last.cond[side])
+        with m.If(last.clear):
             m.d.sync += [was[BOOK_BUY].eq(0), was[BOOK_SELL].eq(0)]
+        was_now = [Mux(last.ours & (last.slot == u.slot), last.cond[side],
+                       ~last.clear & was[side].bit_select(u.slot, 1))
+                   for side in (BOOK_BUY, BOOK_SELL)]
+        fire = [Signal(name="fire_buy"), Signal(name="fire_sell")]
+        m.d.comb += [fire[BOOK_BUY].eq(ours & buy & ~was_now[BOOK_BUY]),
+                     fire[BOOK_SELL].eq(ours & sell & ~was_now[BOOK_SELL])]
+        # Which fresh intent the offer shows, when it shows one: buy's if buy fires. Without
+        # `ours` (nothing fires without it) it is a net of its own, apart from `fire`.
+        pick_buy = Signal()
+        m.d.comb += pick_buy.eq(buy & ~was_now[BOOK_BUY])
 
         # A fresh intent is offered in its update's own cycle. What is not taken then waits in
         # its side's register; offers go oldest first, buy before sell.
@@ -125,16 +139,12 @@ class Trigger(wiring.Component):
         held_any = full[BOOK_BUY] | full[BOOK_SELL]
         held_first = [full[BOOK_BUY], ~full[BOOK_BUY] & full[BOOK_SELL]]
         offer_held = Signal(Intent)
-        offer_fresh = Signal(Intent)
         m.d.comb += [
             offer_held.eq(Mux(full[BOOK_BUY], held[BOOK_BUY], held[BOOK_SELL])),
-            offer_fresh.eq(fresh[BOOK_SELL]),
-            offer_fresh.side.eq(Mux(fire[BOOK_BUY], BOOK_BUY, BOOK_SELL)),
-            offer_fresh.qty.eq(Mux(fire[BOOK_BUY], fresh[BOOK_BUY].qty, fresh[BOOK_SELL].qty)),
-            offer_fresh.price.eq(Mux(fire[BOOK_BUY], fresh[BOOK_BUY].price,
-                                     fresh[BOOK_SELL].price)),
             self.intent.valid.eq(held_any | fire[BOOK_BUY] | fire[BOOK_SELL]),
-            self.intent.payload.eq(Mux(held_any, offer_held, offer_fresh)),
+            # The late select last: one 2:1 mux after the compares.
+            self.intent.payload.eq(Mux(pick_buy, Mux(held_any, offer_held, fresh[BOOK_BUY]),
+                                       Mux(held_any, offer_held, fresh[BOOK_SELL]))),
             self.intent.payload.fresh.eq(~held_any),
         ]
         ready = self.intent.ready
@@ -150,6 +160,9 @@ class Trigger(wiring.Component):
                 m.d.sync += [full[side].eq(fire[side] & ~fresh_taken[side]),
                              held[side].eq(fresh[side]), held[side].fresh.eq(0)]
             m.d.comb += overrun[side].eq(fire[side] & ~free)
-        with m.If(overrun.any()):
-            m.d.sync += self.overruns.eq(self.overruns + overrun[0] + overrun[1])
+        # Counted a cycle later, from a register: bookkeeping the triggers never read back.
+        lost = Signal(2)
+        m.d.sync += lost.eq(overrun)
+        with m.If(lost.any()):
+            m.d.sync += self.overruns.eq(self.overruns + lost[0] + lost[1])
         return m
