@@ -111,10 +111,16 @@ class Trigger(wiring.Component):
         fire = [Signal(name="fire_buy"), Signal(name="fire_sell")]
         m.d.comb += [fire[BOOK_BUY].eq(ours & buy & ~was_now[BOOK_BUY]),
                      fire[BOOK_SELL].eq(ours & sell & ~was_now[BOOK_SELL])]
-        # Which fresh intent the offer shows, when it shows one: buy's if buy fires. Without
-        # `ours` (nothing fires without it) it is a net of its own, apart from `fire`.
-        pick_buy = Signal()
-        m.d.comb += pick_buy.eq(buy & ~was_now[BOOK_BUY])
+        # Which fresh intent the offer shows, when it shows one: buy's if buy fires. It
+        # selects ~70 bits right after the compares, so it is made as four nets, each a
+        # different function (the synthesis tools would merge equal ones) that agrees with
+        # `fire_buy` whenever a fresh intent is offered (`ours`, one side firing or both),
+        # each driving a quarter of the bits.
+        buy_edge, sell_edge = buy & ~was_now[BOOK_BUY], sell & ~was_now[BOOK_SELL]
+        pick_buy = [Signal(name=f"pick_buy{k}") for k in range(4)]
+        m.d.comb += [pick_buy[0].eq(buy_edge), pick_buy[1].eq(fire[BOOK_BUY]),
+                     pick_buy[2].eq(buy_edge | ~sell_edge),
+                     pick_buy[3].eq(buy_edge | ~ours)]
 
         # A fresh intent is offered in its update's own cycle. What is not taken then waits in
         # its side's register; offers go oldest first, buy before sell.
@@ -143,10 +149,19 @@ class Trigger(wiring.Component):
             offer_held.eq(Mux(full[BOOK_BUY], held[BOOK_BUY], held[BOOK_SELL])),
             self.intent.valid.eq(held_any | fire[BOOK_BUY] | fire[BOOK_SELL]),
             # The late select last: one 2:1 mux after the compares.
-            self.intent.payload.eq(Mux(pick_buy, Mux(held_any, offer_held, fresh[BOOK_BUY]),
-                                       Mux(held_any, offer_held, fresh[BOOK_SELL]))),
+            self.intent.payload.eq(Mux(held_any, offer_held, fresh[BOOK_SELL])),
             self.intent.payload.fresh.eq(~held_any),
         ]
+        x = self.intent.payload
+        for k, (field, lo, hi) in enumerate((("price", 0, 16), ("price", 16, 32),
+                                             ("qty", 0, 16), ("qty", 16, 32))):
+            def bits(intent, field=field, lo=lo, hi=hi):
+                return getattr(intent, field)[lo:hi]
+            m.d.comb += bits(x).eq(Mux(pick_buy[k],
+                                       Mux(held_any, bits(offer_held), bits(fresh[BOOK_BUY])),
+                                       Mux(held_any, bits(offer_held), bits(fresh[BOOK_SELL]))))
+        m.d.comb += x.side.eq(Mux(held_any, offer_held.side,
+                                  Mux(fire[BOOK_BUY], BOOK_BUY, BOOK_SELL)))
         ready = self.intent.ready
         fresh_taken = [ready & ~held_any & fire[BOOK_BUY],
                        ready & ~held_any & ~fire[BOOK_BUY] & fire[BOOK_SELL]]
