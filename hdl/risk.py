@@ -133,17 +133,25 @@ class RiskGate(wiring.Component):
         # -- notional_safe: order_qty x (reference_px + collar) <= max_order_notional ----------
         nsafe, nvalid = Signal(W), Signal(W)
         rr = Signal(range(W))
-        m.d.sync += rr.eq(Mux(rr == W - 1, 0, rr + 1))
+        # The slot's row is selected in the cycle before `rr` names it (by what `rr` will be),
+        # so the sum starts from registers. Limits change only with a load, which empties the
+        # pipeline: a row read a cycle early is the row of `rr`'s cycle.
+        rr_next = Signal(range(W))
+        m.d.comb += rr_next.eq(Mux(self.load | (rr == W - 1), 0, rr + 1))
+        m.d.sync += rr.eq(rr_next)
         pv = Signal(3)                                  # the multiplier's stages hold a slot
         p_slot = [Signal(range(W), name=f"ns_slot{k}") for k in range(3)]
         p_qty, p_hi = Signal(RISK_QTY_BITS), Signal(RISK_PRICE_BITS + 1)
         p_prod = [Signal(34, name=f"ns_prod{k}") for k in range(4)]
         p_sum = Signal(RISK_QTY_BITS + RISK_PRICE_BITS + 1)
-        rr_lim = data.View(SlotLimits, select(m, self.limits, rr, "ns_limits"))
+        rr_lim = Signal(SlotLimits)
+        rr_qty = Signal(RISK_QTY_BITS)
+        m.d.sync += [rr_lim.eq(select(m, self.limits, rr_next, "ns_limits")),
+                     rr_qty.eq(select(m, self.order_qty, rr_next, "ns_qty"))]
         m.d.sync += [
             pv.eq(Cat(1, pv[:2])), p_slot[0].eq(rr), p_slot[1].eq(p_slot[0]),
             p_slot[2].eq(p_slot[1]),
-            p_qty.eq(select(m, self.order_qty, rr, "ns_qty")),
+            p_qty.eq(rr_qty),
             p_hi.eq(rr_lim.reference_px + rr_lim.collar),
             p_prod[0].eq(p_qty[:16] * p_hi[:16]), p_prod[1].eq(p_qty[:16] * p_hi[16:]),
             p_prod[2].eq(p_qty[16:] * p_hi[:16]), p_prod[3].eq(p_qty[16:] * p_hi[16:]),
@@ -155,7 +163,7 @@ class RiskGate(wiring.Component):
                     m.d.sync += [nsafe[i].eq(p_sum <= card.max_order_notional), nvalid[i].eq(1)]
         with m.If(self.load):
             # In-flight products may be of the old limits: start again from an empty pipeline.
-            m.d.sync += [nvalid.eq(0), pv.eq(0), rr.eq(0)]
+            m.d.sync += [nvalid.eq(0), pv.eq(0)]
 
         # -- token buckets -----------------------------------------------------------------------
         card_full = Signal(_CYCLE)
@@ -209,6 +217,8 @@ class RiskGate(wiring.Component):
         p2_rroom = Signal(data.ArrayLayout(signed(RISK_QTY_BITS + 3), 2))   # reduce-only
         p2_oq = Signal(RISK_QTY_BITS)
         p2_flags = Signal.like(p1_flags)
+        p2_full = Signal(_CYCLE)                        # for a fast take's write-back
+        p2_period = Signal(RISK_CREDIT_BITS)
         card_thr = Signal(signed(_CYCLE + 2))
         card_tok = Signal()
         # The order is min(order_qty, touched shares), so a bound on it holds when it holds
@@ -217,6 +227,7 @@ class RiskGate(wiring.Component):
         base = [p1_pos + p1_open[0], -p1_pos + p1_open[1]]     # exposure before the order
         m.d.sync += [
             p2_slot.eq(p1_slot), p2_oq.eq(p1_oq), p2_flags.eq(p1_flags),
+            p2_full.eq(p1_full), p2_period.eq(p1_lim.rate_period),
             p2_lo.eq(p1_lim.reference_px - p1_lim.collar),
             p2_hi.eq(p1_lim.reference_px + p1_lim.collar),
             p2_thr.eq(p1_full + p1_lim.rate_period - p1_lim.rate_cap),
@@ -234,8 +245,10 @@ class RiskGate(wiring.Component):
         v = Signal(4)                                   # an intent in S1..S4 of the exact path
         fast = Signal()                                 # an intent decided by the fast path
         wb = Signal()                                   # a sent order's state written back
-        busy = v.any() | fast | wb
-        m.d.comb += self.intent.ready.eq(~busy & self.order.ready)
+        # Not busy (no intent in `fast`, `v` or `wb`), as a register of its own, loaded a cycle
+        # ahead: `ready` then waits on one gate, not on an OR of the stages.
+        idle = Signal(init=1)
+        m.d.comb += self.intent.ready.eq(idle & self.order.ready)
         accept = self.intent.valid & self.intent.ready
         x = self.intent.payload
         x_buy = x.side == BOOK_BUY
@@ -260,21 +273,26 @@ class RiskGate(wiring.Component):
         m.d.comb += x_fast.eq(x.fresh & common & Mux(x_buy, side_ok[0], side_ok[1]))
         m.d.sync += [fast.eq(accept & x_fast), v.eq(Cat(accept & ~x_fast, v[:3]))]
         it = Signal(Intent)
-        with m.If(accept):
+        # An intent's slot is below `slots` (the triggers make none else): index with the low
+        # bits only, so the selects need no check of the high ones.
+        it_slot = it.slot[:max(1, (W - 1).bit_length())]
+        # Loaded whenever the gate is free, not only on acceptance: then its enable is a
+        # register's, not the end of the triggers' compares. Nothing reads it while free.
+        with m.If(idle):
             m.d.sync += it.eq(x)
         buy = it.side == BOOK_BUY
 
         # The intent's slot: its limits and state, selected from the registered intent (for the
         # exact path, and for the fast decision's own updates).
-        sel_lim = data.View(SlotLimits, select(m, self.limits, it.slot, "slot_limits"))
-        sel_open = select(m, open_, it.slot, "slot_open")
+        sel_lim = data.View(SlotLimits, select(m, self.limits, it_slot, "slot_limits"))
+        sel_open = select(m, open_, it_slot, "slot_open")
         sel_way = Mux(buy, sel_open[0], sel_open[1])
-        sel_full = select(m, full, it.slot, "slot_full")
+        sel_full = select(m, full, it_slot, "slot_full")
         lim = Signal(SlotLimits)
         pos = Signal(signed(RISK_POSITION_BITS))
         way = Signal(RISK_QTY_BITS)                     # open orders the intent's way
         slot_full = Signal(_CYCLE)
-        m.d.sync += [lim.eq(sel_lim), pos.eq(select(m, position, it.slot, "slot_position")),
+        m.d.sync += [lim.eq(sel_lim), pos.eq(select(m, position, it_slot, "slot_position")),
                      way.eq(sel_way), slot_full.eq(sel_full)]
 
         # -- the exact path ------------------------------------------------------------------
@@ -315,10 +333,10 @@ class RiskGate(wiring.Component):
         ]
 
         # S4: the first reason that applies, in Reject order.
-        reduce_only = self.reduce_only_card | self.reduce_only.bit_select(it.slot, 1)
+        reduce_only = self.reduce_only_card | self.reduce_only.bit_select(it_slot, 1)
         checks = [
             (Reject.KILL_CARD, self.kill_card),
-            (Reject.KILL_INSTRUMENT, self.kill.bit_select(it.slot, 1)),
+            (Reject.KILL_INSTRUMENT, self.kill.bit_select(it_slot, 1)),
             (Reject.HALTED, it.halted),
             (Reject.UNCERTAIN, it.uncertain),
             (Reject.REDUCE_ONLY, reduce_only & flags.reduce),
@@ -346,33 +364,66 @@ class RiskGate(wiring.Component):
             self.decision.valid.eq(decide),
             self.decision.payload.intent.eq(it),
             self.decision.payload.reason.eq(reason),
-            take.eq(decide & (reason == Reject.NONE)),
+            take.eq(fast | (v[3] & ~Cat(*(failed for _, failed in checks)).any())),
             self.order.valid.eq(take),
             self.order.payload.eq(it),
         ]
         with m.If(decide):
             m.d.sync += self.counters[reason].eq(self.counters[reason] + 1)
-        # A take is written back the cycle after the decision (`wb`), from registers: the slot's
-        # bucket and open orders as selected, so no slot multiplexer sits before the adders.
-        # Each new value is computed once, for the one slot concerned, and loaded into its row.
-        # The gate stays busy through the write-back, so the next intent sees it.
+        # A take is written back the cycle after the decision (`wb`); the gate stays busy
+        # through it, so the next intent sees it. A bucket's new full_at, max(rx, full_at) +
+        # period, is a compare and an add: both are done before the write-back, from registers,
+        # so `wb` only picks one of two sums and loads it into the slot's row:
+        # * card: in the decision cycle, from `card_full`, which nothing else changes by then
+        #   (a load then or in `wb` cancels the write-back).
+        # * slot: full_at + period ahead of the decision (`early`), from the snapshot the path
+        #   took (fast: the p2 stage's, checked unchanged by `changed` at acceptance; exact:
+        #   `slot_full`, refreshed each cycle while busy); rx + period in the decision cycle.
+        #   A load since acceptance (`since`) may have changed the limits and has emptied every
+        #   bucket (full_at 0): then the new full_at is rx + period.
+        # Limits change only with a load (`hdl.core.Core`), so a period read in any cycle
+        # since the last load is the one in force.
+        since = Signal()
+        with m.If(idle):
+            m.d.sync += since.eq(self.load)
+        with m.Elif(self.load):
+            m.d.sync += since.eq(1)
+        f_early, e_early = Signal(_CYCLE), Signal(_CYCLE)       # full_at + period: fast, exact
+        f_later, e_later = Signal(), Signal()                   # rx > full_at
+        f_period = Signal(RISK_CREDIT_BITS)                     # the fast slot's, as now
+        with m.Switch(p2_slot):
+            for i in range(W):
+                with m.Case(i):
+                    m.d.sync += f_period.eq(self.limits[i].rate_period)
+        m.d.sync += [
+            # In the acceptance cycle (a fast intent's rx_cycle is its update's).
+            f_early.eq(p2_full + p2_period), f_later.eq(u.rx_cycle > p2_full),
+            # In S3 (the exact intent's `slot_full` and `lim` are stable from S2).
+            e_early.eq(slot_full + lim.rate_period), e_later.eq(it.rx_cycle > slot_full),
+        ]
         wb_slot, wb_side = Signal(range(W)), Signal()
-        wb_rx, wb_full = Signal(48), Signal(_CYCLE)
-        wb_period = Signal(RISK_CREDIT_BITS)
         wb_way, wb_qty = Signal(RISK_QTY_BITS), Signal(RISK_QTY_BITS)
-        m.d.sync += [wb.eq(take & ~self.load), wb_slot.eq(it.slot), wb_side.eq(it.side),
-                     wb_rx.eq(it.rx_cycle), wb_full.eq(sel_full),
-                     wb_period.eq(sel_lim.rate_period), wb_way.eq(sel_way), wb_qty.eq(it.qty)]
+        wb_late, wb_early, wb_later = Signal(_CYCLE), Signal(_CYCLE), Signal()
+        wbc_late, wbc_early, wbc_later = Signal(_CYCLE), Signal(_CYCLE), Signal()
+        # Busy next cycle: an acceptance, the exact path's stages, a write-back.
+        m.d.sync += idle.eq(~(accept | v[:3].any() | (take & ~self.load)))
+        m.d.sync += [
+            wb.eq(take & ~self.load), wb_slot.eq(it.slot), wb_side.eq(it.side),
+            wb_way.eq(sel_way), wb_qty.eq(it.qty),
+            wb_late.eq(it.rx_cycle + Mux(fast, f_period, lim.rate_period)),
+            wb_early.eq(Mux(fast, f_early, e_early)),
+            wb_later.eq(since | Mux(fast, f_later, e_later)),
+            wbc_late.eq(it.rx_cycle + card.rate_period),
+            wbc_early.eq(card_full + card.rate_period),
+            wbc_later.eq(it.rx_cycle > card_full),
+        ]
         wb_opened = Signal(RISK_QTY_BITS + 1)          # saturates: never understated
         m.d.comb += wb_opened.eq(wb_way + wb_qty)
 
-        def after_take(full_at, period):
-            return Mux(wb_rx > full_at, wb_rx, full_at) + period
-
         slot_full_new = Signal(_CYCLE)
-        m.d.comb += slot_full_new.eq(after_take(wb_full, wb_period))
+        m.d.comb += slot_full_new.eq(Mux(wb_later, wb_late, wb_early))
         with m.If(wb & ~self.load):
-            m.d.sync += card_full.eq(after_take(card_full, card.rate_period))
+            m.d.sync += card_full.eq(Mux(wbc_later, wbc_late, wbc_early))
             for i in range(W):
                 with m.If(wb_slot == i):
                     m.d.sync += full[i].eq(slot_full_new)
@@ -382,7 +433,7 @@ class RiskGate(wiring.Component):
         do_op = self.host_op.valid & self.host_op.ready
         m.d.sync += changed.eq(Cat(wb | do_op | self.load | switched, changed[0]))
         # An intent being accepted goes first: its snapshot must not miss a host op.
-        m.d.comb += self.host_op.ready.eq(~busy & ~self.intent.valid)
+        m.d.comb += self.host_op.ready.eq(idle & ~self.intent.valid)
         op_open = select(m, open_, op.slot, "op_open")
         op_way = Mux(op.side == BOOK_BUY, op_open[0], op_open[1])
         op_pos = select(m, position, op.slot, "op_position")

@@ -91,16 +91,36 @@ class Trigger(wiring.Component):
             sell.eq(cfg.sell_on & (u.bid_px != 0) & (u.bid_px >= cfg.sell_above)
                     & (u.bid_qty >= cfg.min_qty)),
         ]
+        # `was` takes an update's conditions a cycle late, from registers (so that the
+        # compares load two flip-flops, not a row decoder), and the next update reads the
+        # pending one through `last`.
         was = [Signal(W, name="was_buy"), Signal(W, name="was_sell")]
         ours = uv & ~u.clear & (u.slot < W)
-        fire = [Signal(name="fire_buy"), Signal(name="fire_sell")]
-        m.d.comb += [fire[BOOK_BUY].eq(ours & buy & ~was[BOOK_BUY].bit_select(u.slot, 1)),
-                     fire[BOOK_SELL].eq(ours & sell & ~was[BOOK_SELL].bit_select(u.slot, 1))]
-        with m.If(ours):
-            m.d.sync += [was[BOOK_BUY].bit_select(u.slot, 1).eq(buy),
-                         was[BOOK_SELL].bit_select(u.slot, 1).eq(sell)]
-        with m.If(uv & u.clear):
+        last = Signal(data.StructLayout({"ours": 1, "clear": 1, "slot": range(W),
+                                         "cond": 2}))
+        m.d.sync += [last.ours.eq(ours), last.clear.eq(uv & u.clear),
+                     last.slot.eq(u.slot), last.cond.eq(Cat(buy, sell))]
+        with m.If(last.ours):
+            for side in (BOOK_BUY, BOOK_SELL):
+                m.d.sync += was[side].bit_select(last.slot, 1).eq(last.cond[side])
+        with m.If(last.clear):
             m.d.sync += [was[BOOK_BUY].eq(0), was[BOOK_SELL].eq(0)]
+        was_now = [Mux(last.ours & (last.slot == u.slot), last.cond[side],
+                       ~last.clear & was[side].bit_select(u.slot, 1))
+                   for side in (BOOK_BUY, BOOK_SELL)]
+        fire = [Signal(name="fire_buy"), Signal(name="fire_sell")]
+        m.d.comb += [fire[BOOK_BUY].eq(ours & buy & ~was_now[BOOK_BUY]),
+                     fire[BOOK_SELL].eq(ours & sell & ~was_now[BOOK_SELL])]
+        # Which fresh intent the offer shows, when it shows one: buy's if buy fires. It
+        # selects ~70 bits right after the compares, so it is made as four nets, each a
+        # different function (the synthesis tools would merge equal ones) that agrees with
+        # `fire_buy` whenever a fresh intent is offered (`ours`, one side firing or both),
+        # each driving a quarter of the bits.
+        buy_edge, sell_edge = buy & ~was_now[BOOK_BUY], sell & ~was_now[BOOK_SELL]
+        pick_buy = [Signal(name=f"pick_buy{k}") for k in range(4)]
+        m.d.comb += [pick_buy[0].eq(buy_edge), pick_buy[1].eq(fire[BOOK_BUY]),
+                     pick_buy[2].eq(buy_edge | ~sell_edge),
+                     pick_buy[3].eq(buy_edge | ~ours)]
 
         # A fresh intent is offered in its update's own cycle. What is not taken then waits in
         # its side's register; offers go oldest first, buy before sell.
@@ -118,25 +138,46 @@ class Trigger(wiring.Component):
             ]
         held = [Signal(Intent, name="held_buy"), Signal(Intent, name="held_sell")]
         full = [Signal(name="full_buy"), Signal(name="full_sell")]
-        offers = [(full[BOOK_BUY], held[BOOK_BUY]), (full[BOOK_SELL], held[BOOK_SELL]),
-                  (fire[BOOK_BUY], fresh[BOOK_BUY]), (fire[BOOK_SELL], fresh[BOOK_SELL])]
-        first = Signal(4)                               # one-hot: the offer shown
-        m.d.comb += first.eq(Cat(*(v for v, _ in offers)) & -Cat(*(v for v, _ in offers)))
-        m.d.comb += [self.intent.valid.eq(first.any()),
-                     self.intent.payload.eq(Mux(first[0], held[0], Mux(first[1], held[1],
-                                                Mux(first[2], fresh[0], fresh[1]))))]
-        taken = self.intent.valid & self.intent.ready
+        # Offers go held buy, held sell, fresh buy, fresh sell. What the offer is and whether a
+        # held one is taken depend on registers only (`full`, the gate's `ready`); the update's
+        # compares reach only the fresh side's fields, `valid` and the registers' data, so the
+        # acceptance cycle does not wait on a priority chain behind them.
+        held_any = full[BOOK_BUY] | full[BOOK_SELL]
+        held_first = [full[BOOK_BUY], ~full[BOOK_BUY] & full[BOOK_SELL]]
+        offer_held = Signal(Intent)
+        m.d.comb += [
+            offer_held.eq(Mux(full[BOOK_BUY], held[BOOK_BUY], held[BOOK_SELL])),
+            self.intent.valid.eq(held_any | fire[BOOK_BUY] | fire[BOOK_SELL]),
+            # The late select last: one 2:1 mux after the compares.
+            self.intent.payload.eq(Mux(held_any, offer_held, fresh[BOOK_SELL])),
+            self.intent.payload.fresh.eq(~held_any),
+        ]
+        x = self.intent.payload
+        for k, (field, lo, hi) in enumerate((("price", 0, 16), ("price", 16, 32),
+                                             ("qty", 0, 16), ("qty", 16, 32))):
+            def bits(intent, field=field, lo=lo, hi=hi):
+                return getattr(intent, field)[lo:hi]
+            m.d.comb += bits(x).eq(Mux(pick_buy[k],
+                                       Mux(held_any, bits(offer_held), bits(fresh[BOOK_BUY])),
+                                       Mux(held_any, bits(offer_held), bits(fresh[BOOK_SELL]))))
+        m.d.comb += x.side.eq(Mux(held_any, offer_held.side,
+                                  Mux(fire[BOOK_BUY], BOOK_BUY, BOOK_SELL)))
+        ready = self.intent.ready
+        fresh_taken = [ready & ~held_any & fire[BOOK_BUY],
+                       ready & ~held_any & ~fire[BOOK_BUY] & fire[BOOK_SELL]]
         overrun = Signal(2)
         for side in (BOOK_BUY, BOOK_SELL):
-            held_taken, fresh_taken = taken & first[side], taken & first[2 + side]
-            with m.If(held_taken):
-                m.d.sync += full[side].eq(0)
-            with m.If(fire[side] & ~fresh_taken):
-                with m.If(full[side] & ~held_taken):
-                    m.d.comb += overrun[side].eq(1)
-                with m.Else():
-                    m.d.sync += [full[side].eq(1), held[side].eq(fresh[side]),
-                                 held[side].fresh.eq(0)]
-        with m.If(overrun.any()):
-            m.d.sync += self.overruns.eq(self.overruns + overrun[0] + overrun[1])
+            # A free register (or one whose intent is taken now) loads the fresh intent, which
+            # it keeps only if the side fired and its intent was not taken at once; a full one
+            # not taken loses a fire.
+            free = ~full[side] | (ready & held_first[side])
+            with m.If(free):
+                m.d.sync += [full[side].eq(fire[side] & ~fresh_taken[side]),
+                             held[side].eq(fresh[side]), held[side].fresh.eq(0)]
+            m.d.comb += overrun[side].eq(fire[side] & ~free)
+        # Counted a cycle later, from a register: bookkeeping the triggers never read back.
+        lost = Signal(2)
+        m.d.sync += lost.eq(overrun)
+        with m.If(lost.any()):
+            m.d.sync += self.overruns.eq(self.overruns + lost[0] + lost[1])
         return m
