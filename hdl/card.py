@@ -18,7 +18,8 @@ Ports: `bus` (the host's register bus, `hdl.regs.BusSignature`), `gmii` (RX pins
 |                  | row raises `limits_load`: every token bucket starts full                    |
 | `host_op`        | `apply`: one `host_op` beat of the row's values, held until the gate takes it |
 | `order`          | live values: `order_template`; a commit after a write of `next_user_ref`     |
-|                  | pulses `set_user_ref` (a commit without one keeps the UserRefNum count)     |
+|                  | pulses `set_user_ref` (a commit without one keeps the UserRefNum count);    |
+|                  | `user_ref_next` reads the UserRefNum the next order frame takes            |
 | `positions`      | the gate's `position` and `open` per slot                                  |
 | `tops`           | registers here: each slot's last `update` (a clear: every slot's, quote 0)  |
 | `feed`, `book`, `risk`, `latency` | the core's counters                                         |
@@ -237,8 +238,17 @@ class Card(wiring.Component):
             m.d.sync += ref_written.eq(0)
         with m.If(bus.w_stb & (bus.addr == self._word("order", "next_user_ref"))):
             m.d.sync += ref_written.eq(1)
-        m.d.comb += [core.next_user_ref.eq(order.next_user_ref),
-                     core.set_user_ref.eq(order.commit & ref_written)]
+        set_ref = order.commit & ref_written
+        m.d.comb += [core.next_user_ref.eq(order.next_user_ref), core.set_user_ref.eq(set_ref)]
+        # `user_ref_next`: the builder's own count is not a port of the core, so this follows
+        # it by the builder's rule (`hdl.order_builder`): an order frame starts exactly when
+        # `core.sent` is valid, and takes the set value if it coincides with the set.
+        ref_next = Signal(32, init=1)
+        with m.If(core.sent.valid):
+            m.d.sync += ref_next.eq(Mux(set_ref, order.next_user_ref, ref_next) + 1)
+        with m.Elif(set_ref):
+            m.d.sync += ref_next.eq(order.next_user_ref)
+        m.d.comb += order.user_ref_next.eq(ref_next)
 
         m.d.comb += core.host_tx.valid.eq(0)
 

@@ -39,7 +39,8 @@ __all__ = ["CARD_MAP", "VERSION", "EVENT_BITS", "LATENCY_BINS", "card_map", "str
 # 2.0: the tick-to-trade blocks as the card implements them (rate_period/rate_cap instead of
 # max_orders_per_second, positions, host_op, tops, risk, latency rows, the order template of
 # hdl.formats.ORDER_TEMPLATE without `firm`).
-VERSION = (2, 1)
+# 3.0: order.user_ref_next (ro), which moves order.commit and the order block's live words.
+VERSION = (3, 0)
 EVENT_BITS = 160        # one event FIFO entry: hdl.card.Event
 
 
@@ -169,6 +170,10 @@ def card_map(book: BookParams | None = None) -> Map:
                      doc="OUCH UserRefNum of the next order once written and committed "
                          "(strictly increasing per day); a commit without a write keeps the "
                          "count going"),
+            Register("user_ref_next", 32, access="ro",
+                     doc="the OUCH UserRefNum the card's next order takes: 1 after reset, one "
+                         "more after each order frame started, next_user_ref once committed "
+                         "(the host's proof of which numbers the card has used today)"),
         ), shadow=True,
             doc="the order frame template (hdl.formats.ORDER_TEMPLATE): Ethernet/IPv4/UDP "
                 "headers, OUCH firm fields"),

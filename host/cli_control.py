@@ -281,6 +281,9 @@ def _print_status(args: argparse.Namespace, r: dict[str, Any]) -> None:
     print(f"config: {r['config'] or 'none loaded'}; armed: {' '.join(r['armed']) or '-'}; "
           f"kill: card {'ON' if r['kill_card'] else 'off'}, symbols "
           f"{' '.join(r['killed']) or '-'}")
+    ref = r["user_ref"]
+    print(f"orders: next UserRefNum {ref['next']} (highest used {ref['date']}: "
+          f"{ref['highest_today'] or 'none'})")
     for block, counters in r["counters"].items():
         print(f"{block}: " + ", ".join(f"{k} {_flat(v)}" for k, v in counters.items()))
     _pnl(r["pnl"])

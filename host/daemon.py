@@ -16,7 +16,8 @@ symbol not on the card), 1 the card failed. Commands:
 
 | cmd      | arguments                          | does                                        |
 |----------|------------------------------------|---------------------------------------------|
-| status   |                                    | ID/version, link check, counters, switches  |
+| status   |                                    | ID/version, link, counters, switches, the   |
+|          |                                    | next UserRefNum and the day's highest used  |
 | load     | text, name, check                  | validate; unless `check`, write + commit    |
 | limits   |                                    | the card's limits and triggers, read back   |
 | arm      | symbol or all                      | triggers[slot].armed = 1, commit            |
@@ -39,12 +40,20 @@ commit restarts a slot's book (uncertain until the next clear), so a reload of l
 the books running.
 
 State that must outlive the daemon is in a JSON file (kill switches, positions with average
-cost and realised PnL, the day's PnL and its date, the last config loaded), written to a
-temporary file and renamed over the old one on every change, so a crash leaves the old or the
-new file, never half of one. On start the daemon reads it back and writes it to the card: the
-kill switches, and every slot's position (host_op kind 2, load position). A card that lost its
-configuration (its watchlist differs from the last config loaded) gets that config reloaded,
-disarmed, first.
+cost and realised PnL, the day's PnL and its date, the last config loaded, the highest OUCH
+UserRefNum used today and its date), written to a temporary file and renamed over the old one
+on every change, so a crash leaves the old or the new file, never half of one. On start the
+daemon reads it back and writes it to the card: the kill switches, and every slot's position
+(host_op kind 2, load position). A card that lost its configuration (its watchlist differs from
+the last config loaded) gets that config reloaded, disarmed, first.
+
+UserRefNum: OUCH rejects an order whose UserRefNum is not above every one the account used that
+day, and a card counts from 1 again after a reset. The card shows the number its next order
+takes (`order.user_ref_next`); every number below it counts as used today, noted at each event
+poll, status and start. On start and on every config load, a card whose next number is not
+above the day's highest (a card reset since) gets `order.next_user_ref` = highest + 1, staged
+and committed with the config when one is written (nothing goes live half written). A state
+file of another day starts the day's count afresh: the card may then number from 1.
 
 The event FIFO is drained between requests (read `events.level`, then pop `events.data`, low
 word first) into a ring buffer; `hostctl events --follow` polls it by sequence number. Events
@@ -148,6 +157,17 @@ def _symbol(code: int) -> str:
     return code.to_bytes(8, "big").decode("ascii", "replace").rstrip()
 
 
+def _user_ref_state(value: Any) -> tuple[Date, int]:
+    """The state file's "user_ref": {"date": ISO date, "highest": UserRefNum}."""
+    if not isinstance(value, dict):
+        raise ValueError(f'user_ref must be {{"date": YYYY-MM-DD, "highest": N}}, not {value!r}')
+    day = Date.fromisoformat(value["date"])
+    high = value["highest"]
+    if isinstance(high, bool) or not isinstance(high, int) or not 0 <= high < 1 << 32:
+        raise ValueError(f"user_ref.highest must be an integer 0..4294967295, not {high!r}")
+    return day, high
+
+
 def _atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -183,6 +203,12 @@ class Controller:
         self.events: deque[dict[str, Any]] = deque(maxlen=RING)
         self.seq = 0
         self.slot_of: dict[str, int] = {}
+        # The highest UserRefNum the card has used on `user_ref_day` (0: none yet).
+        self.user_ref_day = today()
+        self.user_ref_high = 0
+        if "user_ref_next" not in device.regmap.blocks["order"].registers:
+            raise ControlError("the register map has no order.user_ref_next (map 3.0 on): use "
+                               "an export of `python -m firmware.regmap` for this card", 2)
 
     # -- start, persistence ---------------------------------------------------------------
 
@@ -195,23 +221,69 @@ class Controller:
                 self.killed = set(state["killed"])
                 self.positions = Positions.from_json(state["positions"])
                 self.config = state.get("config")
+                if "user_ref" in state:         # absent from files of before map 3.0
+                    self.user_ref_day, self.user_ref_high = _user_ref_state(state["user_ref"])
             except (OSError, ValueError, KeyError, TypeError) as e:
                 raise ControlError(f"state file {self.state_path} is unreadable ({e}); move "
                                    f"it away to start from nothing", 2) from None
         self.positions.roll(self.today())
         self._refresh_slots()
+        next_ref = self._user_ref_to_set()
         if self.config is not None:
             cfg = parse_config(self.config["text"], self.slots)
             if [i.symbol for i in cfg.instruments] != self._configured():
-                self._write_config(cfg)
+                self._write_config(cfg, next_user_ref=next_ref)
+                next_ref = None
+        if next_ref is not None:
+            self._set_user_ref(next_ref)
         self._write_switches_and_positions()
         self._save()
 
     def _save(self) -> None:
         state = {"version": STATE_VERSION, "kill_card": self.kill_card,
                  "killed": sorted(self.killed), "positions": self.positions.as_json(),
-                 "config": self.config}
+                 "config": self.config,
+                 "user_ref": {"date": self.user_ref_day.isoformat(),
+                              "highest": self.user_ref_high}}
         _atomic_write(self.state_path, json.dumps(state, indent=1) + "\n")
+
+    # -- UserRefNum -------------------------------------------------------------------------
+
+    def _card_user_ref(self) -> int:
+        """The UserRefNum the card's next order takes; every one below it is noted as used
+        today (a new day forgets the last day's)."""
+        next_ref = self.dev.read("order.user_ref_next")
+        today = self.today()
+        if self.user_ref_day != today:
+            self.user_ref_day, self.user_ref_high = today, 0
+        self.user_ref_high = max(self.user_ref_high, next_ref - 1)
+        return next_ref
+
+    def _track_user_ref(self) -> int:
+        """`_card_user_ref`, saving the state when the day's highest moved."""
+        before = (self.user_ref_day, self.user_ref_high)
+        next_ref = self._card_user_ref()
+        if (self.user_ref_day, self.user_ref_high) != before:
+            self._save()
+        return next_ref
+
+    def _user_ref_to_set(self) -> int | None:
+        """The `order.next_user_ref` that puts the card's next order above every UserRefNum used
+        today, or None if the card's is already above them.
+
+        The card must not send between this read and the commit that sets the number: true
+        where it is called (a reset card has no armed trigger until the daemon arms one)."""
+        if self._card_user_ref() > self.user_ref_high or not self.user_ref_high:
+            return None
+        return self.user_ref_high + 1
+
+    def _set_user_ref(self, value: int) -> None:
+        width = self.dev.reg("order.next_user_ref").width
+        if not 0 < value < 1 << width:
+            raise ControlError(f"order.next_user_ref cannot hold {value} ({width} bits): the "
+                               f"day's UserRefNums are used up", 1)
+        self.dev.write("order.next_user_ref", value)
+        self.dev.commit("order")
 
     def _refresh_slots(self) -> None:
         self.slot_of = {}
@@ -244,16 +316,18 @@ class Controller:
         """The card's watchlist symbols in slot order (what `_refresh_slots` found)."""
         return [s for s, _ in sorted(self.slot_of.items(), key=lambda x: x[1])]
 
-    def _write_config(self, cfg: CardConfig) -> None:
+    def _write_config(self, cfg: CardConfig, next_user_ref: int | None = None) -> None:
         # Triggers load disarmed (`hostctl arm` arms them). The watchlist is written only when
         # its symbols change: a watchlist commit restarts the slot's book, which then refuses
         # orders until the next clear, so a reload of limits must not touch it. A config's
         # instrument i goes to slot i, so the same symbols in the same slots are the same
-        # watchlist.
+        # watchlist: the card's, read again (a card reset under the daemon has none).
+        self._refresh_slots()
         symbols = [i.symbol for i in cfg.instruments]
         try:
             writes = registers(cfg, cfg.template, watchlist=symbols != self._configured(),
-                               armed=False, regmap=self.dev.regmap)
+                               armed=False, next_user_ref=next_user_ref,
+                               regmap=self.dev.regmap)
         except ValueError as e:
             raise ControlError(str(e), 2) from None
         # Every name and value is checked before the first write (`registers` has checked the
@@ -337,12 +411,15 @@ class Controller:
                         for i, label in enumerate(labels)}
         counters["events"] = {"level": self.dev.read("events.level"),
                               "overflow": self.dev.read("events.overflow")}
+        next_ref = self._track_user_ref()
         return {"id": {"magic": f"0x{magic:08x}", "version": f"{version[0]}.{version[1]}",
                        "map_hash": f"0x{hash_:08x}"},
                 "device": self.dev.where, "link": link, "pid": os.getpid(),
                 "config": None if self.config is None else self.config["name"],
                 "kill_card": self.kill_card, "killed": sorted(self.killed),
                 "armed": self._armed(), "counters": counters,
+                "user_ref": {"next": next_ref, "highest_today": self.user_ref_high,
+                             "date": self.user_ref_day.isoformat()},
                 "pnl": self.positions.report()}
 
     def _armed(self) -> list[str]:
@@ -359,7 +436,7 @@ class Controller:
         summary = {"name": name, "checked_only": check, **cfg.as_dict()}
         if check:
             return summary
-        self._write_config(cfg)
+        self._write_config(cfg, next_user_ref=self._user_ref_to_set())
         self.config = {"name": name, "text": text}
         self._write_switches_and_positions()
         self._save()
@@ -461,6 +538,7 @@ class Controller:
                     else value
             self.events.append(event)
             moved += 1
+        self._track_user_ref()      # an order's frame may start after its event: every pass
         return moved
 
     def _side_qty(self, side: Any, qty: Any) -> tuple[int, int]:

@@ -236,6 +236,11 @@ class CosimModel:
         self.seconds = 0.0          # wall time spent clocking
         lib.tn_reset(self._top, RESET_CYCLES)
 
+    def reset(self) -> None:
+        """Hold the card in reset as at load: every register back to its init value (what a
+        reset or power cycle does to a real card; the cycle count keeps running)."""
+        self._lib.tn_reset(self._top, RESET_CYCLES)
+
     @property
     def cycle(self) -> int:
         return int(self._lib.tn_cycle())

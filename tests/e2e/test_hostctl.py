@@ -167,6 +167,14 @@ def test_switches_fills_and_restart(daemon: Card, capsys: pytest.CaptureFixture[
     limits = run_json(capsys, "limits")
     assert limits["instruments"]["MSFT"]["kill"] == 1            # type: ignore[index]
 
+    # The card's UserRefNum count (the file keeps the word as written): status shows it, and
+    # every number below it as used today.
+    with Device(PcieTransport(daemon.bar), RM) as dev:
+        dev.transport.write32(RM["order.user_ref_next"].addr, 9)
+    code, out, _ = run(capsys, "status")
+    assert code == 0 and "orders: next UserRefNum 9 (highest used 20" in out and ": 8)" in out
+    assert run_json(capsys, "status")["user_ref"]["highest_today"] == 8     # type: ignore[index]
+
 
 def test_every_state_command_prints_json(daemon: Card,
                                          capsys: pytest.CaptureFixture[str]) -> None:

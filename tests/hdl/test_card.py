@@ -263,6 +263,7 @@ def test_nothing_staged_acts_before_its_commit(rtl: CardRtl) -> None:
     ttl = p.read("order.ttl", live=True)
     updates, decisions = p.read("book.updates"), p.read("risk.decisions[none]")
     event = p.read("events.data")
+    ref_staged = p.read("order.user_ref_next")
     p.write("triggers[2].armed", 0)             # staged too: slot 2 never fires
     for name in ["limits.commit", *(f"triggers[{s}].commit" for s in range(4)), "order.commit"]:
         p.write(name, 0)
@@ -271,6 +272,7 @@ def test_nothing_staged_acts_before_its_commit(rtl: CardRtl) -> None:
     p.write("order.commit", 0)                  # no next_user_ref written: the count goes on
     traffic(p, fourth)
     p.idle(DRAIN)
+    ref_end = p.read("order.user_ref_next")
     r = rtl.run(p)
 
     assert r.value(staged) == config.instruments[1].buy_below
@@ -282,6 +284,9 @@ def test_nothing_staged_acts_before_its_commit(rtl: CardRtl) -> None:
         for slot, inst in enumerate(config.instruments)))
     want, _ = orders_after(model.updates, disarmed, start, 0, next_ref=77)
     assert len(want) > 4 and r.frames == want
+    # The UserRefNum the card shows next: the staged 77 did not count; after the orders, the
+    # one after the last frame's (the commit without next_user_ref in between kept counting).
+    assert (r.value(ref_staged), r.value(ref_end)) == (1, 77 + len(want))
     armed, _ = orders_after(model.updates, config, start, 0, next_ref=77)
     assert armed != want            # slot 2 armed would have sent orders
 

@@ -65,7 +65,7 @@ CONTRACT = {
     "positions": ["position", "open_buy", "open_sell"],
     "host_op": ["kind", "slot", "side", "qty", "apply"],
     "tops": ["bid_px", "bid_qty", "ask_px", "ask_qty", "uncertain", "halted", "state", "locate"],
-    "order": [n for n, _ in ORDER_TEMPLATE] + ["next_user_ref", "commit"],
+    "order": [n for n, _ in ORDER_TEMPLATE] + ["next_user_ref", "user_ref_next", "commit"],
     "risk": ["decisions", "killed", "trigger_overruns", "tx_frames", "tx_underruns",
              "bad_frame_orders", "fcs_discarded"],
     "latency": ["count", "last", "min", "max", "bins"],
