@@ -175,9 +175,9 @@ def test_fmax(figure, label, make, name, route):
                f"latency (FeedHandler.LATENCY; measured by test_decode_latency) is "
                f"{lat * 1000 / fmax:.1f} ns")
     elif make is Core:
-        figure(f"core clock at Fmax: {1000 / fmax:.2f} ns, so the book's 4/6-cycle update "
-               f"latency (A/F/E/C/X, D/U; measured by test_book_rtl) is "
-               f"{4000 / fmax:.1f}/{6000 / fmax:.1f} ns")
+        figure(f"core clock at Fmax: {1000 / fmax:.2f} ns a cycle (the book's update latency "
+               f"and the tick-to-trade, in cycles, are measured by test_book_rtl and "
+               f"test_tick_to_trade)")
     s = r["seconds"]
     figure(f"{label} synthesis run time: {wall:.0f} s (yosys {s['yosys']:.0f} s, "
            f"`{r['yosys_flow']}`; nextpnr {s['nextpnr']:.0f} s, {router}); logs in "
