@@ -7,12 +7,35 @@ simulations that drive those ports directly. The token buckets' period and cap a
 import random
 from typing import Any
 
+from amaranth import Elaboratable, Module
+from amaranth.lib import wiring
+
 from hdl.formats import CARD_CLOCK_HZ
+from hdl.risk import RiskGate
+from hdl.trigger import Trigger
 from host.config import CardConfig, Instrument, Limits
 from host.model.book import TopUpdate
 from host.model.risk import bucket_registers
 
-__all__ = ["trigger_rows", "slot_limit_rows", "card_limits", "touch_config"]
+__all__ = ["TickPath", "trigger_rows", "slot_limit_rows", "card_limits", "touch_config"]
+
+
+class TickPath(Elaboratable):
+    """Triggers and risk gate wired as `hdl.core.Core` wires them, for the simulations that
+    drive the top-of-book updates, the configuration and `trigger.next_slot` themselves."""
+
+    def __init__(self, slots: int) -> None:
+        self.trigger = Trigger(slots)
+        self.gate = RiskGate(slots)
+
+    def elaborate(self, platform: Any) -> Module:
+        m = Module()
+        m.submodules.trigger, m.submodules.gate = self.trigger, self.gate
+        wiring.connect(m, self.trigger.intent, self.gate.intent)
+        m.d.comb += [self.gate.update.valid.eq(self.trigger.update.valid),
+                     self.gate.update.payload.eq(self.trigger.update.payload),
+                     self.gate.next_slot.eq(self.trigger.next_slot)]
+        return m
 
 
 def trigger_rows(config: CardConfig, slots: int) -> list[dict[str, int]]:

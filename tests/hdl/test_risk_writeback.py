@@ -7,37 +7,20 @@ when the load comes before the check. Later intents, close together, show the bu
 of them the throttle refuses."""
 
 import pytest
-from amaranth import Elaboratable, Module
-from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
 from hdl.formats import Reject
 from hdl.risk import CardLimits, RiskGate, SlotLimits
-from hdl.trigger import Trigger, TriggerConfig
+from hdl.trigger import TriggerConfig
 from host.config import CardConfig, Instrument, Limits
 from host.model.book import TopUpdate
 from host.model.risk import Bucket, RiskModel
 from host.model.trigger import TriggerModel
-from sim.tick import card_limits, slot_limit_rows, trigger_rows
+from sim.tick import TickPath, card_limits, slot_limit_rows, trigger_rows
 
 SLOTS = 2
 CLOCK = 600
 PX = 1_000_000
-
-
-class TickPath(Elaboratable):
-    def __init__(self) -> None:
-        self.trigger = Trigger(SLOTS)
-        self.gate = RiskGate(SLOTS)
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.trigger, m.submodules.gate = self.trigger, self.gate
-        wiring.connect(m, self.trigger.intent, self.gate.intent)
-        m.d.comb += [self.gate.update.valid.eq(self.trigger.update.valid),
-                     self.gate.update.payload.eq(self.trigger.update.payload),
-                     self.gate.next_slot.eq(self.trigger.next_slot)]
-        return m
 
 
 def config(rate: int, notional: int) -> CardConfig:
@@ -54,7 +37,7 @@ def run(fast: bool, load_at: int, new_rate: int) -> list[tuple[int, Reject]]:
     before, after = config(3, notional), config(new_rate, notional)
     fires = [0, 40, *range(60, 200, 20)]
     loaded = fires[1] + load_at
-    dut = TickPath()
+    dut = TickPath(SLOTS)
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     model_t, model_r = TriggerModel(before), RiskModel(before, clock_hz=CLOCK)

@@ -6,36 +6,20 @@ and releases, and kill and reduce-only switches."""
 import random
 
 import pytest
-from amaranth import Elaboratable, Module
-from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
 from hdl.formats import BOOK_BUY, HostOpKind, Reject
-from hdl.risk import CardLimits, HostOp, RiskGate, SlotLimits
-from hdl.trigger import Trigger, TriggerConfig
+from hdl.risk import CardLimits, HostOp, SlotLimits
+from hdl.trigger import TriggerConfig
 from host.config import CardConfig, Instrument, Limits
 from host.model.book import TopUpdate
 from host.model.risk import RiskModel
 from host.model.trigger import TriggerModel
-from sim.tick import card_limits, slot_limit_rows, trigger_rows
+from sim.tick import TickPath, card_limits, slot_limit_rows, trigger_rows
 
 SLOTS = 4
 CLOCK = 600          # a slow card clock: the throttle bites within a short run
 GATE_DEPTH = 5       # cycles from an update to its decisions being done
-
-
-class TickPath(Elaboratable):
-    def __init__(self) -> None:
-        self.trigger = Trigger(SLOTS)
-        self.gate = RiskGate(SLOTS)
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.trigger, m.submodules.gate = self.trigger, self.gate
-        wiring.connect(m, self.trigger.intent, self.gate.intent)
-        m.d.comb += [self.gate.update.valid.eq(self.trigger.update.valid),
-                     self.gate.update.payload.eq(self.trigger.update.payload)]
-        return m
 
 
 def random_config(rng: random.Random) -> CardConfig:
@@ -76,7 +60,7 @@ def run(config: CardConfig, updates: list[TopUpdate], rng: random.Random,
     """Drive both (update k followed by gaps[k] idle cycles, random without `gaps`; host ops
     `first` before the first; `reduce_only` slots); compare decisions, state and counters;
     return the decisions."""
-    dut = TickPath()
+    dut = TickPath(SLOTS)
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     model_t, model_r = TriggerModel(config), RiskModel(config, clock_hz=CLOCK)
@@ -96,7 +80,6 @@ def run(config: CardConfig, updates: list[TopUpdate], rng: random.Random,
             """The book names the next update's slot early (`OrderBook.next_slot`)."""
             if i < len(updates):
                 ctx.set(dut.trigger.next_slot, updates[i].slot)
-                ctx.set(gate.next_slot, updates[i].slot)
 
         ctx.set(gate.load, 1)
         ahead(0)
