@@ -1,6 +1,7 @@
 """Fmax and utilisation of the feed handler, of the order decision (triggers + risk gate), of the
 order output (`hdl.order_out.OrderOut`: queue, order builder, TX arbiter and MAC, accounting),
-and of the core (feed handler, order book, order path), on the ECPIX-5's FPGA (a measurement).
+of the core (feed handler, order book, order path) and of the order book alone, on the ECPIX-5's
+FPGA (a measurement).
 
 `hdl.feed.FeedHandler()` and `hdl.core.Core()` through Yosys `synth_ecp5` and nextpnr-ecp5
 (`tools.synth`, YoWASP) for an LFE5UM5G-85F, CABGA381, speed grade 8, out of context (no IO
@@ -8,12 +9,12 @@ buffers: the decoded-message port is far wider than any package), one placer see
 what 1 Gb/s GMII needs, 150 MHz the target that leaves room for the blocks after it. Prints, for
 each, Fmax, LUT4/FF/EBR use and the tool run times; when 150 MHz is missed, the critical path
 from nextpnr's report: its start and end cells, logic and routing delay, and the Amaranth source
-lines of the nets on it, so the gateware engineer knows where to cut. The core is placed but not
-routed (see the parameter list): its figure is nextpnr's post-placement estimate (the feed
-handler's routed/estimate ratio is printed beside it), and its long paths come from `tools/depth.py`
-on the placed netlist. Logs, reports and placed.json stay in build/synth/NAME/. The feed
-handler takes a few minutes, the core ~10; the first YoWASP run on a machine adds ~35 s of
-compiling.
+lines of the nets on it, so the gateware engineer knows where to cut. The core and the book are
+placed but not routed (see the parameter list): their figure is nextpnr's post-placement
+estimate (the feed handler's routed/estimate ratio is printed beside it), and their long paths
+come from `tools/depth.py` on the placed netlist (for the book, also its logic by the register
+it feeds). Logs, reports and placed.json stay in build/synth/NAME/. The feed handler takes a few
+minutes, the core ~10; the first YoWASP run on a machine adds ~35 s of compiling.
 
 The "85k" device nextpnr places on is the LFE5U-85F die; the UM5G (SERDES, 5G) variant has the
 same fabric and timing model for our purposes.
@@ -30,14 +31,14 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.beats import beats
-from hdl.book import TopUpdate
+from hdl.book import OrderBook, TopUpdate
 from hdl.core import Core
 from hdl.feed import FeedHandler
 from hdl.formats import BookParams
 from hdl.order_out import OrderOut
 from hdl.risk import CardLimits, Decision, RiskGate, SlotLimits
 from hdl.trigger import Intent, Trigger, TriggerConfig
-from tools.depth import analyse
+from tools.depth import analyse, luts_by_register
 from tools.synth import REPO, synth_report
 
 NEEDED_MHZ = 125
@@ -146,6 +147,9 @@ class OrderDecision(wiring.Component):
     # 2026-11-22). nextpnr's post-placement estimate is the figure, and tools/depth.py names
     # the long paths, which report.json only has after routing.
     ("core (feed handler, order book, order path)", Core, "core", False),
+    # The book alone, placed (routing it did not converge either: router2 at 21,000 overused
+    # wires after 20 minutes, 2026-11-22): the block that limits the core.
+    ("order book", OrderBook, "book", False),
 ])
 def test_fmax(figure, label, make, name, route):
     design = make()
@@ -189,3 +193,6 @@ def test_fmax(figure, label, make, name, route):
     elif fmax < TARGET_MHZ:
         for line in analyse(str(Path(r["dir"]) / "placed.json"), 12)[:13]:
             figure(f"{label} placed, rough path estimate: {line.strip()}")
+    if make is OrderBook:
+        for line in luts_by_register(str(Path(r["dir"]) / "synth.json"), 6):
+            figure(f"{label} logic by the register it feeds: {line.strip()}")

@@ -8,6 +8,8 @@ clock-to-out 3.5, LUT RAM read 0.6. Absolute numbers are only indicative (placem
 nets); the *order* of the paths and their LUT levels are what to act on. Prints the worst
 endpoints and the path to the worst of them, named by the nets Amaranth gave them.
 Why: a routed report of the core takes nextpnr ~30 minutes; this takes ~10 seconds.
+With `--luts` it counts the logic cells instead, by the register each feeds: which blocks are
+big (`python tools/depth.py build/synth/book/synth.json --luts`).
 """
 
 import argparse
@@ -179,9 +181,41 @@ def analyse(path: str, top: int) -> list[str]:
     return lines
 
 
+def luts_by_register(path: str, top: int) -> list[str]:
+    """Where the logic goes, in a synthesised (not placed) netlist: LUT4, carry and wide-mux
+    cells counted by the name Yosys gave the net each drives, stripped to its base name. That
+    name is mostly the register (or memory port) the cell's logic cone feeds, so the counts say
+    which registers' input logic is big. (ABC's cells have no `src` to go by.)"""
+    modules = json.loads(Path(path).read_text())["modules"]
+    mod = next((m for m in modules.values() if m.get("attributes", {}).get("top")),
+               next(iter(modules.values())))
+    names: dict[int, str] = {}
+    for name, n in mod["netnames"].items():
+        for b in n["bits"]:
+            old = names.get(b)
+            if isinstance(b, int) and (old is None or (old.startswith("$")
+                                                       and not name.startswith("$"))
+                                       or (old.startswith("$") == name.startswith("$")
+                                           and len(name) < len(old))):
+                names[b] = name
+    counts: dict[str, int] = defaultdict(int)
+    for c in mod["cells"].values():
+        if c["type"] not in ("LUT4", "CCU2C", "PFUMX", "L6MUX21"):
+            continue
+        out = next(p for p, d in c["port_directions"].items() if d == "output")
+        name = names.get(c["connections"][out][0], "?")
+        counts[re.split(r"_TRELLIS|_LUT4|_PFUMX|_L6MUX|_CCU2|\[|\.", name)[0]] += 1
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])
+    lines = [f"{sum(counts.values())} LUT4/CCU2C/PFUMX/L6MUX21 cells; by the net they drive:"]
+    lines += [f"  {n:7d}  {name}" for name, n in ranked[:top]]
+    return lines
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("json")
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--luts", action="store_true",
+                    help="count logic cells by the register they feed instead (synth.json)")
     a = ap.parse_args()
-    print("\n".join(analyse(a.json, a.top)))
+    print("\n".join((luts_by_register if a.luts else analyse)(a.json, a.top)))
