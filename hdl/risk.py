@@ -112,6 +112,7 @@ class RiskGate(wiring.Component):
             # The intent's price and qty were it of either side (`Trigger.terms`): the gate
             # takes them from here, by the intent's side, and ignores the payload's own.
             "terms": In(data.ArrayLayout(Terms, 2)),
+            "fire": In(2),              # `Trigger.fire`: a fresh offer is buy's if fire[0]
             "order": Out(stream.Signature(Intent)),     # sent: to the order queue
             "decision": Out(beats(Decision)),           # every verdict, sent or not
             "card": In(CardLimits),
@@ -255,7 +256,6 @@ class RiskGate(wiring.Component):
         m.d.comb += self.intent.ready.eq(idle & self.order.ready)
         accept = self.intent.valid & self.intent.ready
         x = self.intent.payload
-        x_buy = x.side == BOOK_BUY
         # The fast checks of each side's possible intent, on the update itself (the buy side
         # touches the ask, the sell side the bid), beside the triggers' own compares.
         u = self.update.payload
@@ -273,9 +273,18 @@ class RiskGate(wiring.Component):
                 & (px >= p2_lo) & (px <= p2_hi)
                 & (oq_ok.room[k] | (qty <= p2_room[k]))
                 & ~(reduce & ~(oq_ok.rroom[k] | (qty <= p2_rroom[k]))))
-        x_fast = Signal()
-        m.d.comb += x_fast.eq(x.fresh & common & Mux(x_buy, side_ok[0], side_ok[1]))
-        m.d.sync += [fast.eq(accept & x_fast), v.eq(Cat(accept & ~x_fast, v[:3]))]
+        # Which path the offer takes, as a function of the fire bits themselves (a fresh offer
+        # is buy's if buy fires, else sell's if sell fires; a held one is always valid, and
+        # takes the exact path): the offer's side and `valid` are built from the fire bits a
+        # level or two further on, and the compares behind them are the slowest inputs here.
+        fb, fs = self.fire[BOOK_BUY], self.fire[BOOK_SELL]
+        ok = [common & side_ok[k] for k in range(2)]
+        fast_next, exact_next = Signal(), Signal()
+        m.d.comb += [
+            fast_next.eq(self.intent.ready & x.fresh & ((fb & ok[0]) | (~fb & fs & ok[1]))),
+            exact_next.eq(self.intent.ready & (~x.fresh | (fb & ~ok[0]) | (~fb & fs & ~ok[1]))),
+        ]
+        m.d.sync += [fast.eq(fast_next), v.eq(Cat(exact_next, v[:3]))]
         # `it` is the intent taken: `it_r` with the price and qty of its side, picked from both
         # sides' (`it_terms`) by the registered side. The offer's side waits on the triggers'
         # compares; both sides' terms do not, so only one bit of `it` is late.

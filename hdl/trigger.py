@@ -83,6 +83,10 @@ class Trigger(wiring.Component):
             # the payload's are terms[payload.side]. These do not wait on the compares that
             # choose the side, so the gate registers both and picks by the side it registered.
             "terms": Out(data.ArrayLayout(Terms, 2)),
+            # The sides whose condition became true with this update (indexed by side). A
+            # fresh offer is buy's intent if fire[BOOK_BUY], else sell's: the gate's fast path
+            # decides on these bits rather than on the payload's side and `valid` built from them.
+            "fire": Out(2),
             "overruns": Out(32),
         })
 
@@ -120,7 +124,8 @@ class Trigger(wiring.Component):
                    for side in (BOOK_BUY, BOOK_SELL)]
         fire = [Signal(name="fire_buy"), Signal(name="fire_sell")]
         m.d.comb += [fire[BOOK_BUY].eq(ours & buy & ~was_now[BOOK_BUY]),
-                     fire[BOOK_SELL].eq(ours & sell & ~was_now[BOOK_SELL])]
+                     fire[BOOK_SELL].eq(ours & sell & ~was_now[BOOK_SELL]),
+                     self.fire.eq(Cat(fire))]
         # A fresh intent is offered in its update's own cycle. What is not taken then waits in
         # its side's register; offers go oldest first, buy before sell.
         fresh = [Signal(Intent, name="fresh_buy"), Signal(Intent, name="fresh_sell")]
