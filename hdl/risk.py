@@ -256,6 +256,14 @@ class RiskGate(wiring.Component):
         m.d.comb += self.intent.ready.eq(idle & self.order.ready)
         accept = self.intent.valid & self.intent.ready
         x = self.intent.payload
+        def reached(rx, thr):
+            """rx >= thr (thr signed, rx a 48-bit cycle), as three 24-bit compares side by
+            side, not one 52-bit carry chain: this is on the acceptance cycle's longest path."""
+            assert len(rx) == 48 and len(thr) == _CYCLE + 2
+            t = thr[:48]
+            hi_gt, hi_ge = rx[24:] > t[24:], rx[24:] >= t[24:]
+            return thr[-1] | ((thr[48:-1] == 0) & (hi_gt | (hi_ge & (rx[:24] >= t[:24]))))
+
         # The fast checks of each side's possible intent, on the update itself (the buy side
         # touches the ask, the sell side the bid), beside the triggers' own compares.
         u = self.update.payload
@@ -263,7 +271,7 @@ class RiskGate(wiring.Component):
         m.d.comb += common.eq(
             ~changed.any() & ~switched & (u.slot == p2_slot)
             & ~self.kill_card & ~p2_flags.kill & ~u.halted & ~u.uncertain & p2_flags.ns
-            & p2_tok & (u.rx_cycle >= p2_thr) & card_tok & (u.rx_cycle >= card_thr))
+            & p2_tok & reached(u.rx_cycle, p2_thr) & card_tok & reached(u.rx_cycle, card_thr))
         reduce = self.reduce_only_card | p2_flags.reduce
         side_ok = Signal(2)
         for k, (px, qty) in enumerate(((u.ask_px, u.ask_qty), (u.bid_px, u.bid_qty))):
