@@ -122,6 +122,7 @@ class OrderDecision(wiring.Component):
         m.submodules.trigger = trigger = Trigger(self.slots)
         m.submodules.gate = gate = RiskGate(self.slots)
         wiring.connect(m, trigger.intent, gate.intent)
+        m.d.comb += [gate.terms.eq(trigger.terms), gate.fire.eq(trigger.fire)]
         wiring.connect(m, gate.order, wiring.flipped(self.order))
         m.d.comb += [
             trigger.update.valid.eq(self.update.valid),

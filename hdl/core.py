@@ -111,6 +111,7 @@ class Core(wiring.Component):
 
         m.submodules.gate = gate = RiskGate(W)
         wiring.connect(m, trigger.intent, gate.intent)
+        m.d.comb += [gate.terms.eq(trigger.terms), gate.fire.eq(trigger.fire)]
         wiring.connect(m, wiring.flipped(self.host_op), gate.host_op)
         m.d.comb += [
             gate.card.eq(self.card_limits), gate.limits.eq(self.slot_limits),

@@ -53,6 +53,7 @@ from hdl.beats import beats
 from hdl.book import TopUpdate
 from hdl.formats import (
     BOOK_BUY,
+    BOOK_SELL,
     RISK_CREDIT_BITS,
     RISK_NOTIONAL_BITS,
     RISK_POSITION_BITS,
@@ -61,7 +62,7 @@ from hdl.formats import (
     HostOpKind,
     Reject,
 )
-from hdl.trigger import Intent, select
+from hdl.trigger import Intent, Terms, select
 
 __all__ = ["CardLimits", "SlotLimits", "HostOp", "Decision", "RiskGate"]
 
@@ -108,6 +109,10 @@ class RiskGate(wiring.Component):
         self.slots = slots
         super().__init__({
             "intent": In(stream.Signature(Intent)),
+            # The intent's price and qty were it of either side (`Trigger.terms`): the gate
+            # takes them from here, by the intent's side, and ignores the payload's own.
+            "terms": In(data.ArrayLayout(Terms, 2)),
+            "fire": In(2),              # `Trigger.fire`: a fresh offer is buy's if fire[0]
             "order": Out(stream.Signature(Intent)),     # sent: to the order queue
             "decision": Out(beats(Decision)),           # every verdict, sent or not
             "card": In(CardLimits),
@@ -251,7 +256,14 @@ class RiskGate(wiring.Component):
         m.d.comb += self.intent.ready.eq(idle & self.order.ready)
         accept = self.intent.valid & self.intent.ready
         x = self.intent.payload
-        x_buy = x.side == BOOK_BUY
+        def reached(rx, thr):
+            """rx >= thr (thr signed, rx a 48-bit cycle), as three 24-bit compares side by
+            side, not one 52-bit carry chain: this is on the acceptance cycle's longest path."""
+            assert len(rx) == 48 and len(thr) == _CYCLE + 2
+            t = thr[:48]
+            hi_gt, hi_ge = rx[24:] > t[24:], rx[24:] >= t[24:]
+            return thr[-1] | ((thr[48:-1] == 0) & (hi_gt | (hi_ge & (rx[:24] >= t[:24]))))
+
         # The fast checks of each side's possible intent, on the update itself (the buy side
         # touches the ask, the sell side the bid), beside the triggers' own compares.
         u = self.update.payload
@@ -259,7 +271,7 @@ class RiskGate(wiring.Component):
         m.d.comb += common.eq(
             ~changed.any() & ~switched & (u.slot == p2_slot)
             & ~self.kill_card & ~p2_flags.kill & ~u.halted & ~u.uncertain & p2_flags.ns
-            & p2_tok & (u.rx_cycle >= p2_thr) & card_tok & (u.rx_cycle >= card_thr))
+            & p2_tok & reached(u.rx_cycle, p2_thr) & card_tok & reached(u.rx_cycle, card_thr))
         reduce = self.reduce_only_card | p2_flags.reduce
         side_ok = Signal(2)
         for k, (px, qty) in enumerate(((u.ask_px, u.ask_qty), (u.bid_px, u.bid_qty))):
@@ -269,18 +281,41 @@ class RiskGate(wiring.Component):
                 & (px >= p2_lo) & (px <= p2_hi)
                 & (oq_ok.room[k] | (qty <= p2_room[k]))
                 & ~(reduce & ~(oq_ok.rroom[k] | (qty <= p2_rroom[k]))))
-        x_fast = Signal()
-        m.d.comb += x_fast.eq(x.fresh & common & Mux(x_buy, side_ok[0], side_ok[1]))
-        m.d.sync += [fast.eq(accept & x_fast), v.eq(Cat(accept & ~x_fast, v[:3]))]
+        # Which path the offer takes, as a function of the fire bits themselves (a fresh offer
+        # is buy's if buy fires, else sell's if sell fires; a held one is always valid, and
+        # takes the exact path): the offer's side and `valid` are built from the fire bits a
+        # level or two further on, and the compares behind them are the slowest inputs here.
+        fb, fs = self.fire[BOOK_BUY], self.fire[BOOK_SELL]
+        ok = [common & side_ok[k] for k in range(2)]
+        fast_next, exact_next = Signal(), Signal()
+        m.d.comb += [
+            fast_next.eq(self.intent.ready & x.fresh & ((fb & ok[0]) | (~fb & fs & ok[1]))),
+            exact_next.eq(self.intent.ready & (~x.fresh | (fb & ~ok[0]) | (~fb & fs & ~ok[1]))),
+        ]
+        m.d.sync += [fast.eq(fast_next), v.eq(Cat(exact_next, v[:3]))]
+        # `it` is the intent taken: `it_r` with the price and qty of its side, picked from both
+        # sides' (`it_terms`) by the registered side. The offer's side waits on the triggers'
+        # compares; both sides' terms do not, so only one bit of `it` is late.
+        it_r = Signal(Intent)
+        it_terms = Signal(data.ArrayLayout(Terms, 2))
         it = Signal(Intent)
+        it_buy = it_r.side == BOOK_BUY
+        m.d.comb += [
+            it.eq(it_r),
+            it.price.eq(Mux(it_buy, it_terms[BOOK_BUY].price, it_terms[BOOK_SELL].price)),
+            it.qty.eq(Mux(it_buy, it_terms[BOOK_BUY].qty, it_terms[BOOK_SELL].qty)),
+        ]
+        # The same from S2 on, registered (`it` holds while the gate is busy).
+        it_pq = Signal(Terms)
+        m.d.sync += [it_pq.price.eq(it.price), it_pq.qty.eq(it.qty)]
         # An intent's slot is below `slots` (the triggers make none else): index with the low
         # bits only, so the selects need no check of the high ones.
         it_slot = it.slot[:max(1, (W - 1).bit_length())]
         # Loaded whenever the gate is free, not only on acceptance: then its enable is a
         # register's, not the end of the triggers' compares. Nothing reads it while free.
         with m.If(idle):
-            m.d.sync += it.eq(x)
-        buy = it.side == BOOK_BUY
+            m.d.sync += [it_r.eq(x), it_terms.eq(self.terms)]
+        buy = it_buy
 
         # The intent's slot: its limits and state, selected from the registered intent (for the
         # exact path, and for the fast decision's own updates).
@@ -313,11 +348,11 @@ class RiskGate(wiring.Component):
         off = Signal(RISK_PRICE_BITS + 1)               # |price - reference_px|
         exposure = Signal(signed(RISK_QTY_BITS + 3))
         diff = Signal(signed(RISK_PRICE_BITS + 1))
-        m.d.comb += diff.eq(it.price - lim.reference_px)
+        m.d.comb += diff.eq(it_pq.price - lim.reference_px)
         m.d.sync += [
             notional.eq(prod[0] + ((prod[1] + prod[2]) << 16) + (prod[3] << 32)),
             off.eq(Mux(diff < 0, -diff, diff)),
-            exposure.eq(Mux(buy, pos, -pos) + way + it.qty),
+            exposure.eq(Mux(buy, pos, -pos) + way + it_pq.qty),
         ]
 
         # S3
@@ -325,7 +360,7 @@ class RiskGate(wiring.Component):
             "reduce": 1, "qty": 1, "notional": 1, "collar": 1, "position": 1, "token": 2}))
         m.d.sync += [
             flags.reduce.eq(exposure > 0),
-            flags.qty.eq((it.qty == 0) | (it.qty > card.max_order_qty)),
+            flags.qty.eq((it_pq.qty == 0) | (it_pq.qty > card.max_order_qty)),
             flags.notional.eq(notional > card.max_order_notional),
             flags.collar.eq(off > lim.collar),
             flags.position.eq(exposure > lim.max_position),

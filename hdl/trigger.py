@@ -23,7 +23,7 @@ from hdl.beats import beats
 from hdl.book import TopUpdate
 from hdl.formats import BOOK_BUY, BOOK_SELL, RISK_PRICE_BITS, RISK_QTY_BITS
 
-__all__ = ["TriggerConfig", "Intent", "Trigger", "select"]
+__all__ = ["TriggerConfig", "Intent", "Terms", "Trigger", "select"]
 
 
 class TriggerConfig(data.Struct):
@@ -52,6 +52,12 @@ class Intent(data.Struct):
                                   # checks it against that update)
 
 
+class Terms(data.Struct):
+    """An intent's price and qty."""
+    price: RISK_PRICE_BITS
+    qty: RISK_QTY_BITS
+
+
 def select(m: Module, rows, index, name: str):
     """rows[index] as a Signal, from a Switch (a Value index into an ArrayLayout would be a
     shifter as wide as the whole array)."""
@@ -73,6 +79,14 @@ class Trigger(wiring.Component):
             # cycle before it is valid (`OrderBook.next_slot`), so its row is selected ahead.
             "next_slot": In(range(slots)),
             "intent": Out(stream.Signature(Intent)),
+            # The offered intent's price and qty were it of either side (indexed by side):
+            # the payload's are terms[payload.side]. These do not wait on the compares that
+            # choose the side, so the gate registers both and picks by the side it registered.
+            "terms": Out(data.ArrayLayout(Terms, 2)),
+            # The sides whose condition became true with this update (indexed by side). A
+            # fresh offer is buy's intent if fire[BOOK_BUY], else sell's: the gate's fast path
+            # decides on these bits rather than on the payload's side and `valid` built from them.
+            "fire": Out(2),
             "overruns": Out(32),
         })
 
@@ -110,18 +124,8 @@ class Trigger(wiring.Component):
                    for side in (BOOK_BUY, BOOK_SELL)]
         fire = [Signal(name="fire_buy"), Signal(name="fire_sell")]
         m.d.comb += [fire[BOOK_BUY].eq(ours & buy & ~was_now[BOOK_BUY]),
-                     fire[BOOK_SELL].eq(ours & sell & ~was_now[BOOK_SELL])]
-        # Which fresh intent the offer shows, when it shows one: buy's if buy fires. It
-        # selects ~70 bits right after the compares, so it is made as four nets, each a
-        # different function (the synthesis tools would merge equal ones) that agrees with
-        # `fire_buy` whenever a fresh intent is offered (`ours`, one side firing or both),
-        # each driving a quarter of the bits.
-        buy_edge, sell_edge = buy & ~was_now[BOOK_BUY], sell & ~was_now[BOOK_SELL]
-        pick_buy = [Signal(name=f"pick_buy{k}") for k in range(4)]
-        m.d.comb += [pick_buy[0].eq(buy_edge), pick_buy[1].eq(fire[BOOK_BUY]),
-                     pick_buy[2].eq(buy_edge | ~sell_edge),
-                     pick_buy[3].eq(buy_edge | ~ours)]
-
+                     fire[BOOK_SELL].eq(ours & sell & ~was_now[BOOK_SELL]),
+                     self.fire.eq(Cat(fire))]
         # A fresh intent is offered in its update's own cycle. What is not taken then waits in
         # its side's register; offers go oldest first, buy before sell.
         fresh = [Signal(Intent, name="fresh_buy"), Signal(Intent, name="fresh_sell")]
@@ -148,20 +152,24 @@ class Trigger(wiring.Component):
         m.d.comb += [
             offer_held.eq(Mux(full[BOOK_BUY], held[BOOK_BUY], held[BOOK_SELL])),
             self.intent.valid.eq(held_any | fire[BOOK_BUY] | fire[BOOK_SELL]),
-            # The late select last: one 2:1 mux after the compares.
             self.intent.payload.eq(Mux(held_any, offer_held, fresh[BOOK_SELL])),
             self.intent.payload.fresh.eq(~held_any),
         ]
+        # The offer's price and qty were it of either side, apart from the compares that
+        # choose the side: the gate registers both and picks by the registered side.
         x = self.intent.payload
-        for k, (field, lo, hi) in enumerate((("price", 0, 16), ("price", 16, 32),
-                                             ("qty", 0, 16), ("qty", 16, 32))):
-            def bits(intent, field=field, lo=lo, hi=hi):
-                return getattr(intent, field)[lo:hi]
-            m.d.comb += bits(x).eq(Mux(pick_buy[k],
-                                       Mux(held_any, bits(offer_held), bits(fresh[BOOK_BUY])),
-                                       Mux(held_any, bits(offer_held), bits(fresh[BOOK_SELL]))))
-        m.d.comb += x.side.eq(Mux(held_any, offer_held.side,
-                                  Mux(fire[BOOK_BUY], BOOK_BUY, BOOK_SELL)))
+        for side in (BOOK_BUY, BOOK_SELL):
+            m.d.comb += [
+                self.terms[side].price.eq(Mux(held_any, offer_held.price, fresh[side].price)),
+                self.terms[side].qty.eq(Mux(held_any, offer_held.qty, fresh[side].qty)),
+            ]
+        m.d.comb += [
+            x.side.eq(Mux(held_any, offer_held.side, Mux(fire[BOOK_BUY], BOOK_BUY, BOOK_SELL))),
+            x.price.eq(Mux(x.side == BOOK_BUY, self.terms[BOOK_BUY].price,
+                           self.terms[BOOK_SELL].price)),
+            x.qty.eq(Mux(x.side == BOOK_BUY, self.terms[BOOK_BUY].qty,
+                         self.terms[BOOK_SELL].qty)),
+        ]
         ready = self.intent.ready
         fresh_taken = [ready & ~held_any & fire[BOOK_BUY],
                        ready & ~held_any & ~fire[BOOK_BUY] & fire[BOOK_SELL]]

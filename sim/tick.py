@@ -32,7 +32,8 @@ class TickPath(Elaboratable):
         m = Module()
         m.submodules.trigger, m.submodules.gate = self.trigger, self.gate
         wiring.connect(m, self.trigger.intent, self.gate.intent)
-        m.d.comb += [self.gate.update.valid.eq(self.trigger.update.valid),
+        m.d.comb += [self.gate.terms.eq(self.trigger.terms), self.gate.fire.eq(self.trigger.fire),
+                     self.gate.update.valid.eq(self.trigger.update.valid),
                      self.gate.update.payload.eq(self.trigger.update.payload),
                      self.gate.next_slot.eq(self.trigger.next_slot)]
         return m
