@@ -64,7 +64,7 @@ from hdl.formats import (
 )
 from hdl.trigger import Intent, Terms, select
 
-__all__ = ["CardLimits", "SlotLimits", "HostOp", "Decision", "RiskGate"]
+__all__ = ["CardLimits", "SlotLimits", "HostOp", "Decision", "RiskGate", "reached"]
 
 
 class CardLimits(data.Struct):
@@ -99,6 +99,15 @@ _QTY_MAX = (1 << RISK_QTY_BITS) - 1
 
 
 _CYCLE = 49                     # rx_cycle (48 bits) plus a period: full_at never wraps
+
+
+def reached(rx, thr):
+    """rx >= thr (thr signed, `_CYCLE` + 2 bits; rx a 48-bit cycle), as three 24-bit compares
+    side by side, not one 52-bit carry chain: it is on the acceptance cycle's longest path."""
+    assert len(rx) == 48 and len(thr) == _CYCLE + 2
+    t = thr[:48]
+    hi_gt, hi_ge = rx[24:] > t[24:], rx[24:] >= t[24:]
+    return thr[-1] | ((thr[48:-1] == 0) & (hi_gt | (hi_ge & (rx[:24] >= t[:24]))))
 
 
 class RiskGate(wiring.Component):
@@ -256,14 +265,6 @@ class RiskGate(wiring.Component):
         m.d.comb += self.intent.ready.eq(idle & self.order.ready)
         accept = self.intent.valid & self.intent.ready
         x = self.intent.payload
-        def reached(rx, thr):
-            """rx >= thr (thr signed, rx a 48-bit cycle), as three 24-bit compares side by
-            side, not one 52-bit carry chain: this is on the acceptance cycle's longest path."""
-            assert len(rx) == 48 and len(thr) == _CYCLE + 2
-            t = thr[:48]
-            hi_gt, hi_ge = rx[24:] > t[24:], rx[24:] >= t[24:]
-            return thr[-1] | ((thr[48:-1] == 0) & (hi_gt | (hi_ge & (rx[:24] >= t[:24]))))
-
         # The fast checks of each side's possible intent, on the update itself (the buy side
         # touches the ask, the sell side the bid), beside the triggers' own compares.
         u = self.update.payload

@@ -6,11 +6,14 @@ snapshot stale, and the take must start from the full bucket at the new rate, as
 when the load comes before the check. Later intents, close together, show the bucket by which
 of them the throttle refuses."""
 
+import random
+
 import pytest
+from amaranth import Module, Signal, signed
 from amaranth.sim import Simulator
 
 from hdl.formats import Reject
-from hdl.risk import CardLimits, RiskGate, SlotLimits
+from hdl.risk import _CYCLE, CardLimits, RiskGate, SlotLimits, reached
 from hdl.trigger import TriggerConfig
 from host.config import CardConfig, Instrument, Limits
 from host.model.book import TopUpdate
@@ -107,3 +110,33 @@ def test_load_while_a_take_is_in_flight(fast: bool, load_at: int, new_rate: int)
     assert got[1] == (40 + (RiskGate.LATENCY if fast else RiskGate.EXACT_LATENCY), Reject.NONE)
     assert got[0][1] is Reject.NONE
     assert Reject.RATE_INSTRUMENT in [r for _, r in got[2:]]
+
+
+def test_token_check_split_compare_is_greater_or_equal() -> None:
+    """`hdl.risk.reached` (the fast path's token check, three 24-bit compares side by side) is
+    exactly rx >= thr for a signed threshold, at the 24-bit seams and the extremes."""
+    rx, thr = Signal(48), Signal(signed(_CYCLE + 2))
+    out = Signal()
+    m = Module()
+    m.d.comb += out.eq(reached(rx, thr))
+    lo, hi = -(1 << (_CYCLE + 1)), (1 << (_CYCLE + 1)) - 1
+    seams = [0, 1, (1 << 24) - 1, 1 << 24, (1 << 24) + 1, (1 << 48) - 1, 1 << 48, lo, hi, -1]
+    rng = random.Random(3)
+    cases = [(r, t) for r in seams if 0 <= r < 1 << 48 for t in seams]
+    cases += [(r, r + d) for r in (0, 5 << 24, (1 << 48) - 1) for d in (-1, 0, 1, 1 << 24)
+              if lo <= r + d <= hi]
+    for _ in range(400):
+        r = rng.getrandbits(48)
+        t = r + rng.choice([0, 1, -1, rng.randint(-(1 << 30), 1 << 30),
+                            (rng.randint(-3, 3) << 24)])
+        cases.append((r, max(lo, min(hi, t))))
+
+    async def bench(ctx):
+        for r, t in cases:
+            ctx.set(rx, r)
+            ctx.set(thr, t)
+            assert ctx.get(out) == int(r >= t), (r, t)
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
