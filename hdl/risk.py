@@ -470,24 +470,19 @@ class RiskGate(wiring.Component):
         m.d.sync += changed.eq(Cat(wb | do_op | self.load | switched, changed[0]))
         # An intent being accepted goes first: its snapshot must not miss a host op.
         m.d.comb += self.host_op.ready.eq(idle & ~self.intent.valid)
-        op_open = select(m, open_, op.slot, "op_open")
-        op_way = Mux(op.side == BOOK_BUY, op_open[0], op_open[1])
-        op_pos = select(m, position, op.slot, "op_position")
-        closed = Signal(RISK_QTY_BITS)
-        moved = Signal(signed(RISK_POSITION_BITS))
-        m.d.comb += [
-            closed.eq(Mux(op_way > op.qty, op_way - op.qty, 0)),
-            moved.eq(Mux(op.kind == HostOpKind.POSITION, op.qty,
-                         Mux(op.side == BOOK_BUY, op_pos + op.qty, op_pos - op.qty))),
-        ]
+        # Each row computes what the op would make of it, from its own registers: a value
+        # selected by the op's slot and fanned back out to every row was a select tree that
+        # ABC9 duplicated into each of the 1,024 open-order bits (29,800 cells in one build).
         for i in range(W):
             for side in (0, 1):
+                mine = open_[i][side]
                 with m.If(wb & (wb_slot == i) & (wb_side == side)):
-                    m.d.sync += open_[i][side].eq(
-                        Mux(wb_opened[-1], _QTY_MAX, wb_opened[:RISK_QTY_BITS]))
+                    m.d.sync += mine.eq(Mux(wb_opened[-1], _QTY_MAX, wb_opened[:RISK_QTY_BITS]))
                 with m.If(do_op & (op.slot == i) & (op.side == side)
                           & (op.kind != HostOpKind.POSITION)):
-                    m.d.sync += open_[i][side].eq(closed)
+                    m.d.sync += mine.eq(Mux(mine > op.qty, mine - op.qty, 0))
             with m.If(do_op & (op.slot == i) & (op.kind != HostOpKind.RELEASE)):
-                m.d.sync += position[i].eq(moved)
+                m.d.sync += position[i].eq(
+                    Mux(op.kind == HostOpKind.POSITION, op.qty,
+                        Mux(op.side == BOOK_BUY, position[i] + op.qty, position[i] - op.qty)))
         return m
