@@ -47,11 +47,16 @@ def position(cell: dict) -> tuple[int, int] | None:
     return int(parts[0][1:]), int(parts[1][1:])
 
 
+def _top_module(path: str) -> dict:
+    """The top module of a Yosys/nextpnr JSON netlist."""
+    modules = json.loads(Path(path).read_text())["modules"]
+    return next((m for m in modules.values() if m.get("attributes", {}).get("top")),
+                next(iter(modules.values())))
+
+
 def analyse(path: str, top: int) -> list[str]:
     """The report as lines: the `top` worst endpoints, then the path to the worst."""
-    modules = json.loads(Path(path).read_text())["modules"]
-    mod = next((m for m in modules.values() if m.get("attributes", {}).get("top")),
-               next(iter(modules.values())))
+    mod = _top_module(path)
     names: dict[int, str] = {}
     for name, n in mod["netnames"].items():
         for b in n["bits"]:
@@ -186,9 +191,7 @@ def luts_by_register(path: str, top: int) -> list[str]:
     cells counted by the name Yosys gave the net each drives, stripped to its base name. That
     name is mostly the register (or memory port) the cell's logic cone feeds, so the counts say
     which registers' input logic is big. (ABC's cells have no `src` to go by.)"""
-    modules = json.loads(Path(path).read_text())["modules"]
-    mod = next((m for m in modules.values() if m.get("attributes", {}).get("top")),
-               next(iter(modules.values())))
+    mod = _top_module(path)
     names: dict[int, str] = {}
     for name, n in mod["netnames"].items():
         for b in n["bits"]:
