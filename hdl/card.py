@@ -240,15 +240,7 @@ class Card(wiring.Component):
             m.d.sync += ref_written.eq(1)
         set_ref = order.commit & ref_written
         m.d.comb += [core.next_user_ref.eq(order.next_user_ref), core.set_user_ref.eq(set_ref)]
-        # `user_ref_next`: the builder's own count is not a port of the core, so this follows
-        # it by the builder's rule (`hdl.order_builder`): an order frame starts exactly when
-        # `core.sent` is valid, and takes the set value if it coincides with the set.
-        ref_next = Signal(32, init=1)
-        with m.If(core.sent.valid):
-            m.d.sync += ref_next.eq(Mux(set_ref, order.next_user_ref, ref_next) + 1)
-        with m.Elif(set_ref):
-            m.d.sync += ref_next.eq(order.next_user_ref)
-        m.d.comb += order.user_ref_next.eq(ref_next)
+        m.d.comb += order.user_ref_next.eq(core.user_ref_next)     # the builder's own count
 
         m.d.comb += core.host_tx.valid.eq(0)
 

@@ -77,6 +77,7 @@ class Core(wiring.Component):
             "position": Out(data.ArrayLayout(signed(RISK_POSITION_BITS), W)),
             "open": Out(data.ArrayLayout(data.ArrayLayout(RISK_QTY_BITS, 2), W)),
             "tx_frames": Out(32), "tx_underruns": Out(32),
+            "user_ref_next": Out(32),      # the UserRefNum the next order frame takes
             "trigger_overruns": Out(32), "killed": Out(32),
             "bad_frame_orders": Out(32),    # cut-through: sent from a frame then dropped
             "fcs_discarded": Out(32),       # FCS-safe: not sent, their frame was dropped
@@ -144,6 +145,7 @@ class Core(wiring.Component):
             self.sent.valid.eq(out.sent.valid), self.sent.payload.eq(out.sent.payload),
             self.latency.eq(out.latency),
             self.tx_frames.eq(out.tx_frames), self.tx_underruns.eq(out.tx_underruns),
+            self.user_ref_next.eq(out.user_ref_next),
             self.killed.eq(out.killed), self.bad_frame_orders.eq(out.bad_frame_orders),
             self.fcs_discarded.eq(out.fcs_discarded),
         ]

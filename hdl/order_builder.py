@@ -98,6 +98,7 @@ class OrderBuilder(wiring.Component):
     - `source`: the frame, one byte per beat, `last` on byte FRAME_LEN - 1; holds its byte
       while `ready` is low, at any point of the frame.
     - `user_ref`: the UserRefNum of the frame in progress (or of the last one built).
+    - `user_ref_next`: the UserRefNum the next frame takes (unless `set_user_ref` says else).
     - `frames_built`: frames whose last byte has been taken.
     """
 
@@ -110,6 +111,7 @@ class OrderBuilder(wiring.Component):
     sink: In(stream.Signature(OrderRequest))
     source: Out(stream.Signature(TxBeat))
     user_ref: Out(32)
+    user_ref_next: Out(32)
     frames_built: Out(32)
 
     def elaborate(self, platform):
@@ -129,6 +131,7 @@ class OrderBuilder(wiring.Component):
             self.source.payload.data.eq(byte),
             self.source.payload.last.eq(last),
             self.user_ref.eq(ref),
+            self.user_ref_next.eq(next_ref),
         ]
         accept = self.sink.valid & ~busy
         transfer = self.source.valid & self.source.ready

@@ -111,6 +111,7 @@ class OrderOut(wiring.Component):
             "sent": Out(beats(SentOrder)),
             "latency": Out(data.ArrayLayout(KindStats, len(LATENCY_KINDS))),
             "tx_frames": Out(32), "tx_underruns": Out(32),
+            "user_ref_next": Out(32),      # the UserRefNum the next order frame takes
             "killed": Out(32),
             "bad_frame_orders": Out(32),    # cut-through: sent from a frame then dropped
             "fcs_discarded": Out(32),       # FCS-safe: not sent, their frame was dropped
@@ -278,7 +279,8 @@ class OrderOut(wiring.Component):
         wiring.connect(m, wiring.flipped(self.host_tx), arbiter.host)
         wiring.connect(m, arbiter.source, mac_tx.sink)
         wiring.connect(m, mac_tx.gmii, wiring.flipped(self.gmii_tx))
-        m.d.comb += [self.tx_frames.eq(mac_tx.frames), self.tx_underruns.eq(mac_tx.underruns)]
+        m.d.comb += [self.tx_frames.eq(mac_tx.frames), self.tx_underruns.eq(mac_tx.underruns),
+                     self.user_ref_next.eq(builder.user_ref_next)]
 
         # -- bookkeeping, one cycle later --------------------------------------------------------
         # Registered copies of what the start cycle saw (the candidate is loaded every cycle,

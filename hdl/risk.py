@@ -300,11 +300,11 @@ class RiskGate(wiring.Component):
         it_r = Signal(Intent)
         it_terms = Signal(data.ArrayLayout(Terms, 2))
         it = Signal(Intent)
-        it_buy = it_r.side == BOOK_BUY
+        buy = it_r.side == BOOK_BUY
         m.d.comb += [
             it.eq(it_r),
-            it.price.eq(Mux(it_buy, it_terms[BOOK_BUY].price, it_terms[BOOK_SELL].price)),
-            it.qty.eq(Mux(it_buy, it_terms[BOOK_BUY].qty, it_terms[BOOK_SELL].qty)),
+            it.price.eq(Mux(buy, it_terms[BOOK_BUY].price, it_terms[BOOK_SELL].price)),
+            it.qty.eq(Mux(buy, it_terms[BOOK_BUY].qty, it_terms[BOOK_SELL].qty)),
         ]
         # The same from S2 on, registered (`it` holds while the gate is busy).
         it_pq = Signal(Terms)
@@ -316,7 +316,6 @@ class RiskGate(wiring.Component):
         # register's, not the end of the triggers' compares. Nothing reads it while free.
         with m.If(idle):
             m.d.sync += [it_r.eq(x), it_terms.eq(self.terms)]
-        buy = it_buy
 
         # The intent's slot: its limits and state, selected from the registered intent (for the
         # exact path, and for the fast decision's own updates).
@@ -426,7 +425,9 @@ class RiskGate(wiring.Component):
             m.d.sync += since.eq(1)
         f_early, e_early = Signal(_CYCLE), Signal(_CYCLE)       # full_at + period: fast, exact
         f_later, e_later = Signal(), Signal()                   # rx > full_at
-        f_period = Signal(RISK_CREDIT_BITS)                     # the fast slot's, as now
+        # The fast slot's period, read in the acceptance cycle: a load in that very cycle
+        # (which `changed` cannot see yet) brings the new one, which `since` then applies.
+        f_period = Signal(RISK_CREDIT_BITS)
         with m.Switch(p2_slot):
             for i in range(W):
                 with m.Case(i):

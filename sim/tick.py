@@ -11,8 +11,8 @@ from amaranth import Elaboratable, Module
 from amaranth.lib import wiring
 
 from hdl.formats import CARD_CLOCK_HZ
-from hdl.risk import RiskGate
-from hdl.trigger import Trigger
+from hdl.risk import CardLimits, RiskGate, SlotLimits
+from hdl.trigger import Trigger, TriggerConfig
 from host.config import CardConfig, Instrument, Limits
 from host.model.book import TopUpdate
 from host.model.risk import bucket_registers
@@ -25,8 +25,19 @@ class TickPath(Elaboratable):
     drive the top-of-book updates, the configuration and `trigger.next_slot` themselves."""
 
     def __init__(self, slots: int) -> None:
+        self.slots = slots
         self.trigger = Trigger(slots)
         self.gate = RiskGate(slots)
+
+    def configure(self, ctx: Any, config: CardConfig, clock_hz: int) -> None:
+        """Set the triggers' and the gate's configuration inputs to `config` (a testbench's
+        `ctx`); the caller pulses `gate.load`."""
+        for i, row in enumerate(trigger_rows(config, self.slots)):
+            ctx.set(self.trigger.config[i], TriggerConfig.const(row))
+            ctx.set(self.gate.order_qty[i], row.get("order_qty", 0))
+        for i, row in enumerate(slot_limit_rows(config, self.slots, clock_hz)):
+            ctx.set(self.gate.limits[i], SlotLimits.const(row))
+        ctx.set(self.gate.card, CardLimits.const(card_limits(config, clock_hz)))
 
     def elaborate(self, platform: Any) -> Module:
         m = Module()

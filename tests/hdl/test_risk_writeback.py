@@ -13,13 +13,12 @@ from amaranth import Module, Signal, signed
 from amaranth.sim import Simulator
 
 from hdl.formats import Reject
-from hdl.risk import _CYCLE, CardLimits, RiskGate, SlotLimits, reached
-from hdl.trigger import TriggerConfig
+from hdl.risk import _CYCLE, RiskGate, reached
 from host.config import CardConfig, Instrument, Limits
 from host.model.book import TopUpdate
 from host.model.risk import Bucket, RiskModel
 from host.model.trigger import TriggerModel
-from sim.tick import TickPath, card_limits, slot_limit_rows, trigger_rows
+from sim.tick import TickPath
 
 SLOTS = 2
 CLOCK = 600
@@ -48,16 +47,8 @@ def run(fast: bool, load_at: int, new_rate: int) -> list[tuple[int, Reject]]:
     got: list[tuple[int, Reject]] = []
     gate = dut.gate
 
-    def limits(ctx, cfg: CardConfig) -> None:
-        for i, row in enumerate(trigger_rows(cfg, SLOTS)):
-            ctx.set(dut.trigger.config[i], TriggerConfig.const(row))
-            ctx.set(gate.order_qty[i], row.get("order_qty", 0))
-        for i, row in enumerate(slot_limit_rows(cfg, SLOTS, CLOCK)):
-            ctx.set(gate.limits[i], SlotLimits.const(row))
-        ctx.set(gate.card, CardLimits.const(card_limits(cfg, CLOCK)))
-
     async def bench(ctx):
-        limits(ctx, before)
+        dut.configure(ctx, before, CLOCK)
         ctx.set(gate.order.ready, 1)
         ctx.set(gate.load, 1)
         await ctx.tick()
@@ -70,7 +61,7 @@ def run(fast: bool, load_at: int, new_rate: int) -> list[tuple[int, Reject]]:
         index = 0
         for cycle in range(fires[-1] + 20):
             if cycle == loaded:
-                limits(ctx, after)
+                dut.configure(ctx, after, CLOCK)
             ctx.set(gate.load, cycle == loaded)
             on = cycle in fires
             if cycle in events:

@@ -9,13 +9,12 @@ import pytest
 from amaranth.sim import Simulator
 
 from hdl.formats import BOOK_BUY, HostOpKind, Reject
-from hdl.risk import CardLimits, HostOp, SlotLimits
-from hdl.trigger import TriggerConfig
+from hdl.risk import HostOp
 from host.config import CardConfig, Instrument, Limits
 from host.model.book import TopUpdate
 from host.model.risk import RiskModel
 from host.model.trigger import TriggerModel
-from sim.tick import TickPath, card_limits, slot_limit_rows, trigger_rows
+from sim.tick import TickPath
 
 SLOTS = 4
 CLOCK = 600          # a slow card clock: the throttle bites within a short run
@@ -69,12 +68,7 @@ def run(config: CardConfig, updates: list[TopUpdate], rng: random.Random,
     gate = dut.gate
 
     async def bench(ctx):
-        for i, row in enumerate(trigger_rows(config, SLOTS)):
-            ctx.set(dut.trigger.config[i], TriggerConfig.const(row))
-            ctx.set(gate.order_qty[i], row.get("order_qty", 0))
-        for i, row in enumerate(slot_limit_rows(config, SLOTS, CLOCK)):
-            ctx.set(gate.limits[i], SlotLimits.const(row))
-        ctx.set(gate.card, CardLimits.const(card_limits(config, CLOCK)))
+        dut.configure(ctx, config, CLOCK)
         ctx.set(gate.order.ready, 1)
         def ahead(i: int) -> None:
             """The book names the next update's slot early (`OrderBook.next_slot`)."""
