@@ -9,10 +9,15 @@ Storage:
   together: bank b at the reference's set `order_sets(ref)[b]` (2-left hashing). An entry holds
   the reference without its lowest chunk (implied by the set), instrument, side, price,
   remaining shares and the generation it was written in.
-* The books: per watched instrument and side, the levels best first, the orphan count and the
-  cut price, in two memories (bid, ask) read asynchronously (LUT RAM) into the register `row`
-  when the message's slot is known. The side a message edits is copied into `work`, edited
-  there and written back to its memory; `row` keeps the state before the message.
+* The books: per watched instrument and side, the orphan count, the cut price and the levels
+  *in place*: a level keeps its record while it lives, and beside it its rank (its place in
+  price order, 0 = best), with copies of the levels of rank 0 and 1 (`top`), which is all the
+  updates read. Two memories (bid, ask), read asynchronously (LUT RAM) into the register `row`
+  when the message's slot is known; the message edits `row` and the side goes back to its
+  memory. An edit changes one level's record, the ranks and the copies: a level that opens
+  takes the rank "number of levels better" and those worse move down one; a level that
+  empties lets those worse move up one. (Kept best first, every level would move on every
+  insert: that six-way shift of 1,344 bits was a third of the book's logic.)
 
 Lookups run ahead of the message, on the decoder's heads (`hdl.itch.ItchHead`): the slot is
 found (by locate for E/C/X/D/U, as soon as byte 2 is in; by symbol for R/H/A/F) and its row
@@ -36,11 +41,11 @@ stage (a message leaves at least 14 cycles to the next):
     ADD1 A/F/U: the update; the side with the order: row and entry written. A/F in the
          message's own cycle
 
-"Scan" compares every level with the price and precomputes sums, all registered, so the
-edit in the next stage picks each level from five sources (itself, its neighbours, the new
-level, itself changed). The update never waits for the edit: its top is chosen from candidates
-computed beside the scan. Cycles from a message's last byte on the pins to its update valid
-(benchmarks/test_book_rtl.py): H 3, A/F 3, E/C/X 5, D and U 6.
+"Scan" compares every level with the price, precomputes sums and picks out the levels an edit
+may need (rank 2, the worst, the first free), all registered, so the edit in the next stage is
+multiplexers into `row`. The update never waits for the edit: its top is chosen from
+candidates computed beside the scan. Cycles from a message's last byte on the pins to its
+update valid (benchmarks/test_book_rtl.py): H 3, A/F 3, E/C/X 5, D and U 6.
 
 One taint reaches the book a message after the update that caused it: an order leaving from a
 price with neither a level nor orphans (finding that out needs the scan, which D's update does
@@ -111,10 +116,19 @@ class Level(data.Struct):
 
 def side_layout(levels: int) -> data.StructLayout:
     return data.StructLayout({
-        "levels": data.ArrayLayout(Level, levels),     # best first, valid ones first
+        # In place: a level keeps its record from the order that opens it to the one that
+        # empties it; `rank` says where it stands in price order (0 = best). Valid levels have
+        # the ranks 0 to n-1; an invalid level's rank means nothing.
+        "levels": data.ArrayLayout(Level, levels),
+        "rank": data.ArrayLayout(rank_bits(levels), levels),
+        "top": data.ArrayLayout(Level, 2),     # copies of the levels of rank 0 and 1
         "orphans": BOOK_COUNT_BITS,
         "cut": 32,
     })
+
+
+def rank_bits(levels: int) -> int:
+    return max(1, ceil_log2(levels))
 
 
 def entry_layout(p: BookParams) -> data.StructLayout:
@@ -186,7 +200,7 @@ def _better(is_bid, a, b):
 
 def _unsure(side):
     """A side with no level but orphans does not know its top."""
-    return ~side.levels[0].valid & (side.orphans != 0)
+    return ~side.top[0].valid & (side.orphans != 0)
 
 
 class OrderBook(wiring.Component):
@@ -287,8 +301,9 @@ class OrderBook(wiring.Component):
             m.d.sync += [slot.eq(_encode(m, slot_onehot, "slot_index")), slot_ok.eq(s_match.any()),
                          slot_valid.eq(Cat((v & slot_onehot).any() for v in side_valid))]
 
-        # The slot's row: read into `row` by the prefetch, and left alone until the next one.
-        # Edits happen in `work` (the side being edited) and are written to that side's memory.
+        # The slot's row: read into `row` by the prefetch. The message's edits happen in `row`
+        # itself (a level, the ranks, the copies of the top) and are written back to the side's
+        # memory the cycle after (the edit, below).
         row = Signal(self._row)
         sides = []
         for b in (BUY, SELL):
@@ -296,9 +311,7 @@ class OrderBook(wiring.Component):
             m.submodules[f"sides{b}"] = mem
             rd, wr = mem.read_port(domain="comb"), mem.write_port()
             m.d.comb += [rd.addr.eq(slot), wr.addr.eq(slot)]
-            with m.If(s_read):
-                m.d.sync += row[b].eq(Mux(slot_valid[b], rd.data, 0))
-            sides.append(wr)
+            sides.append((rd, wr))
         # Read with the row: nothing changes them between the prefetch and the message's last
         # stage but the message itself, whose own taints are added where they arise (a verdict
         # or a gap follows the message, in the model as on the wire).
@@ -346,8 +359,8 @@ class OrderBook(wiring.Component):
         for i, (_, rd, _) in enumerate(places):
             e = data.View(self._entry, rd.data)
             live = sig(e.gen == gen, f"live{i}")
-            top_valid = Mux(e.side, row[SELL].levels[0].valid, row[BUY].levels[0].valid)
-            top_px = Mux(e.side, row[SELL].levels[0].px, row[BUY].levels[0].px)
+            top_valid = Mux(e.side, row[SELL].top[0].valid, row[BUY].top[0].valid)
+            top_px = Mux(e.side, row[SELL].top[0].px, row[BUY].top[0].px)
             m.d.sync += [
                 p2_hit[i].eq(live & (e.tag == p1["key"][set_bits:])
                              & (p1["any"] | (e.slot == slot))),
@@ -493,7 +506,7 @@ class OrderBook(wiring.Component):
                      q_add0.eq(q_rm1 & r["U"]), q_add1.eq(q_add0)]
         # A/F: ADD0 ran the cycle before (on `early_price`), ADD1 runs in the message's own
         # cycle. Their lookups are always in by then (the key head comes 4 bytes before the
-        # end: P0-P2 are done the cycle before), so A/F never wait. `add1` edits `work` on any
+        # end: P0-P2 are done the cycle before), so A/F never wait. `add1` edits `row` on any
         # A/F (from registers, for the edit's fan-out); `add1_go` only on ours, and only it
         # writes anything back or emits.
         add1 = sig(q_add1 | is_["A"] | is_["F"], "add1")
@@ -518,8 +531,8 @@ class OrderBook(wiring.Component):
 
         def quote(side_sel, top_px, top_qty):
             """(bid px, bid qty, ask px, ask qty) with side `side_sel`'s top replaced."""
-            o_px = Mux(side_sel, row[BUY].levels[0].px, row[SELL].levels[0].px)
-            o_qty = Mux(side_sel, row[BUY].levels[0].qty, row[SELL].levels[0].qty)
+            o_px = Mux(side_sel, row[BUY].top[0].px, row[SELL].top[0].px)
+            o_qty = Mux(side_sel, row[BUY].top[0].qty, row[SELL].top[0].qty)
             return (Mux(side_sel, o_px, top_px), Mux(side_sel, o_qty, top_qty),
                     Mux(side_sel, top_px, o_px), Mux(side_sel, top_qty, o_qty))
 
@@ -535,8 +548,8 @@ class OrderBook(wiring.Component):
         with m.If(st_h):
             m.d.sync += state[slot].eq(new_state)
             m.d.comb += emit.eq(new_state != slot_state)
-        publish(is_["H"], row[BUY].levels[0].px, row[BUY].levels[0].qty,
-                row[SELL].levels[0].px, row[SELL].levels[0].qty,
+        publish(is_["H"], row[BUY].top[0].px, row[BUY].top[0].qty,
+                row[SELL].top[0].px, row[SELL].top[0].qty,
                 slot_sticky | unsure_row, new_state,
                 locate=msg.locate, index=msg.index, rx_cycle=msg.rx_cycle, cause=ord("H"),
                 frame=msg.frame)
@@ -554,7 +567,7 @@ class OrderBook(wiring.Component):
         take = sig(Mux(partial, r1_take, o_entry.shares), "take")
         leaves = sig(Mux(partial, r1_leaves, 1), "leaves")
         side_now = data.View(self._side, sig(Mux(s_side, row[SELL], row[BUY]), "side_now"))
-        lv0, lv1 = side_now.levels[0], side_now.levels[1]
+        lv0, lv1 = side_now.top[0], side_now.top[1]
         empties = sig(Mux(leaves, lv0.count == 1, lv0.count == 0), "empties")
         rm_px = sig(Mux(empties, lv1.px, lv0.px), "rm_px")
         rm_qty = sig(Mux(empties, lv1.qty, lv0.qty - take), "rm_qty")
@@ -582,26 +595,51 @@ class OrderBook(wiring.Component):
                          u_before_unsure.eq(unsure_row)]
 
         # -- the scans (RM0, ADD0) --------------------------------------------------------------
-        # One side is scanned: the slot's (or, for U's new order, the side its removal left in
-        # `work`). `work` keeps a copy for the edit; every level is compared with the price and
-        # its sums precomputed, all registered, so the edit is only multiplexers.
-        work = Signal(self._side)
-        scan_in = data.View(self._side, sig(Mux(q_add0, work, side_now), "scan_in"))
+        # The side in `row` is scanned (for U's new order: the side its removal left there):
+        # every level compared with the price, its sums precomputed, the levels of rank 2 and
+        # N-1 and the first free level picked out, all registered, so that the edit in the next
+        # stage is multiplexers into `row`.
+        scan_in = side_now
+        is_bid = s_side == BUY
 
-        # The removal scan (RM0).
-        x_leaves, x_eq, x_empty = Signal(), Signal(N), Signal(N)
+        def gather(onehot, field, name):
+            """Field `field` of the level `onehot` points at (0 if none): an AND-OR tree."""
+            return sig(_or_tree([Mux(onehot[i], getattr(scan_in.levels[i], field), 0)
+                                 for i in range(N)]), name)
+
+        def of_rank(r, name):
+            return sig(Cat(scan_in.levels[i].valid & (scan_in.rank[i] == r) for i in range(N)),
+                       name)
+
+        # The removal scan (RM0). `x_wt`: the levels worse than the order's price, which move
+        # up a rank if its level empties. `x_top`: the top copies as the removal leaves them;
+        # `x_r2` the level that becomes a top if one of them empties.
+        x_leaves, x_eq, x_empty, x_wt = Signal(), Signal(N), Signal(N), Signal(N)
         x_qty = Signal(data.ArrayLayout(BOOK_QTY_BITS, N))
         x_count = Signal(data.ArrayLayout(BOOK_COUNT_BITS, N))
         x_orphans, left = Signal(BOOK_COUNT_BITS), Signal(BOOK_QTY_BITS)
+        x_t, x_t_gone = Signal(2), Signal(2)
+        x_top, x_r2 = Signal(data.ArrayLayout(Level, 2)), Signal(Level)
         m.d.sync += [x_leaves.eq(leaves), left.eq(o_entry.shares - take),
                      x_orphans.eq(scan_in.orphans - 1)]
         for i, lv in enumerate(scan_in.levels):
             m.d.sync += [
                 x_eq[i].eq(lv.valid & (lv.px == o_entry.px)),
+                x_wt[i].eq(lv.valid & _better(is_bid, o_entry.px, lv.px)),
                 x_qty[i].eq(lv.qty - take),
                 x_count[i].eq(lv.count - leaves),
                 x_empty[i].eq(Mux(leaves, lv.count == 1, lv.count == 0)),
             ]
+        for k, t in enumerate(scan_in.top):
+            m.d.sync += [
+                x_t[k].eq(t.valid & (t.px == o_entry.px)),
+                x_t_gone[k].eq(Mux(leaves, t.count == 1, t.count == 0)),
+                x_top[k].valid.eq(t.valid), x_top[k].px.eq(t.px),
+                x_top[k].qty.eq(t.qty - take), x_top[k].count.eq(t.count - leaves),
+            ]
+        r2 = of_rank(2, "rank2")
+        m.d.sync += x_r2.eq(Cat(r2.any(), *(gather(r2, f, f"r2_{f}")
+                                            for f in ("px", "qty", "count"))))
 
         # The add scan (ADD0), with the candidates for the update. A/F run it the cycle before
         # their message (its last byte on the decoder's sink: `early_price`), with shares from
@@ -609,27 +647,33 @@ class OrderBook(wiring.Component):
         # cycle: only the cycle after an A/F's last byte (or after q_add0) reads them.
         a_px = sig(Mux(q_add0, r_px, self.early_price), "a_px")
         a_qty = sig(Mux(q_add0, r_shares, k_shares), "a_qty")
-        is_bid = s_side == BUY
         y_rej, y_orph, y_full = Signal(), Signal(), Signal()
-        y_eq, y_bt, y_ovf = Signal(N), Signal(N), Signal(N)
+        y_eq, y_bt, y_ovf, y_tgt = Signal(N), Signal(N), Signal(N), Signal(N)
         y_qty = Signal(data.ArrayLayout(BOOK_QTY_BITS, N))
         y_count = Signal(data.ArrayLayout(BOOK_COUNT_BITS, N))
         y_px, y_shares = Signal(32), Signal(BOOK_QTY_BITS)
         y_push_ovf, y_orph_max = Signal(), Signal()
         y_orph_inc, y_orph_push = Signal(BOOK_COUNT_BITS), Signal(BOOK_COUNT_BITS)
+        y_worst_px = Signal(32)
+        y_t, y_t_bt = Signal(2), Signal(2)              # joins / is worse than each top copy
+        y_t_qty = Signal(data.ArrayLayout(BOOK_QTY_BITS, 2))
+        y_t_count = Signal(data.ArrayLayout(BOOK_COUNT_BITS, 2))
         y_before_px, y_before_qty, y_before_unsure = Signal(32), Signal(BOOK_QTY_BITS), Signal()
-        last_lv = scan_in.levels[N - 1]
+        valid = sig(Cat(lv.valid for lv in scan_in.levels), "scan_valid")
+        worst = of_rank(N - 1, "worst")             # the level a new one pushes out (if full)
         push = Signal(BOOK_COUNT_BITS + 1)
-        m.d.comb += push.eq(scan_in.orphans + last_lv.count)
+        m.d.comb += push.eq(scan_in.orphans + gather(worst, "count", "worst_count"))
         m.d.sync += [
             y_px.eq(a_px), y_shares.eq(a_qty),
             y_rej.eq((a_qty == 0) | (a_px == 0)),
             y_orph.eq((scan_in.orphans != 0) & ~_better(is_bid, a_px, scan_in.cut)),
-            y_full.eq(last_lv.valid), y_push_ovf.eq(push[-1]),
+            y_full.eq(valid.all()), y_push_ovf.eq(push[-1]),
+            y_tgt.eq(Mux(valid.all(), worst, _lowest(m, ~valid, "first_free_level"))),
+            y_worst_px.eq(gather(worst, "px", "worst_px")),
             y_orph_max.eq(scan_in.orphans.all()),
             y_orph_inc.eq(scan_in.orphans + 1), y_orph_push.eq(push),
-            y_before_px.eq(Mux(q_add0, u_before_px, scan_in.levels[0].px)),
-            y_before_qty.eq(Mux(q_add0, u_before_qty, scan_in.levels[0].qty)),
+            y_before_px.eq(Mux(q_add0, u_before_px, scan_in.top[0].px)),
+            y_before_qty.eq(Mux(q_add0, u_before_qty, scan_in.top[0].qty)),
             y_before_unsure.eq(Mux(q_add0, u_before_unsure, unsure_row)),
         ]
         for i, lv in enumerate(scan_in.levels):
@@ -641,52 +685,85 @@ class OrderBook(wiring.Component):
                 y_qty[i].eq(total), y_count[i].eq(lv.count + 1),
                 y_ovf[i].eq(total[-1] | lv.count.all()),
             ]
+        for k, t in enumerate(scan_in.top):
+            m.d.sync += [
+                y_t[k].eq(t.valid & (t.px == a_px)),
+                y_t_bt[k].eq(t.valid & _better(is_bid, t.px, a_px)),
+                y_t_qty[k].eq(t.qty + a_qty), y_t_count[k].eq(t.count + 1),
+            ]
 
-        # -- the edit (RM1, ADD1): each level picks one of its sources -------------------------
-        lv = work.levels
+        # -- the edit (RM1, ADD1): one level, the ranks, the top copies, into `row` ------------
         x_gone = sig((x_eq & x_empty).any(), "x_gone")      # the order's level empties
-        y_eq_any = sig(y_eq.any(), "y_eq_any")
         y_ok = sig(add1 & ~y_rej & ~y_orph, "y_ok")
-        insert = sig(y_ok & ~y_eq_any, "insert")
-        edit_out = Signal(self._side)
-        new = Signal(Level)
-        m.d.comb += [new.valid.eq(1), new.px.eq(y_px), new.qty.eq(y_shares), new.count.eq(1)]
-        for i in range(N):
-            rm_mod = q_rm1 & x_eq[i] & ~x_gone
-            rm_up = q_rm1 & x_gone & x_eq[:i + 1].any()     # at and after the emptied level
-            add_mod = y_ok & y_eq[i]
-            add_new = insert & ~y_bt[i] & (y_bt[i - 1] if i else 1)
-            add_down = insert & ~y_bt[i] & (~y_bt[i - 1] if i else 0)
-            keep = ~(rm_mod | rm_up | add_mod | add_new | add_down)
-            m.d.comb += edit_out.levels[i].eq(_or_tree([
-                Mux(keep, lv[i], 0),
-                Mux(rm_mod, Cat(lv[i].valid, lv[i].px, x_qty[i], x_count[i]), 0),
-                Mux(add_mod, Cat(lv[i].valid, lv[i].px, y_qty[i], y_count[i]), 0),
-                Mux(add_new, new, 0),
-                Mux(add_down, lv[i - 1] if i else 0, 0),
-                Mux(rm_up, lv[i + 1] if i + 1 < N else 0, 0),
-            ]))
-        # Orphans and cut: one leaves (not found), one joins, or the worst level is pushed out
-        # (or the new one is not kept).
+        insert = sig(y_ok & ~y_eq.any(), "insert")
         push_out = sig(insert & y_full, "push_out")
-        pushed_new = sig(push_out & y_bt.all(), "pushed_new")
+        pushed_new = sig(push_out & y_bt.all(), "pushed_new")     # worse than all N: not kept
+        opens = sig(insert & ~y_bt.all(), "opens")                # the new level is kept
+        rank_new = sig(_popcount(y_bt), "rank_new")              # the levels better than it
         orphan_out = sig(q_rm1 & ~x_eq.any() & x_leaves, "orphan_out")
         orphan_in = sig((add1 & ~y_rej & y_orph) | pushed_new, "orphan_in")
-        m.d.comb += [
-            edit_out.orphans.eq(Mux(orphan_out, x_orphans, Mux(orphan_in, y_orph_inc,
-                                    Mux(push_out, y_orph_push, work.orphans)))),
-            edit_out.cut.eq(Mux(pushed_new, y_px, Mux(push_out, lv[N - 1].px, work.cut))),
-        ]
-        edit = q_rm1 | add1
-        m.d.sync += work.eq(Mux(edit, edit_out, scan_in))
-        # The edited side goes back to its memory the cycle after, from `work`: the edit's
-        # multiplexers then end at flip-flops, not at the LUT RAM's write ports all over the
-        # chip. The next prefetch of a row is >= 2 cycles after the last edit (D: RM1 at t0+4,
-        # the next message's locate head at t0+5 and its row read at t0+7).
+        new = Signal(Level)
+        m.d.comb += [new.valid.eq(1), new.px.eq(y_px), new.qty.eq(y_shares), new.count.eq(1)]
+        edited = []
+        for b in (BUY, SELL):
+            sd, on = row[b], sig(s_side == b, f"edit_side{b}")
+            out = Signal(self._side, name=f"edited{b}")
+            for i in range(N):
+                lv = sd.levels[i]
+                rm_mod = sig(on & q_rm1 & x_eq[i] & ~x_empty[i], f"rm_mod{b}_{i}")
+                rm_gone = sig(on & q_rm1 & x_eq[i] & x_empty[i], f"rm_gone{b}_{i}")
+                add_mod = sig(on & y_ok & y_eq[i], f"add_mod{b}_{i}")
+                add_new = sig(on & opens & y_tgt[i], f"add_new{b}_{i}")
+                keep = ~(rm_mod | add_mod | add_new)
+                m.d.comb += [
+                    out.levels[i].valid.eq(add_new | lv.valid & ~rm_gone),
+                    out.levels[i].px.eq(Mux(add_new, y_px, lv.px)),
+                    out.levels[i].qty.eq(_or_tree([
+                        Mux(keep, lv.qty, 0), Mux(rm_mod, x_qty[i], 0),
+                        Mux(add_mod, y_qty[i], 0), Mux(add_new, y_shares, 0)])),
+                    out.levels[i].count.eq(_or_tree([
+                        Mux(keep, lv.count, 0), Mux(rm_mod, x_count[i], 0),
+                        Mux(add_mod, y_count[i], 0), Mux(add_new, 1, 0)])),
+                    # A level that empties: those worse move up one. One that opens: those
+                    # worse move down one, and it takes the number of those better.
+                    out.rank[i].eq(Mux(on & q_rm1 & x_gone & x_wt[i], sd.rank[i] - 1,
+                                       Mux(on & opens, Mux(y_tgt[i], rank_new,
+                                                           sd.rank[i] + ~y_bt[i]),
+                                           sd.rank[i]))),
+                ]
+            # The copies of the top two follow the level they copy, or the next rank.
+            top0, top1 = sd.top
+            t0_gone, t1_gone = x_t[0] & x_t_gone[0], x_t[1] & x_t_gone[1]
+            joined = [Cat(t.valid, t.px, y_t_qty[k], y_t_count[k]) for k, t in enumerate(sd.top)]
+            m.d.comb += [
+                out.top[0].eq(Mux(on & q_rm1, Mux(t0_gone, top1, Mux(x_t[0], x_top[0], top0)),
+                              Mux(on & y_ok & y_t[0], joined[0],
+                                  Mux(on & insert & ~y_t_bt[0], new, top0)))),
+                out.top[1].eq(0 if N < 2 else
+                              Mux(on & q_rm1, Mux(t0_gone | t1_gone, x_r2,
+                                                  Mux(x_t[1], x_top[1], top1)),
+                                  Mux(on & y_ok & y_t[1], joined[1],
+                                      Mux(on & insert & ~y_t_bt[0], top0,
+                                          Mux(on & insert & ~y_t_bt[1], new, top1))))),
+                # Orphans and cut: one leaves (not found), one joins, or the worst level is
+                # pushed out (or the new one is not kept).
+                out.orphans.eq(Mux(on & orphan_out, x_orphans,
+                                   Mux(on & orphan_in, y_orph_inc,
+                                       Mux(on & push_out, y_orph_push, sd.orphans)))),
+                out.cut.eq(Mux(on & pushed_new, y_px, Mux(on & push_out, y_worst_px, sd.cut))),
+            ]
+            edited.append(out)
+        # The prefetch of the next message's row comes >= 2 cycles after the last edit of this
+        # one (D: RM1 at t0+4, the next message's locate head at t0+5, its row read at t0+7),
+        # after the write-back below.
+        for b, (rd, _) in enumerate(sides):
+            m.d.sync += row[b].eq(Mux(s_read, Mux(slot_valid[b], rd.data, 0), edited[b]))
+        # The edited side goes back to its memory the cycle after, from `row`: the edit's
+        # multiplexers then end at flip-flops, not at the LUT RAM's write ports all over the chip.
         written = Signal()
         m.d.sync += written.eq(q_rm1 | add1_go)
-        for b, wr in enumerate(sides):
-            m.d.comb += [wr.data.eq(work), wr.en.eq(written & (s_side == b))]
+        for b, (_, wr) in enumerate(sides):
+            m.d.comb += [wr.data.eq(row[b]), wr.en.eq(written & (s_side == b))]
             with m.If(written & (s_side == b)):
                 m.d.sync += side_valid[b].bit_select(slot, 1).eq(1)
 
@@ -696,7 +773,7 @@ class OrderBook(wiring.Component):
             m.d.comb += [wr_en.eq(1), wr_place.eq(o_place), wr_set.eq(o_set)]
             with m.If(left != 0):
                 m.d.comb += [wr_entry.eq(o_entry), wr_entry.shares.eq(left)]
-            with m.If(orphan_out & (work.orphans == 0)):
+            with m.If(orphan_out & (side_now.orphans == 0)):
                 m.d.comb += taint["op"].eq(1 << slot)
 
         # ADD1: the new order stored (over a duplicate, else in a free way, else nowhere) and
@@ -709,13 +786,13 @@ class OrderBook(wiring.Component):
         op_taint = sig(~y_rej & ((y_orph & y_orph_max) | (y_eq & y_ovf).any()
                                  | (push_out & Mux(y_bt.all(), y_orph_max, y_push_ovf))),
                        "op_taint")
-        top_sel_b = y_eq[0]                                 # joins the top level
-        top_sel_c = ~y_eq[0] & ~y_bt[0]                     # becomes the top level
-        lv0_now = work.levels[0]
+        top_sel_b = y_t[0]                                  # joins the top level
+        top_sel_c = ~y_t[0] & ~y_t_bt[0]                    # becomes the top level
+        lv0_now = side_now.top[0]
         add_top_px = sig(Mux(~y_rej & ~y_orph & top_sel_c, y_px, lv0_now.px), "add_top_px")
         add_top_qty = sig(Mux(~y_rej & ~y_orph & (top_sel_b | top_sel_c),
-                              Mux(top_sel_b, y_qty[0], y_shares), lv0_now.qty), "add_top_qty")
-        unsure_add = Mux(~y_rej & ~y_orph, 0, _unsure(work))
+                              Mux(top_sel_b, y_t_qty[0], y_shares), lv0_now.qty), "add_top_qty")
+        unsure_add = Mux(~y_rej & ~y_orph, 0, _unsure(side_now))
         add_uncertain = sig(slot_sticky | (~y_rej & (dup_here | full | op_taint))
                             | unsure_add | unsure_other, "add_uncertain")
         add_changed = sig((add_top_px != y_before_px) | (add_top_qty != y_before_qty)
