@@ -17,15 +17,17 @@ import time
 import pytest
 
 from hdl.formats import BookParams
-from sim.core_rtl import CoreRtl, book_schedule, run_book_model
+from sim.core_rtl import (
+    BOOK_LATENCY_TARGETS,
+    CoreRtl,
+    book_schedule,
+    run_book_model,
+    update_latencies,
+)
 from sim.market import MARKET_SYMBOLS, market_stream
 
 N = int(os.environ.get("TICKNIC_BENCH_MESSAGES", "1000000"))
 SEED = 20261122
-# D is its own group: its reference is its last field, so it alone waits for its lookup.
-TARGETS = {"A/F": 4, "E/C/X": 6, "D": 6, "U": 6, "H": 4}
-GROUP = {"A": "A/F", "F": "A/F", "E": "E/C/X", "C": "E/C/X", "X": "E/C/X", "D": "D", "U": "U",
-         "H": "H"}
 
 
 @pytest.mark.bench
@@ -46,13 +48,8 @@ def test_book_rtl_day(figure):
            f"Verilator {rtl.seconds:.1f} s = {rtl.cycles / rtl.seconds / 1e6:.2f} M cycles/s, "
            f"feed + book models {model_s:.1f} s)")
 
-    by_group: dict[str, list[int]] = {}
-    for u, at in zip(rtl.updates, rtl.update_at, strict=True):
-        if not u.clear:
-            kind = chr(messages[u.index][0])
-            by_group.setdefault(GROUP[kind], []).append(at - u.rx_cycle)
-    for group, lat in by_group.items():
-        worst, target = max(lat), TARGETS[group]
+    for group, lat in update_latencies(messages, rtl).items():
+        worst, target = max(lat), BOOK_LATENCY_TARGETS[group]
         figure(f"book update latency {group}: min {min(lat)} / median "
                f"{statistics.median(lat):g} / max {worst} cycles over {len(lat)} updates "
                f"(target <= {target}: {'met' if worst <= target else 'MISSED'})")

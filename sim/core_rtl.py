@@ -40,7 +40,14 @@ from sim.traffic import Feed
 from sim.verilated import Stimulus, Verilated
 
 __all__ = ["BookOutcome", "OrderOutcome", "run_book_model", "CoreRtl", "decode_update",
-           "book_schedule", "wire_frames"]
+           "book_schedule", "wire_frames", "BOOK_LATENCY_TARGETS", "update_latencies"]
+
+# The order book issue's targets, in cycles from a message's last byte on the GMII pins to its
+# top-of-book update, by group of message types. D is its own group: its reference is its
+# last field, so it alone waits for its lookup.
+BOOK_LATENCY_TARGETS = {"A/F": 4, "E/C/X": 6, "D": 6, "U": 6, "H": 4}
+_GROUP = {"A": "A/F", "F": "A/F", "E": "E/C/X", "C": "E/C/X", "X": "E/C/X", "D": "D", "U": "U",
+          "H": "H"}
 
 
 @dataclass
@@ -61,6 +68,16 @@ class BookOutcome:
     seconds: float = 0.0
     update_at: list[int] = field(default_factory=list)    # cycle each update was valid (rtl)
     orders: OrderOutcome | None = None
+
+
+def update_latencies(messages: Sequence[bytes], outcome: BookOutcome) -> dict[str, list[int]]:
+    """The gateware's update latencies by group (`BOOK_LATENCY_TARGETS`), in cycles;
+    `messages` are the ITCH messages the schedule carried, in order."""
+    by_group: dict[str, list[int]] = {}
+    for u, at in zip(outcome.updates, outcome.update_at, strict=True):
+        if not u.clear:
+            by_group.setdefault(_GROUP[chr(messages[u.index][0])], []).append(at - u.rx_cycle)
+    return by_group
 
 
 def book_schedule(messages: Sequence[bytes], watch: Sequence[str | None], *,

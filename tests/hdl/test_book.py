@@ -7,7 +7,13 @@ import random
 import pytest
 
 from hdl.formats import BookParams
-from sim.core_rtl import CoreRtl, book_schedule, run_book_model
+from sim.core_rtl import (
+    BOOK_LATENCY_TARGETS,
+    CoreRtl,
+    book_schedule,
+    run_book_model,
+    update_latencies,
+)
 from sim.market import MARKET_SYMBOLS, market_stream
 from sim.traffic import SYMBOLS, book_torture
 
@@ -50,12 +56,17 @@ def test_market_day_default_capacities():
     # 100,000 messages of a realistic day over 8 watched instruments (and 2 not watched),
     # at line rate in frames of 1..24 messages, through the card's real capacities.
     rng = random.Random(11)
-    sched = book_schedule(market_stream(11, 100_000), list(MARKET_SYMBOLS), rng=rng,
-                          max_per_frame=24)
+    messages = market_stream(11, 100_000)
+    sched = book_schedule(messages, list(MARKET_SYMBOLS), rng=rng, max_per_frame=24)
     rtl, model = compare(sched, BookParams())
     assert len(model.updates) > 10_000
     assert not any(u.uncertain for u in model.updates)
     assert model.book["unknown_ref"] > 0 and model.book["clamped"] > 0
+    # Every update within its latency target (make bench measures them on a million).
+    latencies = update_latencies(messages, rtl)
+    assert set(latencies) == set(BOOK_LATENCY_TARGETS)
+    for group, lat in latencies.items():
+        assert max(lat) <= BOOK_LATENCY_TARGETS[group], (group, max(lat))
 
 
 @pytest.mark.slow
