@@ -24,14 +24,17 @@ found (by locate for E/C/X/D/U, as soon as byte 2 is in; by symbol for R/H/A/F) 
 read, and the order table searched for the reference (and for U's new one), in a pipeline of
 its own:
 
-    P0  head: hash the reference, address the 32 ways      (U: the new reference a cycle later)
-    P1  per way: live? same reference (and instrument)? its price at the top of its side?
+    P0  head: hash the reference, address the 32 ways      (U: the new reference a cycle later;
+        D: a cycle before its key head, on the decoder's `early_d_ref`)
+    P1  the 32 entries registered as they leave the block RAM
+    PK  per way: live? same reference (and instrument)? its price at the top of its side?
     P2  the hit: its entry; free ways per bank                -> found, entry  (U: old place freed)
     P3  2-left placement: the set with more free ways, its lowest free way  -> place
 
 For every type but D the lookup is done when the message's last byte arrives; D's reference
 *is* its last field, so D waits three cycles for it. Then one message is executed, stage by
-stage (a message leaves at least 14 cycles to the next):
+stage (a message leaves at least 14 cycles to the next; a stage's write of the order table
+happens the cycle after it):
 
     R1   E/C/X, the cycle after the message: how much to take, does the order leave
     RM0  E/C/X/D: the update, from the top two levels alone.  E/C/X/D/U: scan the side
