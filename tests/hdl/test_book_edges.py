@@ -132,6 +132,26 @@ def test_many_levels_in_any_order():
     assert c["level_overflow"] == 0 and not any(u.uncertain for u in updates)
 
 
+def test_levels_keep_their_price_order_through_joins_and_push_outs():
+    # The card keeps levels in place, each with its rank; this walks a full side through the
+    # edits that move ranks: an add joining the worst level, a removal that leaves it, a new
+    # level pushing the worst out from between, then every top deleted in turn (each time the
+    # level of rank 2 becomes the second).
+    msgs = [add(1, "B", 10, 1000), add(2, "B", 10, 970), add(3, "B", 10, 940),
+            add(4, "B", 10, 990),                       # full: 1000 990 970 940
+            add(5, "B", 20, 940), delete(5),            # the worst joined and left
+            add(6, "B", 10, 980),                       # 940 (one order) pushed out
+            delete(1), delete(4), delete(6), delete(2), delete(3)]
+    updates, c = run(msgs)
+    assert c["level_overflow"] == 1
+    assert [(u.quote()[:2], u.uncertain) for u in updates] == [
+        ((1000, 10), False),
+        ((990, 10), False), ((980, 10), False), ((970, 10), False),
+        ((0, 0), True),         # the last level gone, the 940 orphan still there
+        ((0, 0), False),
+    ]
+
+
 def test_order_table_overflow_marks_the_book_uncertain():
     # References 20, 40, 60, 15 and 51 all have set 0 in both banks of a 4-set table
     # (hdl.formats.order_sets), whose 2 + 2 ways take four of them.
