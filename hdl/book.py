@@ -409,8 +409,11 @@ class OrderBook(wiring.Component):
                                             for b in range(BOOK_BANKS)), 0), "freed")
         hit = sig(p2_hit & ~freed, "hit")
         free = sig(p2_free | freed, "free")
+        # The entry is gathered by `p2_hit` (a message's own lookup frees nothing), so the U's
+        # freeing stays off its path; U's new reference gathers only the instrument.
         entry_sig = Signal(self._entry)
-        m.d.comb += entry_sig.eq(_or_tree([Mux(hit[i], p2_data[i], 0) for i in range(n_places)]))
+        m.d.comb += entry_sig.eq(_or_tree([Mux(p2_hit[i], p2_data[i], 0)
+                                           for i in range(n_places)]))
         with m.If(p2_valid & ~p2_new):
             m.d.sync += [o_found.eq(hit.any()), o_hit.eq(hit), o_entry.eq(entry_sig),
                          o_top.eq((hit & p2_top).any()), o_full.eq(~hit.any() & ~free.any())]
@@ -418,7 +421,8 @@ class OrderBook(wiring.Component):
             m.d.sync += s_side.eq(entry_sig.side)
         with m.If(p2_valid & p2_new):
             m.d.sync += [n_found.eq(hit.any()), n_full.eq(~hit.any() & ~free.any()),
-                         n_dup_slot.eq(entry_sig.slot)]
+                         n_dup_slot.eq(_or_tree([Mux(hit[i], p2_data[i].slot, 0)
+                                                 for i in range(n_places)]))]
         p3_valid, p3_new, p3_found = Signal(), Signal(), Signal()
         p3_hit, p3_free = Signal(n_places), Signal(n_places)
         p3_set = [Signal(set_bits, name=f"p3_set{b}") for b in range(BOOK_BANKS)]
