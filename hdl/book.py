@@ -361,7 +361,10 @@ class OrderBook(wiring.Component):
 
         # P1. The ways' entries are registered as they leave the block RAM: its clock-to-out
         # is half a cycle, and the 32 ways sit all over the chip. The key goes with them (D's
-        # from its head: its P0 ran on `early_d`).
+        # from its head: its P0 ran on `early_d`). (Yosys 0.70's synth_ecp5 does not put such
+        # a register into the DP16KD's own output register (REGMODE=OUTREG; only a plugin,
+        # yosys_ecp5_infer_bram_outreg, does, and YoWASP loads no plugins): it stays in the
+        # fabric, where nextpnr may place it far from its block RAM.)
         pk = {"valid": Signal(name="pk_valid"), "key": Signal(64, name="pk_key"),
               "any": Signal(name="pk_any"), "new": Signal(name="pk_new"),
               "set": [Signal(set_bits, name=f"pk_set{b}") for b in range(BOOK_BANKS)]}
