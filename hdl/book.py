@@ -24,17 +24,14 @@ found (by locate for E/C/X/D/U, as soon as byte 2 is in; by symbol for R/H/A/F) 
 read, and the order table searched for the reference (and for U's new one), in a pipeline of
 its own:
 
-    P0  head: hash the reference, address the 32 ways      (U: the new reference a cycle later;
-        D: a cycle before its key head, on the decoder's `early_d_ref`)
-    P1  the 32 entries registered as they leave the block RAM
-    PK  per way: live? same reference (and instrument)? its price at the top of its side?
+    P0  head: hash the reference, address the 32 ways      (U: the new reference a cycle later)
+    P1  per way: live? same reference (and instrument)? its price at the top of its side?
     P2  the hit: its entry; free ways per bank                -> found, entry  (U: old place freed)
     P3  2-left placement: the set with more free ways, its lowest free way  -> place
 
 For every type but D the lookup is done when the message's last byte arrives; D's reference
 *is* its last field, so D waits three cycles for it. Then one message is executed, stage by
-stage (a message leaves at least 14 cycles to the next; a stage's write of the order table
-happens the cycle after it):
+stage (a message leaves at least 14 cycles to the next):
 
     R1   E/C/X, the cycle after the message: how much to take, does the order leave
     RM0  E/C/X/D: the update, from the top two levels alone.  E/C/X/D/U: scan the side
@@ -217,8 +214,6 @@ class OrderBook(wiring.Component):
         super().__init__({
             "head": In(beats(ItchHead)),
             "early_price": In(32),          # `hdl.itch.ItchDecoder.early_price`
-            "early_d": In(1),               # `hdl.itch.ItchDecoder.early_d`
-            "early_d_ref": In(64),
             "message": In(beats(ItchMessage)),
             "verdict": In(beats(Verdict)),
             "gap": In(beats(GapReport)),
@@ -344,60 +339,38 @@ class OrderBook(wiring.Component):
         s_side, k_shares = Signal(), Signal(BOOK_QTY_BITS)
         with m.If(key_beat & (h_is["A"] | h_is["F"])):
             m.d.sync += [s_side.eq(h.side != ord("B")), k_shares.eq(h.shares)]
-        # D's reference is its last field: its lookup starts a cycle before its key head, on
-        # the decoder's `early_d_ref`, so that D's head finds it in P1.
-        d_key = sig(key_beat & h_is["D"], "d_key")
         p0_key = sig(Mux(u_second, new_ref_held, h.order_ref), "p0_key")
         p0_sets = [sig(s_, f"p0_set{b}") for b, s_ in enumerate(order_sets(p0_key, p.sets))]
-        early_sets = order_sets(self.early_d_ref, p.sets)
         for b, rd, _ in places:
-            m.d.comb += rd.addr.eq(Mux(self.early_d, early_sets[b], p0_sets[b]))
+            m.d.comb += rd.addr.eq(p0_sets[b])
         p1 = {"valid": Signal(name="p1_valid"), "key": Signal(64, name="p1_key"),
               "any": Signal(name="p1_any"), "new": Signal(name="p1_new"),
               "set": [Signal(set_bits, name=f"p1_set{b}") for b in range(BOOK_BANKS)]}
-        m.d.sync += [p1["valid"].eq(key_beat & ~h_is["D"] | u_second), p1["key"].eq(p0_key),
+        m.d.sync += [p1["valid"].eq(key_beat | u_second), p1["key"].eq(p0_key),
                      p1["any"].eq(u_second | h_is["A"] | h_is["F"]), p1["new"].eq(u_second)]
         m.d.sync += [p1["set"][b].eq(p0_sets[b]) for b in range(BOOK_BANKS)]
 
-        # P1. The ways' entries are registered as they leave the block RAM: its clock-to-out
-        # is half a cycle, and the 32 ways sit all over the chip. The key goes with them (D's
-        # from its head: its P0 ran on `early_d`). (Yosys 0.70's synth_ecp5 does not put such
-        # a register into the DP16KD's own output register (REGMODE=OUTREG; only a plugin,
-        # yosys_ecp5_infer_bram_outreg, does, and YoWASP loads no plugins): it stays in the
-        # fabric, where nextpnr may place it far from its block RAM.)
-        pk = {"valid": Signal(name="pk_valid"), "key": Signal(64, name="pk_key"),
-              "any": Signal(name="pk_any"), "new": Signal(name="pk_new"),
-              "set": [Signal(set_bits, name=f"pk_set{b}") for b in range(BOOK_BANKS)]}
-        d_sets = order_sets(h.order_ref, p.sets)
-        m.d.sync += [pk["valid"].eq(p1["valid"] | d_key),
-                     pk["key"].eq(Mux(d_key, h.order_ref, p1["key"])),
-                     pk["any"].eq(p1["any"] & ~d_key), pk["new"].eq(p1["new"] & ~d_key)]
-        m.d.sync += [pk["set"][b].eq(Mux(d_key, d_sets[b], p1["set"][b]))
-                     for b in range(BOOK_BANKS)]
-        pk_data = [Signal(self._entry, name=f"pk_data{i}") for i in range(n_places)]
-        m.d.sync += [pk_data[i].eq(rd.data) for i, (_, rd, _) in enumerate(places)]
-
-        # PK. Every way's verdict on the key, registered with its entry.
+        # P1. Every way's verdict on the key, registered with its entry.
         p2_valid, p2_new, p2_any = Signal(), Signal(), Signal()
         p2_hit, p2_free, p2_top = Signal(n_places), Signal(n_places), Signal(n_places)
         p2_data = [Signal(self._entry, name=f"p2_data{i}") for i in range(n_places)]
         p2_set = [Signal(set_bits, name=f"p2_set{b}") for b in range(BOOK_BANKS)]
         p2_same = Signal(BOOK_BANKS)        # a U new reference's sets equal to the old one's
-        for i in range(n_places):
-            e = pk_data[i]
+        for i, (_, rd, _) in enumerate(places):
+            e = data.View(self._entry, rd.data)
             live = sig(e.gen == gen, f"live{i}")
             top_valid = Mux(e.side, row[SELL].top[0].valid, row[BUY].top[0].valid)
             top_px = Mux(e.side, row[SELL].top[0].px, row[BUY].top[0].px)
             m.d.sync += [
-                p2_hit[i].eq(live & (e.tag == pk["key"][set_bits:])
-                             & (pk["any"] | (e.slot == slot))),
+                p2_hit[i].eq(live & (e.tag == p1["key"][set_bits:])
+                             & (p1["any"] | (e.slot == slot))),
                 p2_free[i].eq(~live),
                 p2_top[i].eq(top_valid & (top_px == e.px)),
-                p2_data[i].eq(e),
+                p2_data[i].eq(rd.data),
             ]
-        m.d.sync += [p2_valid.eq(pk["valid"]), p2_new.eq(pk["new"]), p2_any.eq(pk["any"])]
-        m.d.sync += [p2_set[b].eq(pk["set"][b]) for b in range(BOOK_BANKS)]
-        m.d.sync += [p2_same[b].eq(pk["set"][b] == p2_set[b]) for b in range(BOOK_BANKS)]
+        m.d.sync += [p2_valid.eq(p1["valid"]), p2_new.eq(p1["new"]), p2_any.eq(p1["any"])]
+        m.d.sync += [p2_set[b].eq(p1["set"][b]) for b in range(BOOK_BANKS)]
+        m.d.sync += [p2_same[b].eq(p1["set"][b] == p2_set[b]) for b in range(BOOK_BANKS)]
 
         # P2. The hit and the free ways. For U's new reference the old order's place counts as
         # free: it leaves before the new one enters. A reference is stored once, so the hit
@@ -458,17 +431,11 @@ class OrderBook(wiring.Component):
         with m.If(key_beat):
             m.d.sync += looked_up.eq(0)
 
-        # The stages decide a write of the table (`wr_*`: the entry, and whether it goes to
-        # U's new reference's place or the message's own); it happens the cycle after, when
-        # an A/F's place is in (its P3 runs in its ADD1).
-        wr_en, wr_new, wr_entry = Signal(), Signal(), Signal(self._entry)
-        w_en, w_new, w_entry = Signal(), Signal(), Signal(self._entry)
-        m.d.sync += [w_en.eq(wr_en), w_new.eq(wr_new), w_entry.eq(wr_entry)]
-        w_place = sig(Mux(w_new, n_place, o_place), "w_place")
-        w_set = sig(Mux(w_new, n_set, o_set), "w_set")
+        wr_en, wr_place = Signal(), Signal(range(n_places))
+        wr_set, wr_entry = Signal(set_bits), Signal(self._entry)
         for i, (_, _, wr) in enumerate(places):
-            m.d.comb += [wr.addr.eq(w_set), wr.data.eq(w_entry),
-                         wr.en.eq(w_en & (w_place == i))]
+            m.d.comb += [wr.addr.eq(wr_set), wr.data.eq(wr_entry),
+                         wr.en.eq(wr_en & (wr_place == i))]
 
         # -- the message arrives ---------------------------------------------------------------
         msg, body = self.message.payload, self.message.payload.body
@@ -807,7 +774,7 @@ class OrderBook(wiring.Component):
         # RM1: the entry keeps what is left, or is emptied. An order leaving from a price with
         # neither a level nor orphans: the book was already uncertain (module docstring).
         with m.If(q_rm1):
-            m.d.comb += wr_en.eq(1)
+            m.d.comb += [wr_en.eq(1), wr_place.eq(o_place), wr_set.eq(o_set)]
             with m.If(left != 0):
                 m.d.comb += [wr_entry.eq(o_entry), wr_entry.shares.eq(left)]
             with m.If(orphan_out & (side_now.orphans == 0)):
@@ -843,7 +810,9 @@ class OrderBook(wiring.Component):
                 m.d.comb += count["rejected"].eq(1)
             with m.Else():
                 with m.If(found | ~full):
-                    m.d.comb += [wr_en.eq(1), wr_new.eq(q_add1), wr_entry.eq(new_entry)]
+                    m.d.comb += [wr_en.eq(1), wr_entry.eq(new_entry),
+                                 wr_place.eq(Mux(q_add1, n_place, o_place)),
+                                 wr_set.eq(Mux(q_add1, n_set, o_set))]
                 with m.If(found):
                     m.d.comb += [count["duplicate_ref"].eq(1), taint["dup"].eq(1 << dup_slot)]
                 with m.Elif(full):
