@@ -110,6 +110,13 @@ class ItchDecoder(wiring.Component):
     # (any other cycle: meaningless). From the byte window's registers and the sink's byte:
     # the book scans its levels for an add's price then, so its update is out a cycle sooner.
     early_price: Out(32)
+    # The reference of the D whose last byte (its reference's) is on the sink now, when
+    # `early_d`. From registers alone, `early_d` says a D's last byte is due: its type and the
+    # offset of the byte on the sink (the sink's valid is not looked at, so it may be early;
+    # the book starts D's table lookup on it and trusts the result only when D's key head
+    # follows in the next cycle, which it does exactly when the byte was there).
+    early_d: Out(1)
+    early_d_ref: Out(64)
     verdict: Out(beats(Verdict))
     by_type: Out(data.ArrayLayout(32, len(ITCH_TYPES)))
 
@@ -170,6 +177,8 @@ class ItchDecoder(wiring.Component):
         m.d.comb += self.early_price.eq(Mux(kind == ord("F"),
                                             field("F", "price", ITCH_LENGTHS["F"] - 1),
                                             field("A", "price", ITCH_LENGTHS["A"] - 1)))
+        m.d.comb += [self.early_d.eq((kind == ord("D")) & (pos == HEAD_AT["D"])),
+                     self.early_d_ref.eq(field("D", "order_ref", HEAD_AT["D"]))]
 
         with m.Switch(kind):
             for t, at in HEAD_AT.items():

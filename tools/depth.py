@@ -54,8 +54,9 @@ def _top_module(path: str) -> dict:
                 next(iter(modules.values())))
 
 
-def analyse(path: str, top: int) -> list[str]:
-    """The report as lines: the `top` worst endpoints, then the path to the worst."""
+def analyse(path: str, top: int, through: str | None = None) -> list[str]:
+    """The report as lines: the `top` worst endpoints, then the path to the worst (of those
+    whose net name starts with `through`, if given)."""
     mod = _top_module(path)
     names: dict[int, str] = {}
     for name, n in mod["netnames"].items():
@@ -171,6 +172,10 @@ def analyse(path: str, top: int) -> list[str]:
         lines.append(f"  {t:5.1f}  {names.get(b, b)}  -> {cname}")
         if len(seen) >= top:
             break
+    if through is not None:
+        ends = [e for e in ends if str(names.get(e[1], e[1])).startswith(through)]
+        if not ends:
+            return lines + [f"no endpoint named {through}..."]
     t, b, _ = ends[0]
     lines.append(f"path to the worst ({t:.1f} ns), source first:")
     chain = []
@@ -220,5 +225,10 @@ if __name__ == "__main__":
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--luts", action="store_true",
                     help="count logic cells by the register they feed instead (synth.json)")
+    ap.add_argument("--path", metavar="NAME",
+                    help="show the path to the worst endpoint whose net name starts with NAME")
     a = ap.parse_args()
-    print("\n".join((luts_by_register if a.luts else analyse)(a.json, a.top)))
+    if a.luts:
+        print("\n".join(luts_by_register(a.json, a.top)))
+    else:
+        print("\n".join(analyse(a.json, a.top, a.path)))
