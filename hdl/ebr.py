@@ -1,0 +1,88 @@
+"""A block RAM whose read data is registered inside the block: `read_data` holds the entry at
+`read_addr` of two cycles before (a write in the cycle of the read is not seen).
+
+Why: an ECP5 block RAM's clock-to-out without its output register is about half a cycle at
+125 MHz, and the order table's 32 ways sit all over the chip's block RAM rows, so their
+entries reached the logic that compares them late. A register after the memory in the fabric
+does not help: nextpnr places it where its loads pull it, half a chip from its block RAM
+(measured 2026-11-22). Yosys 0.70's `synth_ecp5` does not put such a register into the
+DP16KD's own output register (REGMODE=OUTREG): only a plugin (yosys_ecp5_infer_bram_outreg)
+does, and YoWASP loads no plugins. So on ECP5 this instantiates DP16KD itself, 36 bits wide
+(the pseudo dual-port mapping of Yosys' techlibs/lattice/brams_map_16kd.v: port A writes with
+its four byte enables on ADA[3:0], port B reads, the 36 bits on DOA then DOB), with both output
+registers on. Anywhere else (simulation, Verilator) it is the same behaviour in plain Amaranth:
+a memory with a synchronous read port and a register after it.
+"""
+
+from amaranth import ClockSignal, Const, Instance, Module, Signal, Value
+from amaranth.lib import memory, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["RegisteredRam", "is_ecp5"]
+
+EBR_DEPTH, EBR_WIDTH = 512, 36      # DP16KD as 512 x 36
+
+
+def is_ecp5(platform) -> bool:
+    """Elaborating for an ECP5 (tools/synth.py's platform, or an Amaranth LatticeECP5Platform)."""
+    return str(getattr(platform, "device", "")).startswith("LFE5")
+
+
+class RegisteredRam(wiring.Component):
+    """`depth` entries of `shape`: one write port, one read port with two cycles of latency."""
+
+    def __init__(self, shape, depth: int):
+        self._shape, self._depth = shape, depth
+        super().__init__({
+            "read_addr": In(range(depth)),
+            "read_data": Out(shape),
+            "write_addr": In(range(depth)),
+            "write_data": In(shape),
+            "write_en": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        width = len(Value.cast(self.write_data))
+        rd_out = Signal(width)
+        m.d.comb += self.read_data.eq(rd_out)
+        if is_ecp5(platform) and self._depth <= EBR_DEPTH:
+            # Bit lists, one per pin. Address bits 5-13 of a 512 x 36 block carry the set; port
+            # A's bits 0-3 are its byte enables and carry the write enable (WEA stays 1), as
+            # Yosys maps it.
+            def bits(value, n):
+                v = Value.cast(value)
+                return [v[i] for i in range(len(v))] + [Const(0, 1)] * (n - len(v))
+            waddr = [self.write_en] * 4 + [Const(0, 1)] + bits(self.write_addr, 9)
+            raddr = [Const(0, 1)] * 5 + bits(self.read_addr, 9)
+            wdata = bits(self.write_data, width + -width % EBR_WIDTH)
+            rdata = Signal(len(wdata))
+            for k in range(0, width, EBR_WIDTH):
+                di, do = wdata[k:k + EBR_WIDTH], rdata[k:k + EBR_WIDTH]
+                ports = {f"i_ADA{i}": waddr[i] for i in range(14)}
+                ports |= {f"i_ADB{i}": raddr[i] for i in range(14)}
+                ports |= {f"i_DIA{i}": di[i] for i in range(18)}
+                ports |= {f"i_DIB{i}": di[18 + i] for i in range(18)}
+                ports |= {f"o_DOA{i}": do[i] for i in range(18)}
+                ports |= {f"o_DOB{i}": do[18 + i] for i in range(18)}
+                ports |= {f"i_CS{p}{i}": 0 for p in "AB" for i in range(3)}
+                m.submodules[f"ebr{k // EBR_WIDTH}"] = Instance(
+                    "DP16KD",
+                    p_DATA_WIDTH_A=EBR_WIDTH, p_DATA_WIDTH_B=EBR_WIDTH,
+                    p_REGMODE_A="OUTREG", p_REGMODE_B="OUTREG",
+                    p_RESETMODE="SYNC", p_ASYNC_RESET_RELEASE="SYNC",
+                    p_CSDECODE_A="0b000", p_CSDECODE_B="0b000",
+                    p_WRITEMODE_A="NORMAL", p_WRITEMODE_B="NORMAL", p_GSR="DISABLED",
+                    i_CLKA=ClockSignal(), i_CLKB=ClockSignal(),
+                    i_WEA=1, i_CEA=1, i_OCEA=1, i_RSTA=0,
+                    i_WEB=0, i_CEB=1, i_OCEB=1, i_RSTB=0,
+                    **ports)
+            m.d.comb += rd_out.eq(rdata[:width])
+        else:
+            mem = memory.Memory(shape=width, depth=self._depth, init=[])
+            m.submodules.mem = mem
+            rd, wr = mem.read_port(), mem.write_port()
+            m.d.comb += [rd.addr.eq(self.read_addr), wr.addr.eq(self.write_addr),
+                         wr.data.eq(self.write_data), wr.en.eq(self.write_en)]
+            m.d.sync += rd_out.eq(rd.data)
+        return m
