@@ -362,9 +362,7 @@ class OrderBook(wiring.Component):
             addr = sig(Mux(self.early_d, early_sets[b], Mux(start, p0_sets[b], held[b])),
                        f"read_set{b}")
             m.d.sync += held[b].eq(addr)
-            for b_, ram in places:
-                if b_ == b:
-                    m.d.comb += ram.read_addr.eq(addr)
+            m.d.comb += [ram.read_addr.eq(addr) for _, ram in places[in_bank[b]]]
         p1 = {"valid": Signal(name="p1_valid"), "key": Signal(64, name="p1_key"),
               "any": Signal(name="p1_any"), "new": Signal(name="p1_new"),
               "set": [Signal(set_bits, name=f"p1_set{b}") for b in range(BOOK_BANKS)]}
@@ -377,11 +375,11 @@ class OrderBook(wiring.Component):
         pk = {"valid": Signal(name="pk_valid"), "key": Signal(64, name="pk_key"),
               "any": Signal(name="pk_any"), "new": Signal(name="pk_new"),
               "set": [Signal(set_bits, name=f"pk_set{b}") for b in range(BOOK_BANKS)]}
-        d_sets = order_sets(h.order_ref, p.sets)
+        # (At D's key head `p0_key` is its reference: no U waits then.)
         m.d.sync += [pk["valid"].eq(p1["valid"] | d_key),
-                     pk["key"].eq(Mux(d_key, h.order_ref, p1["key"])),
+                     pk["key"].eq(Mux(d_key, p0_key, p1["key"])),
                      pk["any"].eq(p1["any"] & ~d_key), pk["new"].eq(p1["new"] & ~d_key)]
-        m.d.sync += [pk["set"][b].eq(Mux(d_key, d_sets[b], p1["set"][b]))
+        m.d.sync += [pk["set"][b].eq(Mux(d_key, p0_sets[b], p1["set"][b]))
                      for b in range(BOOK_BANKS)]
 
         # PK. Every way's verdict on the key. (Named: a tuple assignment leaves them `$signal`

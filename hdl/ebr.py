@@ -1,17 +1,18 @@
 """A block RAM whose read data is registered inside the block: `read_data` holds the entry at
 `read_addr` of two cycles before (a write in the cycle of the read is not seen).
 
-Why: an ECP5 block RAM's clock-to-out without its output register is about half a cycle at
-125 MHz, and the order table's 32 ways sit all over the chip's block RAM rows, so their
-entries reached the logic that compares them late. A register after the memory in the fabric
-does not help: nextpnr places it where its loads pull it, half a chip from its block RAM
-(measured 2026-11-22). Yosys 0.70's `synth_ecp5` does not put such a register into the
-DP16KD's own output register (REGMODE=OUTREG): only a plugin (yosys_ecp5_infer_bram_outreg)
-does, and YoWASP loads no plugins. So on ECP5 this instantiates DP16KD itself, 36 bits wide
-(the pseudo dual-port mapping of Yosys' techlibs/lattice/brams_map_16kd.v: port A writes with
-its four byte enables on ADA[3:0], port B reads, the 36 bits on DOA then DOB), with both output
-registers on. Anywhere else (simulation, Verilator) it is the same behaviour in plain Amaranth:
-a memory with a synchronous read port and a register after it.
+Why: an ECP5 block RAM's clock-to-out without its output register is a large part of a 125 MHz
+cycle (tools/depth.py models it as 3.5 ns), and the order table's 32 ways sit all over the
+chip's block RAM rows, so their entries reached the logic that compares them late. A register
+after the memory in the fabric does not help: nextpnr places it where its loads pull it, half a
+chip from its block RAM (measured 2026-11-22). Yosys 0.70's `synth_ecp5` does not put such a
+register into the DP16KD's own output register (REGMODE=OUTREG): only a plugin
+(yosys_ecp5_infer_bram_outreg) does, and YoWASP loads no plugins. So on ECP5 this instantiates
+DP16KD itself, 36 bits wide (the pseudo dual-port mapping of Yosys'
+techlibs/lattice/brams_map_16kd.v: port A writes with its four byte enables on ADA[3:0], port B
+reads, the 36 bits on DOA then DOB), with both output registers on. Anywhere else (simulation,
+Verilator), and on ECP5 for a memory deeper than one block's 512 entries, it is the same
+behaviour in plain Amaranth: a memory with a synchronous read port and a register after it.
 """
 
 from amaranth import ClockSignal, Const, Instance, Module, Signal, Value
