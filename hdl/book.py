@@ -291,7 +291,7 @@ class OrderBook(wiring.Component):
 
         # -- heads: find the slot, read its row ------------------------------------------------
         h, hv = self.head.payload, self.head.valid
-        h_is = {t: sig(hv & (h.type == ord(t)), f"head_{t}") for t in "RHAFECXDU"}
+        h_is = {t: sig(hv & getattr(h.kind, t), f"head_{t}") for t in "RHAFECXDU"}
         by_symbol = hv & h.key & (h_is["R"] | h_is["H"] | h_is["A"] | h_is["F"])
         by_locate = hv & ~h.key & (h_is["E"] | h_is["C"] | h_is["X"] | h_is["D"] | h_is["U"])
         cam = Mux(by_symbol,
@@ -484,17 +484,16 @@ class OrderBook(wiring.Component):
 
         # -- the message arrives ---------------------------------------------------------------
         msg, body = self.message.payload, self.message.payload.body
-        is_ = {t: sig(self.message.valid & (msg.type == ord(t)), f"is_{t}") for t in "SRHAFECXDU"}
-        m_shares, m_px, m_ref = Signal(BOOK_QTY_BITS), Signal(32), Signal(64)
-        with m.Switch(msg.type):
-            for t in "AFECXU":
-                with m.Case(ord(t)):
-                    b_ = getattr(body, t)
-                    m.d.comb += m_shares.eq(b_.shares)
-                    if t in "AFU":
-                        m.d.comb += m_px.eq(b_.price)
-                    if t in "AF":
-                        m.d.comb += m_ref.eq(b_.order_ref)
+        is_ = {t: sig(self.message.valid & getattr(msg.kind, t), f"is_{t}") for t in "SRHAFECXDU"}
+
+        def by_kind(types, field):
+            """Field `field` of the message's body, of whichever of `types` it is (else 0)."""
+            return _or_tree([Mux(getattr(msg.kind, t), getattr(body, t)[field], 0)
+                             for t in types])
+
+        m_shares = sig(by_kind("AFECXU", "shares"), "m_shares")
+        m_px = sig(by_kind("AFU", "price"), "m_px")
+        m_ref = sig(by_kind("AF", "order_ref"), "m_ref")
 
         clear = is_["S"] & Cat(body.S.event_code == ord(c) for c in BOOK_CLEAR_EVENTS).any()
         with m.If(clear):

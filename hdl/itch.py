@@ -28,7 +28,7 @@ from hdl.formats import (
 )
 from hdl.mac_rx import MacRx
 
-__all__ = ["ItchMessage", "ItchHead", "ItchDecoder", "Verdict", "BODY", "HEAD_KEYS",
+__all__ = ["KIND", "ItchMessage", "ItchHead", "ItchDecoder", "Verdict", "BODY", "HEAD_KEYS",
            "HEAD_EXTRAS", "HEAD_AT", "LOCATE_AT", "field_end"]
 
 HEADER = be_layout(ITCH_HEADER[1:])
@@ -38,9 +38,15 @@ BODY = data.UnionLayout({
 """One member per decoded type, named by its type letter: `msg.body.A.price`."""
 
 
+KIND = data.StructLayout({t: 1 for t in ITCH_BODIES})
+"""A one-hot of the decoded types, by letter: `msg.kind.A`. Registered beside `type`, so a
+reader tests a type with one bit where an 8-bit compare would head its paths (the book's)."""
+
+
 class ItchMessage(data.Struct):
     """A decoded ITCH message of one of the types in `ITCH_BODIES`, with where it came from."""
     type: 8                 # ASCII type letter
+    kind: KIND              # the same, one-hot
     locate: 16
     tracking: 16
     timestamp: 48           # ns since midnight
@@ -85,6 +91,7 @@ class ItchHead(data.Struct):
     message: the message may still be dropped (truncated frame), so nothing may be changed on a
     head alone."""
     type: 8
+    kind: KIND
     locate: 16
     key: 1
     order_ref: 64
@@ -124,6 +131,7 @@ class ItchDecoder(wiring.Component):
         m = Module()
         beat = self.sink.payload
         kind = Signal(8)
+        kind_hot = Signal(KIND)
         kind_index = Signal(range(len(ITCH_TYPES)))
         decoded = Signal()          # the type has a body table: emit it
         reason = Signal(Drop)       # latched: the rest of the packet is dropped
@@ -147,6 +155,7 @@ class ItchDecoder(wiring.Component):
         hv = data.View(HEADER, header)
         m.d.sync += [
             msg.type.eq(kind),
+            msg.kind.eq(kind_hot),
             msg.locate.eq(hv.locate),
             msg.tracking.eq(hv.tracking),
             msg.timestamp.eq(hv.timestamp),
@@ -165,7 +174,7 @@ class ItchDecoder(wiring.Component):
         with m.If(self.sink.valid & ~beat.end):
             m.d.sync += pos.eq(Mux(beat.first, 1, pos + 1))
         head = self.head.payload
-        m.d.sync += [head.type.eq(kind), head.key.eq(pos != LOCATE_AT)]
+        m.d.sync += [head.type.eq(kind), head.kind.eq(kind_hot), head.key.eq(pos != LOCATE_AT)]
 
         def field(kind_, name, at):
             """Bits of field `name` of `kind_` in `now` when the byte at offset `at` arrives."""
@@ -205,12 +214,15 @@ class ItchDecoder(wiring.Component):
         m.d.sync += [valid.eq(0), self.verdict.valid.eq(0)]
         with m.If(self.sink.valid & ~beat.end & (reason == Drop.NONE)):
             with m.If(beat.first):
-                m.d.sync += [kind.eq(beat.data), reason.eq(Drop.ITCH_UNKNOWN_TYPE)]
+                m.d.sync += [kind.eq(beat.data), kind_hot.eq(0),
+                             reason.eq(Drop.ITCH_UNKNOWN_TYPE)]
                 with m.Switch(beat.data):
                     for i, t in enumerate(ITCH_TYPES):
                         with m.Case(ord(t)):
                             m.d.sync += [kind_index.eq(i), decoded.eq(t in ITCH_BODIES),
                                          key_at.eq(HEAD_AT.get(t, 0))]
+                            if t in ITCH_BODIES:
+                                m.d.sync += getattr(kind_hot, t).eq(1)
                             with m.If(beat.length == ITCH_LENGTHS[t]):
                                 m.d.sync += reason.eq(Drop.NONE)
                             with m.Else():

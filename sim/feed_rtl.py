@@ -208,6 +208,9 @@ def decode_message(value: int) -> dict[str, Any]:
     body fields of that type, then seq, sub and rx_cycle."""
     fields = unpack(ItchMessage, value)
     kind = chr(fields.pop("type"))
+    one_hot = fields.pop("kind")
+    if one_hot != {t: int(t == kind) for t in one_hot}:
+        raise AssertionError(f"message of type {kind!r} with the one-hot kind {one_hot}")
     del fields["body"]
     return {"type": kind, **unpack(_BODIES[kind], value >> _BODY_OFFSET), **fields}
 
