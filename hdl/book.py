@@ -28,6 +28,7 @@ its own:
         later; D: a cycle before its key head, on the decoder's `early_d_ref`)
     P1  the 32 entries read into their block RAM's output register (`hdl.ebr`)
     PK  per way: live? same reference (and instrument)? its price at the top of its side?
+        (each way against its own copies of the key, slot, generation and tops: `hdl.copies`)
     P2  the hit: its entry, from the block RAM's register  -> found, entry  (U: old place freed)
     P3  2-left placement: the set with more free ways, its lowest free way  -> place
 
@@ -38,17 +39,21 @@ happens the cycle after it):
 
     R1   E/C/X, the cycle after the message: how much to take, does the order leave
     RM0  E/C/X/D: the update, from the top two levels alone.  E/C/X/D/U: scan the side
-    RM1  the side without the order: row and entry written back
+    RM1  the decision, per level, of the side without the order; the entry written back
+    RM2  the edit: that side into `row` (written back to its memory the cycle after)
     ADD0 A/F/U: scan the side for the new price; the update's candidates. A/F in the cycle
          their last byte is on the decoder's sink (`early_price`), a cycle before the message
-    ADD1 A/F/U: the update; the side with the order: row and entry written. A/F in the
-         message's own cycle
+    ADD1 A/F/U: the update; the decision of the side with the order; the entry written. A/F
+         in the message's own cycle
+    ADD2 the edit: that side into `row`
 
 "Scan" compares every level with the price, precomputes sums and picks out the levels an edit
-may need (rank 2, the worst, the first free), all registered, so the edit in the next stage is
-multiplexers into `row`. The update never waits for the edit: its top is chosen from
-candidates computed beside the scan. Cycles from a message's last byte on the pins to its
-update valid (benchmarks/test_book_rtl.py): H 3, A/F 3, E/C/X 5, D and U 6.
+may need (rank 2, the worst, the first free), all registered. The decision turns those into
+registered per-level choices, so the edit a cycle later is multiplexers into `row` driven by
+registers beside them. The update never waits for the edit: its top is chosen from candidates
+computed beside the scan. Cycles from a message's last byte on the pins to its update valid
+(benchmarks/test_book_rtl.py, `sim.core_rtl.BOOK_LATENCY`): H 3, A/F 3, E/C/X 5, D 6, U 7 (U's
+add scans the side its removal's edit left).
 
 One taint reaches the book a message after the update that caused it: an order leaving from a
 price with neither a level nor orphans (finding that out needs the scan, which D's update does
@@ -63,6 +68,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.utils import ceil_log2
 
 from hdl.beats import beats
+from hdl.copies import copies
 from hdl.ebr import RegisteredRam
 from hdl.formats import (
     BOOK_BANKS,
@@ -347,9 +353,10 @@ class OrderBook(wiring.Component):
         with m.If(key_beat & h_is["U"]):
             m.d.sync += new_ref_held.eq(h.new_ref)
         # The side every stage edits: A/F's from its key head, E/C/X/D/U's from its order (P2).
-        s_side, k_shares = Signal(), Signal(BOOK_QTY_BITS)
+        s_side, k_shares, k_ref = Signal(), Signal(BOOK_QTY_BITS), Signal(64)
         with m.If(key_beat & (h_is["A"] | h_is["F"])):
-            m.d.sync += [s_side.eq(h.side != ord("B")), k_shares.eq(h.shares)]
+            m.d.sync += [s_side.eq(h.side != ord("B")), k_shares.eq(h.shares),
+                         k_ref.eq(h.order_ref)]
         # D's reference is its last field: its lookup starts a cycle before its key head, on
         # the decoder's `early_d_ref`, so that D's head finds it in P1.
         d_key = sig(key_beat & h_is["D"], "d_key")
@@ -370,14 +377,13 @@ class OrderBook(wiring.Component):
                      p1["any"].eq(u_second | h_is["A"] | h_is["F"]), p1["new"].eq(u_second)]
         m.d.sync += [p1["set"][b].eq(p0_sets[b]) for b in range(BOOK_BANKS)]
 
-        # P1. The ways' entries are read into their block RAM's register. The key goes along
-        # (D's from its head, the cycle after its P0 ran on `early_d`).
-        pk = {"valid": Signal(name="pk_valid"), "key": Signal(64, name="pk_key"),
+        # P1. The ways' entries are read into their block RAM's register. The key goes into
+        # each way's copy (D's from its head, the cycle after its P0 ran on `early_d`).
+        pk = {"valid": Signal(name="pk_valid"),
               "any": Signal(name="pk_any"), "new": Signal(name="pk_new"),
               "set": [Signal(set_bits, name=f"pk_set{b}") for b in range(BOOK_BANKS)]}
         # (At D's key head `p0_key` is its reference: no U waits then.)
         m.d.sync += [pk["valid"].eq(p1["valid"] | d_key),
-                     pk["key"].eq(Mux(d_key, p0_key, p1["key"])),
                      pk["any"].eq(p1["any"] & ~d_key), pk["new"].eq(p1["new"] & ~d_key)]
         m.d.sync += [pk["set"][b].eq(Mux(d_key, p0_sets[b], p1["set"][b]))
                      for b in range(BOOK_BANKS)]
@@ -391,13 +397,27 @@ class OrderBook(wiring.Component):
         entries = [data.View(self._entry, ram.read_data) for _, ram in places]
         p2_set = [Signal(set_bits, name=f"p2_set{b}") for b in range(BOOK_BANKS)]
         p2_same = Signal(BOOK_BANKS)        # a U new reference's sets equal to the old one's
-        for i, e in enumerate(entries):
-            live = sig(e.gen == gen, f"live{i}")
-            top_valid = Mux(e.side, row[SELL].top[0].valid, row[BUY].top[0].valid)
-            top_px = Mux(e.side, row[SELL].top[0].px, row[BUY].top[0].px)
+        # Each way compares with copies of its own (`hdl.copies`) of the key and `any`, loaded
+        # with PK's, and of the slot, generation and tops, two cycles behind (they stand still
+        # while a lookup needs them: a removal's row is read long before its key head, a clear
+        # is >= 5 cycles before the next head, and an A/F's `o_top` is never read).
+        way = data.StructLayout({
+            "tag": 64 - set_bits, "any": 1, "slot": range(W), "gen": BOOK_GEN_BITS,
+            "top": data.ArrayLayout(data.StructLayout({"valid": 1, "px": 32}), 2)})
+        now = Signal(way)
+        m.d.comb += [now.tag.eq(Mux(d_key, p0_key, p1["key"])[set_bits:]),
+                     now.any.eq(p1["any"] & ~d_key)]
+        m.d.sync += [now.slot.eq(slot), now.gen.eq(gen)]
+        m.d.sync += [now.top[b].eq(Cat(row[b].top[0].valid, row[b].top[0].px))
+                     for b in (BUY, SELL)]
+        for i, (e, c) in enumerate(zip(entries, copies(m, platform, now, n_places, "way"),
+                                       strict=True)):
+            c = data.View(way, c)
+            live = sig(e.gen == c.gen, f"live{i}")
+            top_valid = Mux(e.side, c.top[SELL].valid, c.top[BUY].valid)
+            top_px = Mux(e.side, c.top[SELL].px, c.top[BUY].px)
             m.d.sync += [
-                p2_hit[i].eq(live & (e.tag == pk["key"][set_bits:])
-                             & (pk["any"] | (e.slot == slot))),
+                p2_hit[i].eq(live & (e.tag == c.tag) & (c.any | (e.slot == c.slot))),
                 p2_free[i].eq(~live),
                 p2_top[i].eq(top_valid & (top_px == e.px)),
             ]
@@ -493,10 +513,15 @@ class OrderBook(wiring.Component):
 
         m_shares = sig(by_kind("AFECXU", "shares"), "m_shares")
         m_px = sig(by_kind("AFU", "price"), "m_px")
-        m_ref = sig(by_kind("AF", "order_ref"), "m_ref")
 
-        clear = is_["S"] & Cat(body.S.event_code == ord(c) for c in BOOK_CLEAR_EVENTS).any()
-        with m.If(clear):
+        # An S that clears emits in its own cycle; the clearing lands the cycle after (the next
+        # message is >= 14 cycles away): decided off the message's payload, it had fanned out
+        # to every per-instrument register in the same cycle.
+        clear = sig(is_["S"] & Cat(body.S.event_code == ord(c)
+                                   for c in BOOK_CLEAR_EVENTS).any(), "clear")
+        clearing = Signal()
+        m.d.sync += clearing.eq(clear)
+        with m.If(clearing):
             m.d.comb += count["clears"].eq(1)
             m.d.sync += [
                 known.eq(0), side_valid[BUY].eq(0), side_valid[SELL].eq(0), touched.eq(0),
@@ -507,10 +532,11 @@ class OrderBook(wiring.Component):
             ]
 
         # The message's fields, held for the later stages.
-        r = {t: Signal(name=f"r_is_{t}") for t in "HAFECXDU"}
+        r = {t: Signal(name=f"r_is_{t}") for t in "RHAFECXDU"}
         r_new_ref, r_locate = Signal(64), Signal(16)
         r_shares, r_px = Signal(BOOK_QTY_BITS), Signal(32)
         r_index, r_rx_cycle, r_type, r_frame = Signal(32), Signal(48), Signal(8), Signal(16)
+        r_state = Signal(8)
         ours = sig(slot_ok & (is_["R"] | is_["H"] | is_["A"] | is_["F"] | is_["E"] | is_["C"]
                               | is_["X"] | is_["D"] | is_["U"]), "ours")
         # Held on every message (an enable from the decoder's register, not from the slot
@@ -521,13 +547,19 @@ class OrderBook(wiring.Component):
                 r_new_ref.eq(body.U.new_ref), r_locate.eq(msg.locate),
                 r_shares.eq(m_shares), r_px.eq(m_px),
                 r_index.eq(msg.index), r_rx_cycle.eq(msg.rx_cycle), r_type.eq(msg.type),
-                r_frame.eq(msg.frame),
+                r_frame.eq(msg.frame), r_state.eq(body.H.trading_state),
             ]
-        with m.If(ours):
-            with m.If(~is_["R"]):
+        # A message's marks on its instrument's registers land the cycle after it, from the
+        # held fields (its frame's verdict is >= 3 cycles after it, the next message >= 14).
+        ours_q = Signal()
+        m.d.sync += ours_q.eq(ours)
+        with m.If(ours_q):
+            with m.If(~r["R"]):
                 m.d.sync += touched.bit_select(slot, 1).eq(1)
-            with m.If(is_["R"] | is_["H"] | is_["A"] | is_["F"]):
-                m.d.sync += [locate[slot].eq(msg.locate), known.bit_select(slot, 1).eq(1)]
+            with m.If(r["R"] | r["H"] | r["A"] | r["F"]):
+                m.d.sync += [locate[slot].eq(r_locate), known.bit_select(slot, 1).eq(1)]
+            with m.If(r["H"]):
+                m.d.sync += state[slot].eq(r_state)
 
         # Start: at once, or (D) when its lookup is in.
         needs_table = is_["A"] | is_["F"] | is_["E"] | is_["C"] | is_["X"] | is_["D"] | is_["U"]
@@ -546,12 +578,14 @@ class OrderBook(wiring.Component):
         # -- the stages ------------------------------------------------------------------------
         # R1 runs the cycle after go, on the held shares (E/C/X have a cycle to spare; the
         # message's own fields are a type-keyed multiplexer away).
-        q_r1, q_rm0, q_rm1, q_add0, q_add1 = Signal(), Signal(), Signal(), Signal(), Signal()
+        q_r1, q_rm0, q_rm1, q_rm2 = Signal(), Signal(), Signal(), Signal()
+        q_add0, q_add1 = Signal(), Signal()
         m.d.sync += q_r1.eq(go & (cur["E"] | cur["C"] | cur["X"]))
         st_rm0 = sig(go & (cur["D"] | cur["U"]) | q_rm0, "st_rm0")
         st_h = sig(ours & is_["H"], "st_h")           # H needs no lookup: it runs at once
         m.d.sync += [q_rm0.eq(q_r1), q_rm1.eq(st_rm0 & o_found),
-                     q_add0.eq(q_rm1 & r["U"]), q_add1.eq(q_add0)]
+                     q_rm2.eq(q_rm1),
+                     q_add0.eq(q_rm2 & r["U"]), q_add1.eq(q_add0)]
         # A/F: ADD0 ran the cycle before (on `early_price`), ADD1 runs in the message's own
         # cycle. Their lookups are always in by then (the key head comes 4 bytes before the
         # end: P0-P2 are done the cycle before), so A/F never wait. `add1` edits `row` on any
@@ -594,7 +628,6 @@ class OrderBook(wiring.Component):
         unsure_row = sig(_unsure(row[BUY]) | _unsure(row[SELL]), "unsure_row")
         new_state = body.H.trading_state
         with m.If(st_h):
-            m.d.sync += state[slot].eq(new_state)
             m.d.comb += emit.eq(new_state != slot_state)
         publish(is_["H"], row[BUY].top[0].px, row[BUY].top[0].qty,
                 row[SELL].top[0].px, row[SELL].top[0].qty,
@@ -711,34 +744,40 @@ class OrderBook(wiring.Component):
         worst = of_rank(N - 1, "worst")             # the level a new one pushes out (if full)
         push = Signal(BOOK_COUNT_BITS + 1)
         m.d.comb += push.eq(scan_in.orphans + gather(worst, "count", "worst_count"))
-        m.d.sync += [
-            y_px.eq(a_px), y_shares.eq(a_qty),
-            y_rej.eq((a_qty == 0) | (a_px == 0)),
-            y_orph.eq((scan_in.orphans != 0) & ~_better(is_bid, a_px, scan_in.cut)),
-            y_full.eq(valid.all()), y_push_ovf.eq(push[-1]),
-            y_tgt.eq(Mux(valid.all(), worst, _lowest(m, ~valid, "first_free_level"))),
-            y_worst_px.eq(gather(worst, "px", "worst_px")),
-            y_orph_max.eq(scan_in.orphans.all()),
-            y_orph_inc.eq(scan_in.orphans + 1), y_orph_push.eq(push),
-            y_before_px.eq(Mux(q_add0, u_before_px, scan_in.top[0].px)),
-            y_before_qty.eq(Mux(q_add0, u_before_qty, scan_in.top[0].qty)),
-            y_before_unsure.eq(Mux(q_add0, u_before_unsure, unsure_row)),
-        ]
+        first_free = _lowest(m, ~valid, "first_free_level")
+        worst_px = gather(worst, "px", "worst_px")
+        totals = []
         for i, lv in enumerate(scan_in.levels):
-            total = Signal(BOOK_QTY_BITS + 1, name=f"add_total{i}")
-            m.d.comb += total.eq(lv.qty + a_qty)
+            totals.append(Signal(BOOK_QTY_BITS + 1, name=f"add_total{i}"))
+            m.d.comb += totals[i].eq(lv.qty + a_qty)
+        # Held in the decision's cycle (`add1`): the edit, a cycle later, reads them.
+        with m.If(~add1):
             m.d.sync += [
-                y_eq[i].eq(lv.valid & (lv.px == a_px)),
-                y_bt[i].eq(lv.valid & _better(is_bid, lv.px, a_px)),
-                y_qty[i].eq(total), y_count[i].eq(lv.count + 1),
-                y_ovf[i].eq(total[-1] | lv.count.all()),
+                y_px.eq(a_px), y_shares.eq(a_qty),
+                y_rej.eq((a_qty == 0) | (a_px == 0)),
+                y_orph.eq((scan_in.orphans != 0) & ~_better(is_bid, a_px, scan_in.cut)),
+                y_full.eq(valid.all()), y_push_ovf.eq(push[-1]),
+                y_tgt.eq(Mux(valid.all(), worst, first_free)),
+                y_worst_px.eq(worst_px),
+                y_orph_max.eq(scan_in.orphans.all()),
+                y_orph_inc.eq(scan_in.orphans + 1), y_orph_push.eq(push),
+                y_before_px.eq(Mux(q_add0, u_before_px, scan_in.top[0].px)),
+                y_before_qty.eq(Mux(q_add0, u_before_qty, scan_in.top[0].qty)),
+                y_before_unsure.eq(Mux(q_add0, u_before_unsure, unsure_row)),
             ]
-        for k, t in enumerate(scan_in.top):
-            m.d.sync += [
-                y_t[k].eq(t.valid & (t.px == a_px)),
-                y_t_bt[k].eq(t.valid & _better(is_bid, t.px, a_px)),
-                y_t_qty[k].eq(t.qty + a_qty), y_t_count[k].eq(t.count + 1),
-            ]
+            for i, (lv, total) in enumerate(zip(scan_in.levels, totals, strict=True)):
+                m.d.sync += [
+                    y_eq[i].eq(lv.valid & (lv.px == a_px)),
+                    y_bt[i].eq(lv.valid & _better(is_bid, lv.px, a_px)),
+                    y_qty[i].eq(total), y_count[i].eq(lv.count + 1),
+                    y_ovf[i].eq(total[-1] | lv.count.all()),
+                ]
+            for k, t in enumerate(scan_in.top):
+                m.d.sync += [
+                    y_t[k].eq(t.valid & (t.px == a_px)),
+                    y_t_bt[k].eq(t.valid & _better(is_bid, t.px, a_px)),
+                    y_t_qty[k].eq(t.qty + a_qty), y_t_count[k].eq(t.count + 1),
+                ]
 
         # -- the edit (RM1, ADD1): one level, the ranks, the top copies, into `row` ------------
         x_gone = sig((x_eq & x_empty).any(), "x_gone")      # the order's level empties
@@ -752,16 +791,63 @@ class OrderBook(wiring.Component):
         orphan_in = sig((add1 & ~y_rej & y_orph) | pushed_new, "orphan_in")
         new = Signal(Level)
         m.d.comb += [new.valid.eq(1), new.px.eq(y_px), new.qty.eq(y_shares), new.count.eq(1)]
+        # The decision (RM1, ADD1) is registered per side and level (`e*_`), and the edit runs
+        # the cycle after (RM2, ADD2) from those registers alone: the wide controls (`add1` from
+        # the message's own cycle, `opens` and `rank_new` from reductions of the scan) no longer
+        # fan out to the ~3,000 bits of `row` in the cycle they are decided. Nothing touches
+        # `row` in between, and the edit's operands are still there: the x_* scan registers
+        # reload the same values (neither `row` nor the order changes), the y_* ones hold on
+        # `add1`.
+        t0_gone, t1_gone = x_t[0] & x_t_gone[0], x_t[1] & x_t_gone[1]
+        # A level that empties: those worse move up one. One that opens: those worse move down
+        # one, and it takes the number of those better.
+        e_rank = Signal(data.ArrayLayout(rank_bits(N), N))
+        m.d.sync += [e_rank[i].eq(Mux(q_rm1 & x_gone & x_wt[i], side_now.rank[i] - 1,
+                                      Mux(opens, Mux(y_tgt[i], rank_new,
+                                                     side_now.rank[i] + ~y_bt[i]),
+                                          side_now.rank[i])))
+                     for i in range(N)]
         edited = []
         for b in (BUY, SELL):
             sd, on = row[b], sig(s_side == b, f"edit_side{b}")
+            rm, ad = on & q_rm1, on & ~q_rm1
+            e = {name: Signal(N, name=f"e{b}_{name}")
+                 for name in ("rm_mod", "rm_gone", "add_mod", "add_new")}
+            e_ranks = Signal(name=f"e{b}_ranks")
+            # One-hot choices for the top copies, orphans and cut (none: they stay).
+            e_t0 = Signal(4, name=f"e{b}_top0")     # top1, x_top[0], joined[0], new
+            e_t1 = Signal(5, name=f"e{b}_top1")     # x_r2, x_top[1], joined[1], top0, new
+            e_orph = Signal(3, name=f"e{b}_orphans")    # x_orphans, y_orph_inc, y_orph_push
+            e_cut = Signal(2, name=f"e{b}_cut")         # y_px, y_worst_px
+            t0_join, t1_join = y_ok & y_t[0], y_ok & y_t[1]
+            t0_new = insert & ~y_t_bt[0]
+            t1_new = insert & ~y_t_bt[1]
+            m.d.sync += [
+                e["rm_mod"].eq(Mux(rm, x_eq & ~x_empty, 0)),
+                e["rm_gone"].eq(Mux(rm, x_eq & x_empty, 0)),
+                e["add_mod"].eq(Mux(on & y_ok, y_eq, 0)),
+                e["add_new"].eq(Mux(on & opens, y_tgt, 0)),
+                e_ranks.eq(on & (q_rm1 | add1)),
+                e_t0.eq(Cat(rm & t0_gone, rm & ~t0_gone & x_t[0],
+                            ad & t0_join, ad & ~t0_join & t0_new)),
+                e_t1.eq(Cat(rm & (t0_gone | t1_gone), rm & ~(t0_gone | t1_gone) & x_t[1],
+                            ad & t1_join, ad & ~t1_join & t0_new,
+                            ad & ~t1_join & ~t0_new & t1_new)),
+                e_orph.eq(Cat(on & orphan_out, on & ~orphan_out & orphan_in,
+                              on & ~orphan_out & ~orphan_in & push_out)),
+                e_cut.eq(Cat(on & pushed_new, on & ~pushed_new & push_out)),
+            ]
+
+            def choose(sel, options, keep):
+                """AND-OR of `options` by the one-hot `sel`; `keep` if none."""
+                return _or_tree([Mux(sel[k], Value.cast(v), 0) for k, v in enumerate(options)]
+                                + [Mux(sel.any(), 0, Value.cast(keep))])
+
             out = Signal(self._side, name=f"edited{b}")
             for i in range(N):
                 lv = sd.levels[i]
-                rm_mod = sig(on & q_rm1 & x_eq[i] & ~x_empty[i], f"rm_mod{b}_{i}")
-                rm_gone = sig(on & q_rm1 & x_eq[i] & x_empty[i], f"rm_gone{b}_{i}")
-                add_mod = sig(on & y_ok & y_eq[i], f"add_mod{b}_{i}")
-                add_new = sig(on & opens & y_tgt[i], f"add_new{b}_{i}")
+                rm_mod, rm_gone = e["rm_mod"][i], e["rm_gone"][i]
+                add_mod, add_new = e["add_mod"][i], e["add_new"][i]
                 keep = ~(rm_mod | add_mod | add_new)
                 m.d.comb += [
                     out.levels[i].valid.eq(add_new | lv.valid & ~rm_gone),
@@ -772,44 +858,31 @@ class OrderBook(wiring.Component):
                     out.levels[i].count.eq(_or_tree([
                         Mux(keep, lv.count, 0), Mux(rm_mod, x_count[i], 0),
                         Mux(add_mod, y_count[i], 0), Mux(add_new, 1, 0)])),
-                    # A level that empties: those worse move up one. One that opens: those
-                    # worse move down one, and it takes the number of those better.
-                    out.rank[i].eq(Mux(on & q_rm1 & x_gone & x_wt[i], sd.rank[i] - 1,
-                                       Mux(on & opens, Mux(y_tgt[i], rank_new,
-                                                           sd.rank[i] + ~y_bt[i]),
-                                           sd.rank[i]))),
+                    out.rank[i].eq(Mux(e_ranks, e_rank[i], sd.rank[i])),
                 ]
             # The copies of the top two follow the level they copy, or the next rank.
             top0, top1 = sd.top
-            t0_gone, t1_gone = x_t[0] & x_t_gone[0], x_t[1] & x_t_gone[1]
             joined = [Cat(t.valid, t.px, y_t_qty[k], y_t_count[k]) for k, t in enumerate(sd.top)]
             m.d.comb += [
-                out.top[0].eq(Mux(on & q_rm1, Mux(t0_gone, top1, Mux(x_t[0], x_top[0], top0)),
-                              Mux(on & y_ok & y_t[0], joined[0],
-                                  Mux(on & insert & ~y_t_bt[0], new, top0)))),
+                out.top[0].eq(choose(e_t0, [top1, x_top[0], joined[0], new], top0)),
                 out.top[1].eq(0 if N < 2 else
-                              Mux(on & q_rm1, Mux(t0_gone | t1_gone, x_r2,
-                                                  Mux(x_t[1], x_top[1], top1)),
-                                  Mux(on & y_ok & y_t[1], joined[1],
-                                      Mux(on & insert & ~y_t_bt[0], top0,
-                                          Mux(on & insert & ~y_t_bt[1], new, top1))))),
+                              choose(e_t1, [x_r2, x_top[1], joined[1], top0, new], top1)),
                 # Orphans and cut: one leaves (not found), one joins, or the worst level is
                 # pushed out (or the new one is not kept).
-                out.orphans.eq(Mux(on & orphan_out, x_orphans,
-                                   Mux(on & orphan_in, y_orph_inc,
-                                       Mux(on & push_out, y_orph_push, sd.orphans)))),
-                out.cut.eq(Mux(on & pushed_new, y_px, Mux(on & push_out, y_worst_px, sd.cut))),
+                out.orphans.eq(choose(e_orph, [x_orphans, y_orph_inc, y_orph_push],
+                                      sd.orphans)),
+                out.cut.eq(choose(e_cut, [y_px, y_worst_px], sd.cut)),
             ]
             edited.append(out)
-        # The prefetch of the next message's row comes >= 2 cycles after the last edit of this
-        # one (D: RM1 at t0+4, the next message's locate head at t0+5, its row read at t0+7),
-        # after the write-back below.
+        # The prefetch of the next message's row comes the cycle after the write-back of this
+        # one's last edit (D: RM2 at t0+5, written at t0+6; the next message's locate head at
+        # t0+5, its row read at t0+7).
         for b, (rd, _) in enumerate(sides):
             m.d.sync += row[b].eq(Mux(s_read, Mux(slot_valid[b], rd.data, 0), edited[b]))
         # The edited side goes back to its memory the cycle after, from `row`: the edit's
         # multiplexers then end at flip-flops, not at the LUT RAM's write ports all over the chip.
-        written = Signal()
-        m.d.sync += written.eq(q_rm1 | add1_go)
+        e_write, written = Signal(), Signal()
+        m.d.sync += [e_write.eq(q_rm1 | add1_go), written.eq(e_write)]
         for b, (_, wr) in enumerate(sides):
             m.d.comb += [wr.data.eq(row[b]), wr.en.eq(written & (s_side == b))]
             with m.If(written & (s_side == b)):
@@ -846,7 +919,7 @@ class OrderBook(wiring.Component):
         add_changed = sig((add_top_px != y_before_px) | (add_top_qty != y_before_qty)
                           | (add_uncertain != (slot_sticky | y_before_unsure)), "add_changed")
         new_entry = Signal(self._entry)
-        m.d.comb += [new_entry.tag.eq(Mux(q_add1, r_new_ref, m_ref)[set_bits:]),
+        m.d.comb += [new_entry.tag.eq(Mux(q_add1, r_new_ref, k_ref)[set_bits:]),
                      new_entry.slot.eq(slot), new_entry.side.eq(s_side),
                      new_entry.px.eq(y_px), new_entry.shares.eq(y_shares), new_entry.gen.eq(gen)]
         with m.If(add1_go):

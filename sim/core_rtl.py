@@ -40,12 +40,17 @@ from sim.traffic import Feed
 from sim.verilated import Stimulus, Verilated
 
 __all__ = ["BookOutcome", "OrderOutcome", "run_book_model", "CoreRtl", "decode_update",
-           "book_schedule", "wire_frames", "BOOK_LATENCY_TARGETS", "update_latencies"]
+           "book_schedule", "wire_frames", "BOOK_LATENCY_TARGETS", "BOOK_LATENCY",
+           "update_latencies"]
 
 # The order book issue's targets, in cycles from a message's last byte on the GMII pins to its
 # top-of-book update, by group of message types. D is its own group: its reference is its
 # last field, so it alone waits for its lookup.
 BOOK_LATENCY_TARGETS = {"A/F": 4, "E/C/X": 6, "D": 6, "U": 6, "H": 4}
+# What `hdl.book` does, by its stage table: every update of a group takes exactly this long.
+# U misses its target by a cycle: its add scans the side its removal left, and the edit runs a
+# cycle after its decision (for the clock; docs/book-timing.md).
+BOOK_LATENCY = {"A/F": 3, "E/C/X": 5, "D": 6, "U": 7, "H": 3}
 _GROUP = {"A": "A/F", "F": "A/F", "E": "E/C/X", "C": "E/C/X", "X": "E/C/X", "D": "D", "U": "U",
           "H": "H"}
 
