@@ -5,7 +5,7 @@ import json
 import random
 import subprocess
 
-from amaranth import Module, Signal
+from amaranth import Module
 from amaranth.back import rtlil
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
