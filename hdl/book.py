@@ -195,6 +195,12 @@ def _or_tree(values):
     return values[0]
 
 
+def _choose(sel, options, keep):
+    """AND-OR of `options` by the one-hot `sel`; `keep` if none is chosen."""
+    return _or_tree([Mux(sel[k], Value.cast(v), 0) for k, v in enumerate(options)]
+                    + [Mux(sel.any(), 0, Value.cast(keep))])
+
+
 def _popcount(bits):
     """The number of set bits, as a balanced adder tree."""
     terms = [bits[i] for i in range(len(bits))]
@@ -588,9 +594,9 @@ class OrderBook(wiring.Component):
                      q_add0.eq(q_rm2 & r["U"]), q_add1.eq(q_add0)]
         # A/F: ADD0 ran the cycle before (on `early_price`), ADD1 runs in the message's own
         # cycle. Their lookups are always in by then (the key head comes 4 bytes before the
-        # end: P0-P2 are done the cycle before), so A/F never wait. `add1` edits `row` on any
-        # A/F (from registers, for the edit's fan-out); `add1_go` only on ours, and only it
-        # writes anything back or emits.
+        # end: P0-P2 are done the cycle before), so A/F never wait. `add1` decides an edit of `row`
+        # (ADD2) on any A/F (from registers, for the edit's fan-out); `add1_go` only on ours,
+        # and only it writes anything back or emits.
         add1 = sig(q_add1 | is_["A"] | is_["F"], "add1")
         add1_go = sig(q_add1 | go_now & (is_["A"] | is_["F"]), "add1_go")
 
@@ -779,7 +785,8 @@ class OrderBook(wiring.Component):
                     y_t_qty[k].eq(t.qty + a_qty), y_t_count[k].eq(t.count + 1),
                 ]
 
-        # -- the edit (RM1, ADD1): one level, the ranks, the top copies, into `row` ------------
+        # -- the decision (RM1, ADD1) and the edit (RM2, ADD2): one level, the ranks, the top
+        # copies, into `row` -------------------------------------------------------------------
         x_gone = sig((x_eq & x_empty).any(), "x_gone")      # the order's level empties
         y_ok = sig(add1 & ~y_rej & ~y_orph, "y_ok")
         insert = sig(y_ok & ~y_eq.any(), "insert")
@@ -838,11 +845,6 @@ class OrderBook(wiring.Component):
                 e_cut.eq(Cat(on & pushed_new, on & ~pushed_new & push_out)),
             ]
 
-            def choose(sel, options, keep):
-                """AND-OR of `options` by the one-hot `sel`; `keep` if none."""
-                return _or_tree([Mux(sel[k], Value.cast(v), 0) for k, v in enumerate(options)]
-                                + [Mux(sel.any(), 0, Value.cast(keep))])
-
             out = Signal(self._side, name=f"edited{b}")
             for i in range(N):
                 lv = sd.levels[i]
@@ -864,14 +866,14 @@ class OrderBook(wiring.Component):
             top0, top1 = sd.top
             joined = [Cat(t.valid, t.px, y_t_qty[k], y_t_count[k]) for k, t in enumerate(sd.top)]
             m.d.comb += [
-                out.top[0].eq(choose(e_t0, [top1, x_top[0], joined[0], new], top0)),
+                out.top[0].eq(_choose(e_t0, [top1, x_top[0], joined[0], new], top0)),
                 out.top[1].eq(0 if N < 2 else
-                              choose(e_t1, [x_r2, x_top[1], joined[1], top0, new], top1)),
+                              _choose(e_t1, [x_r2, x_top[1], joined[1], top0, new], top1)),
                 # Orphans and cut: one leaves (not found), one joins, or the worst level is
                 # pushed out (or the new one is not kept).
-                out.orphans.eq(choose(e_orph, [x_orphans, y_orph_inc, y_orph_push],
+                out.orphans.eq(_choose(e_orph, [x_orphans, y_orph_inc, y_orph_push],
                                       sd.orphans)),
-                out.cut.eq(choose(e_cut, [y_px, y_worst_px], sd.cut)),
+                out.cut.eq(_choose(e_cut, [y_px, y_worst_px], sd.cut)),
             ]
             edited.append(out)
         # The prefetch of the next message's row comes the cycle after the write-back of this
