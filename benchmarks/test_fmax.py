@@ -113,7 +113,7 @@ class OrderDecision(wiring.Component):
             "config": In(data.ArrayLayout(TriggerConfig, slots)),
             "card": In(CardLimits), "limits": In(data.ArrayLayout(SlotLimits, slots)),
             "kill_card": In(1), "kill": In(slots), "load": In(1),
-            "next_slot": In(range(slots)),
+            "next_slot": In(range(slots)), "next_rx_cycle": In(48),
             "order": Out(stream.Signature(Intent)), "decision": Out(beats(Decision)),
         })
 
@@ -130,6 +130,7 @@ class OrderDecision(wiring.Component):
             gate.update.valid.eq(self.update.valid), gate.update.payload.eq(self.update.payload),
             gate.card.eq(self.card), gate.limits.eq(self.limits), gate.load.eq(self.load),
             trigger.next_slot.eq(self.next_slot), gate.next_slot.eq(self.next_slot),
+            gate.next_rx_cycle.eq(self.next_rx_cycle),
             gate.kill_card.eq(self.kill_card), gate.kill.eq(self.kill),
             *[gate.order_qty[i].eq(self.config[i].order_qty) for i in range(self.slots)],
             self.decision.valid.eq(gate.decision.valid),

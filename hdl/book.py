@@ -240,6 +240,9 @@ class OrderBook(wiring.Component):
             # The slot of the message being worked on: an update's `slot` is this register's
             # value in the cycle before the update is valid (the order path selects ahead).
             "next_slot": Out(range(p.slots)),
+            # Likewise the RX cycle of the update a cycle before it is valid (from registers:
+            # the message's in its own cycle, the held one's after it).
+            "next_rx_cycle": Out(48),
             "symbols": Out(data.ArrayLayout(64, p.slots)),     # the watchlist, by slot
             "counters": Out(data.ArrayLayout(32, len(BOOK_COUNTERS))),
         })
@@ -545,6 +548,9 @@ class OrderBook(wiring.Component):
         r_state = Signal(8)
         ours = sig(slot_ok & (is_["R"] | is_["H"] | is_["A"] | is_["F"] | is_["E"] | is_["C"]
                               | is_["X"] | is_["D"] | is_["U"]), "ours")
+        # The updates that come in a message's own cycle (S, H, A/F) carry its RX cycle, the
+        # later ones (E/C/X/D/U) the held one: the next message is >= 14 cycles away.
+        m.d.comb += self.next_rx_cycle.eq(Mux(self.message.valid, msg.rx_cycle, r_rx_cycle))
         # Held on every message (an enable from the decoder's register, not from the slot
         # match); the next one is >= 14 cycles away, after this one's last stage.
         with m.If(self.message.valid):

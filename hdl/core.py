@@ -119,6 +119,7 @@ class Core(wiring.Component):
             gate.card.eq(self.card_limits), gate.limits.eq(self.slot_limits),
             *[gate.order_qty[i].eq(self.triggers[i].order_qty) for i in range(W)],
             gate.load.eq(self.limits_load), gate.next_slot.eq(book.next_slot),
+            gate.next_rx_cycle.eq(book.next_rx_cycle),
             gate.update.valid.eq(book.update.valid), gate.update.payload.eq(book.update.payload),
             gate.kill_card.eq(self.kill_card), gate.kill.eq(self.kill),
             gate.reduce_only_card.eq(self.reduce_only_card),

@@ -132,6 +132,9 @@ class RiskGate(wiring.Component):
             "load": In(1),              # limits changed: buckets full, notional_safe redone
             "host_op": In(stream.Signature(HostOp)),
             "next_slot": In(range(slots)),  # the slot of the book's message now (fast path)
+            # The RX cycle of the book's next update, the cycle before it is valid
+            # (`OrderBook.next_rx_cycle`): the fast path's token checks run a cycle early on it.
+            "next_rx_cycle": In(48),
             "update": In(beats(TopUpdate)), # what the triggers see (fast path)
             "counters": Out(data.ArrayLayout(32, len(Reject))),    # indexed by Reject
             "position": Out(data.ArrayLayout(signed(RISK_POSITION_BITS), slots)),
@@ -193,10 +196,11 @@ class RiskGate(wiring.Component):
         # `next_slot` is the slot of the message the book is working on, which is the slot of
         # its update from at least a cycle before the update is valid (`OrderBook.next_slot`).
         # Two register stages select and then derive what the fast checks compare with, so
-        # the acceptance cycle only compares. They see the state two cycles late: `changed`
-        # keeps the fast path off for two cycles after anything changes it (a decision, a
-        # host op, a load). A held intent of another slot simply takes the exact path.
-        changed = Signal(2)
+        # the acceptance cycle only compares. They see the state two cycles late, the token
+        # checks (a cycle ahead, below) three: `changed` keeps the fast path off for three
+        # cycles after anything changes it (a decision, a host op, a load). A held intent of
+        # another slot simply takes the exact path.
+        changed = Signal(3)
         # The switches per slot are selected ahead too: a change of them counts, from the
         # cycle it is seen (a register sees it from the next).
         last_kill, last_reduce = Signal(W), Signal(W)
@@ -268,11 +272,20 @@ class RiskGate(wiring.Component):
         # The fast checks of each side's possible intent, on the update itself (the buy side
         # touches the ask, the sell side the bid), beside the triggers' own compares.
         u = self.update.payload
+        # The token checks, the cycle before the update, on its RX cycle as the book names it
+        # then, and on the thresholds of the slot then in p2 (`tok_slot`): in the acceptance
+        # cycle their 48-bit compares were the order decision's longest path (8.5 ns routed).
+        tok_ok, tok_slot = Signal(), Signal(range(W))
+        m.d.sync += [
+            tok_ok.eq(p2_tok & reached(self.next_rx_cycle, p2_thr)
+                      & card_tok & reached(self.next_rx_cycle, card_thr)),
+            tok_slot.eq(p2_slot),
+        ]
         common = Signal()
         m.d.comb += common.eq(
-            ~changed.any() & ~switched & (u.slot == p2_slot)
+            ~changed.any() & ~switched & (u.slot == p2_slot) & (tok_slot == p2_slot)
             & ~self.kill_card & ~p2_flags.kill & ~u.halted & ~u.uncertain & p2_flags.ns
-            & p2_tok & reached(u.rx_cycle, p2_thr) & card_tok & reached(u.rx_cycle, card_thr))
+            & tok_ok)
         reduce = self.reduce_only_card | p2_flags.reduce
         side_ok = Signal(2)
         for k, (px, qty) in enumerate(((u.ask_px, u.ask_qty), (u.bid_px, u.bid_qty))):
@@ -468,7 +481,7 @@ class RiskGate(wiring.Component):
         # Open orders and positions: a sent order opens; the host's ops close or load.
         op = self.host_op.payload
         do_op = self.host_op.valid & self.host_op.ready
-        m.d.sync += changed.eq(Cat(wb | do_op | self.load | switched, changed[0]))
+        m.d.sync += changed.eq(Cat(wb | do_op | self.load | switched, changed[:2]))
         # An intent being accepted goes first: its snapshot must not miss a host op.
         m.d.comb += self.host_op.ready.eq(idle & ~self.intent.valid)
         # Each row computes what the op would make of it, from its own registers: a value

@@ -80,6 +80,7 @@ def run(fast: bool, load_at: int, new_rate: int) -> list[tuple[int, Reject]]:
                     "state": ord("T"), "index": u.index, "rx_cycle": u.rx_cycle})
             ctx.set(dut.trigger.update.valid, cycle in events)
             ctx.set(dut.trigger.next_slot, 0)
+            ctx.set(gate.next_rx_cycle, cycle + 1)      # the book names it a cycle early
             if ctx.get(gate.decision.valid):
                 got.append((cycle, Reject(ctx.get(gate.decision.payload.reason))))
             await ctx.tick()

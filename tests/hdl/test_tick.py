@@ -151,8 +151,18 @@ def run(config: CardConfig, updates: list[TopUpdate], rng: random.Random,
         state["open"] = [[ctx.get(gate.open[i][s]) for s in (0, 1)] for i in range(n)]
         state["counters"] = {r.name.lower(): ctx.get(gate.counters[r]) for r in Reject}
 
+    async def rx_ahead(ctx):
+        """The book names an update's RX cycle the cycle before it (`next_rx_cycle`); here an
+        update's RX cycle is the cycle it is valid in, counted as `bench` counts them."""
+        ctx.set(gate.next_rx_cycle, 1)
+        n = 0
+        async for _ in ctx.tick():
+            n += 1
+            ctx.set(gate.next_rx_cycle, n + 1)
+
     sim.add_testbench(bench)
     sim.add_testbench(watch, background=True)
+    sim.add_testbench(rx_ahead, background=True)
     sim.run()
     assert got == want
     assert state["position"] == model_r.position
