@@ -76,6 +76,7 @@ def synth_report(
     seed: int = 1,
     router: str = "router1",
     route: bool = True,
+    nextpnr_args: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Synthesise and place-and-route `design`; return Fmax, utilisation and timings.
 
@@ -88,7 +89,7 @@ def synth_report(
     designs that router1 takes tens of minutes on); with `route=False` nextpnr stops after
     placement, writes `placed.json` (for `tools/depth.py`) and the Fmax is its post-placement
     estimate (`placed_estimate_mhz`, also set when routing: `make bench` prints the ratio for
-    the feed handler).
+    the feed handler). `nextpnr_args` are passed on (e.g. `("--placer", "static")`).
     """
     from amaranth.back import rtlil
     from amaranth.lib import wiring
@@ -124,7 +125,8 @@ def synth_report(
          "--json", "synth.json", "--out-of-context", "--freq", str(freq_mhz),
          # Report the Fmax reached instead of failing when it is below the target.
          "--seed", str(seed), "--timing-allow-fail", "--report", "report.json",
-         "--router", router, *([] if route else ["--no-route", "--write", "placed.json"])],
+         "--router", router, *([] if route else ["--no-route", "--write", "placed.json"]),
+         *nextpnr_args],
         out / "nextpnr.log",
     )
 
