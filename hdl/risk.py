@@ -9,7 +9,9 @@ queue has room, so a sent order is never lost), on one of two paths:
   sufficient conditions for "every check passes": switches clear, not halted or uncertain,
   0 < qty <= min(max_order_qty, order_qty), reference_px - collar <= price <= reference_px +
   collar, the exposure within max_position (and <= 0 under reduce-only), a token in both
-  buckets, and the slot's `notional_safe` flag: order_qty x (reference_px + collar) <=
+  buckets (checked the cycle before, at the RX cycle the book names for its next update:
+  `OrderBook.next_rx_cycle`, which is the update's own; were it earlier, the check would only
+  be stricter), and the slot's `notional_safe` flag: order_qty x (reference_px + collar) <=
   max_order_notional, which, with the collar and qty checks, bounds qty x price without a
   multiplication in the path. Then it decides NONE at once.
 * Exact (`EXACT_LATENCY`) for every other intent, in a pipeline:
