@@ -275,17 +275,15 @@ class RiskGate(wiring.Component):
         # touches the ask, the sell side the bid), beside the triggers' own compares.
         u = self.update.payload
         # The token checks, the cycle before the update, on its RX cycle as the book names it
-        # then, and on the thresholds of the slot then in p2 (`tok_slot`): in the acceptance
-        # cycle their 48-bit compares were the order decision's longest path (8.5 ns routed).
-        tok_ok, tok_slot = Signal(), Signal(range(W))
-        m.d.sync += [
-            tok_ok.eq(p2_tok & reached(self.next_rx_cycle, p2_thr)
-                      & card_tok & reached(self.next_rx_cycle, card_thr)),
-            tok_slot.eq(p2_slot),
-        ]
+        # then, and on the thresholds of the slot then in p2, which must stay there (p1 holds
+        # the same slot): in the acceptance cycle their 48-bit compares were the order
+        # decision's longest path (8.5 ns routed).
+        tok_ok = Signal()
+        m.d.sync += tok_ok.eq((p1_slot == p2_slot) & p2_tok & reached(self.next_rx_cycle, p2_thr)
+                              & card_tok & reached(self.next_rx_cycle, card_thr))
         common = Signal()
         m.d.comb += common.eq(
-            ~changed.any() & ~switched & (u.slot == p2_slot) & (tok_slot == p2_slot)
+            ~changed.any() & ~switched & (u.slot == p2_slot)
             & ~self.kill_card & ~p2_flags.kill & ~u.halted & ~u.uncertain & p2_flags.ns
             & tok_ok)
         reduce = self.reduce_only_card | p2_flags.reduce
