@@ -14,9 +14,12 @@ Storage:
   price order, 0 = best), with copies of the levels of rank 0 and 1 (`top`), which is all the
   updates read. Two memories (bid, ask), read asynchronously (LUT RAM) into the register `row`
   when the message's slot is known; the message edits `row` and the side goes back to its
-  memory. An edit changes one level's record, the ranks and the copies: a level that opens
-  takes the rank "number of levels better" and those worse move down one; a level that
-  empties lets those worse move up one. (Kept best first, every level would move on every
+  memory. (Each memory is built of `ROW_PARTS` parts with copies of their own of the slot and
+  the load and write controls, and the side register has a copy per group of levels: wires
+  that fanned out to thousands of cells across the chip led the routed critical path.) An
+  edit changes one level's record, the ranks and the copies: a level that opens takes the
+  rank "number of levels better" and those worse move down one; a level that empties lets
+  those worse move up one. (Kept best first, every level would move on every
   insert: that six-way shift of 1,344 bits was a third of the book's logic.)
 
 Lookups run ahead of the message, on the decoder's heads (`hdl.itch.ItchHead`): the slot is
@@ -89,6 +92,8 @@ from hdl.moldudp64 import GapReport
 __all__ = ["WatchWrite", "TopUpdate", "OrderBook", "Level"]
 
 BUY, SELL = BOOK_BUY, BOOK_SELL
+SIDE_COPIES = 4             # copies of the edited side's register, one per group of levels
+ROW_PARTS = 4               # parts of each side's memory, each with its own controls
 TRADING = ord(BOOK_TRADING)
 
 
@@ -318,21 +323,20 @@ class OrderBook(wiring.Component):
                      s_find.eq(by_symbol | by_locate), s_read.eq(s_find)]
         slot_onehot = _lowest(m, s_match, "slot_onehot")      # the lowest matching slot wins
         slot_valid = Signal(2)
+        slot_next, slot_valid_next = Signal(range(W), name="slot_next"), Signal(2)
+        m.d.comb += [slot_next.eq(slot), slot_valid_next.eq(slot_valid)]
+        m.d.sync += [slot.eq(slot_next), slot_valid.eq(slot_valid_next)]
         with m.If(s_find):
-            m.d.sync += [slot.eq(_encode(m, slot_onehot, "slot_index")), slot_ok.eq(s_match.any()),
-                         slot_valid.eq(Cat((v & slot_onehot).any() for v in side_valid))]
+            m.d.comb += [slot_next.eq(_encode(m, slot_onehot, "slot_index")),
+                         slot_valid_next.eq(Cat((v & slot_onehot).any() for v in side_valid))]
+            m.d.sync += slot_ok.eq(s_match.any())
 
         # The slot's row: read into `row` by the prefetch. The message's edits happen in `row`
         # itself (a level, the ranks, the copies of the top) and are written back to the side's
         # memory the cycle after (the edit, below).
+        # (Its memories are below, with the side's register they need.)
         row = Signal(self._row)
-        sides = []
-        for b in (BUY, SELL):
-            mem = memory.Memory(shape=self._side, depth=W, init=[])
-            m.submodules[f"sides{b}"] = mem
-            rd, wr = mem.read_port(domain="comb"), mem.write_port()
-            m.d.comb += [rd.addr.eq(slot), wr.addr.eq(slot)]
-            sides.append((rd, wr))
+        e_write = Signal()                  # the edit of `row` is written back next cycle
         # Read with the row: nothing changes them between the prefetch and the message's last
         # stage but the message itself, whose own taints are added where they arise (a verdict
         # or a gap follows the message, in the model as on the wire).
@@ -362,10 +366,17 @@ class OrderBook(wiring.Component):
         with m.If(key_beat & h_is["U"]):
             m.d.sync += new_ref_held.eq(h.new_ref)
         # The side every stage edits: A/F's from its key head, E/C/X/D/U's from its order (P2).
-        s_side, k_shares, k_ref = Signal(), Signal(BOOK_QTY_BITS), Signal(64)
+        # It selects which half of `row` every level's scan reads: besides `s_side`, a copy of
+        # it per group of levels (`hdl.copies`), so that no one register fans out to the
+        # 1,600 multiplexers of the side (measured: the longest routed path began with that
+        # wire, 3.5 ns across the chip).
+        s_side, s_side_next = Signal(name="s_side"), Signal(name="s_side_next")
+        k_shares, k_ref = Signal(BOOK_QTY_BITS, name="k_shares"), Signal(64, name="k_ref")
+        m.d.comb += s_side_next.eq(s_side)
+        m.d.sync += s_side.eq(s_side_next)
         with m.If(key_beat & (h_is["A"] | h_is["F"])):
-            m.d.sync += [s_side.eq(h.side != ord("B")), k_shares.eq(h.shares),
-                         k_ref.eq(h.order_ref)]
+            m.d.comb += s_side_next.eq(h.side != ord("B"))
+            m.d.sync += [k_shares.eq(h.shares), k_ref.eq(h.order_ref)]
         # D's reference is its last field: its lookup starts a cycle before its key head, on
         # the decoder's `early_d_ref`, so that D's head finds it in P1.
         d_key = sig(key_beat & h_is["D"], "d_key")
@@ -460,7 +471,36 @@ class OrderBook(wiring.Component):
             m.d.sync += [o_found.eq(hit.any()), o_hit.eq(hit), o_entry.eq(entry_sig),
                          o_top.eq((hit & p2_top).any()), o_full.eq(~hit.any() & ~free.any())]
         with m.If(p2_valid & ~p2_new & ~p2_any):
-            m.d.sync += s_side.eq(entry_sig.side)
+            m.d.comb += s_side_next.eq(entry_sig.side)
+        side_copies = copies(m, platform, s_side_next, SIDE_COPIES, "s_side_copy")
+
+        def side_of_level(i):
+            """The copy of `s_side` that level i's scan reads."""
+            return side_copies[i * SIDE_COPIES // N]
+
+        # Each side's memory is ROW_PARTS memories of a part of its bits, and each part has
+        # its own copies (`hdl.copies`) of the slot (its address), the prefetch's controls and
+        # the write enables: one register each would fan out to all ~800 LUT RAM cells and
+        # ~3,100 load multiplexers of `row`, all over the chip.
+        side_bits = self._side.size
+        bounds = [side_bits * k // ROW_PARTS for k in range(ROW_PARTS + 1)]
+        row_ctl = data.StructLayout({"slot": range(W), "read": 1, "valid": 2, "write": 2})
+        ctl = [data.View(row_ctl, c) for c in copies(
+            m, platform, Cat(slot_next, s_find, slot_valid_next,
+                             e_write & ~s_side_next, e_write & s_side_next),
+            ROW_PARTS, "row_ctl")]
+        sides = []                          # per side: the read data, the parts' ports
+        for b in (BUY, SELL):
+            parts = []
+            for k in range(ROW_PARTS):
+                mem = memory.Memory(shape=bounds[k + 1] - bounds[k], depth=W, init=[])
+                m.submodules[f"sides{b}_{k}"] = mem
+                rd, wr = mem.read_port(domain="comb"), mem.write_port()
+                m.d.comb += [rd.addr.eq(ctl[k].slot), wr.addr.eq(ctl[k].slot),
+                             wr.data.eq(row[b].as_value()[bounds[k]:bounds[k + 1]]),
+                             wr.en.eq(ctl[k].write[b])]
+                parts.append(rd)
+            sides.append(parts)
         with m.If(p2_valid & p2_new):
             m.d.sync += [n_found.eq(hit.any()), n_full.eq(~hit.any() & ~free.any()),
                          n_dup_slot.eq(_or_tree([Mux(hit[i], entries[i].slot, 0)
@@ -607,6 +647,9 @@ class OrderBook(wiring.Component):
         add1_go = sig(q_add1 | go_now & (is_["A"] | is_["F"]), "add1_go")
 
         u = self.update.payload
+        # `emit` is the OR of the stages' own (exclusive) conditions, not a priority chain of
+        # assignments: it is the last logic before `update.valid`.
+        emits: list[Value] = []
         emit = Signal()
         m.d.sync += self.update.valid.eq(emit)
         m.d.comb += count["updates"].eq(emit)
@@ -630,17 +673,32 @@ class OrderBook(wiring.Component):
             return (Mux(side_sel, o_px, top_px), Mux(side_sel, o_qty, top_qty),
                     Mux(side_sel, top_px, o_px), Mux(side_sel, top_qty, o_qty))
 
-        with m.If(clear):
-            m.d.comb += emit.eq(1)
+        emits.append(clear)
         sources.append((is_["S"], dict(clear=1, uncertain=poisoned | gen.all(), state=TRADING,
                                     index=msg.index, rx_cycle=msg.rx_cycle, cause=ord("S"),
                                     frame=msg.frame)))
 
+        # Facts about each side of `row`, a cycle behind it, for the updates' decisions: a
+        # 16-bit compare of a count or the orphans is then a register, not logic in front of
+        # `emit`. Every stage that reads them runs at least a cycle after `row` last changed:
+        # H, E/C/X/D and U's removal long after the prefetch, A/F's ADD1 two cycles after it
+        # (the key head is 4 bytes before the end), U's ADD1 two cycles after its removal's
+        # edit. (A/F's ADD0, in the cycle after the prefetch, reads `row` itself.)
+        facts = [Signal(data.StructLayout({"unsure": 1, "orphans": 1, "orphans_not1": 1,
+                                           "count0": 1, "count1": 1}), name=f"facts{b}")
+                 for b in (BUY, SELL)]
+        for b in (BUY, SELL):
+            m.d.sync += [facts[b].unsure.eq(_unsure(row[b])),
+                         facts[b].orphans.eq(row[b].orphans != 0),
+                         facts[b].orphans_not1.eq(row[b].orphans != 1),
+                         facts[b].count0.eq(row[b].top[0].count == 0),
+                         facts[b].count1.eq(row[b].top[0].count == 1)]
+        fact = data.View(facts[0].shape(), sig(Mux(s_side, facts[SELL], facts[BUY]), "fact"))
+        unsure_row = sig(facts[BUY].unsure | facts[SELL].unsure, "unsure_row")
+
         # H: the trading state. (Its index and locate come from the message, in this cycle.)
-        unsure_row = sig(_unsure(row[BUY]) | _unsure(row[SELL]), "unsure_row")
         new_state = body.H.trading_state
-        with m.If(st_h):
-            m.d.comb += emit.eq(new_state != slot_state)
+        emits.append(st_h & (new_state != slot_state))
         publish(is_["H"], row[BUY].top[0].px, row[BUY].top[0].qty,
                 row[SELL].top[0].px, row[SELL].top[0].qty,
                 slot_sticky | unsure_row, new_state,
@@ -651,34 +709,50 @@ class OrderBook(wiring.Component):
         r1_take, r1_leaves, r1_clamp = Signal(BOOK_QTY_BITS), Signal(), Signal()
         # The stages' scan registers load every cycle (no enable to fan out): each is read only
         # in the cycle after its stage.
+        r1_takes = Signal()                 # r1_take != 0
         m.d.sync += [r1_clamp.eq(r_shares > o_entry.shares),
                      r1_leaves.eq(r_shares >= o_entry.shares),
-                     r1_take.eq(Mux(r_shares > o_entry.shares, o_entry.shares, r_shares))]
+                     r1_take.eq(Mux(r_shares > o_entry.shares, o_entry.shares, r_shares)),
+                     r1_takes.eq((r_shares != 0) & (o_entry.shares != 0))]
 
         # RM0: the update of E/C/X/D, from the top two levels of the order's side; the scan.
-        partial = sig(~self.message.valid & (r["E"] | r["C"] | r["X"]), "partial")   # not at t0
+        # E/C/X come to RM0 through R1 (`q_rm0`), D and U from `go`. (The scan registers
+        # reload their operands in RM1, for the edit: the same take then.)
+        q_rm0_ecx = Signal()
+        m.d.sync += q_rm0_ecx.eq(q_rm0)
+        partial = sig(q_rm0 | q_rm0_ecx, "partial")
         take = sig(Mux(partial, r1_take, o_entry.shares), "take")
         leaves = sig(Mux(partial, r1_leaves, 1), "leaves")
-        side_now = data.View(self._side, sig(Mux(s_side, row[SELL], row[BUY]), "side_now"))
+        side_now = Signal(self._side, name="side_now")
+        m.d.comb += [side_now.top.eq(Mux(s_side, row[SELL].top, row[BUY].top)),
+                     side_now.orphans.eq(Mux(s_side, row[SELL].orphans, row[BUY].orphans)),
+                     side_now.cut.eq(Mux(s_side, row[SELL].cut, row[BUY].cut))]
+        for i in range(N):
+            c = side_of_level(i)
+            m.d.comb += [side_now.levels[i].eq(Mux(c, row[SELL].levels[i], row[BUY].levels[i])),
+                         side_now.rank[i].eq(Mux(c, row[SELL].rank[i], row[BUY].rank[i]))]
         lv0, lv1 = side_now.top[0], side_now.top[1]
-        empties = sig(Mux(leaves, lv0.count == 1, lv0.count == 0), "empties")
+        # (A live entry has shares: an add of 0 is rejected, and an entry left with 0 is
+        # emptied. So D's and U's take, the whole order, is never 0.)
+        takes = sig(Mux(partial, r1_takes, 1), "takes")
+        empties = sig(Mux(leaves, fact.count1, fact.count0), "empties")
         rm_px = sig(Mux(empties, lv1.px, lv0.px), "rm_px")
         rm_qty = sig(Mux(empties, lv1.qty, lv0.qty - take), "rm_qty")
         top_px = Mux(o_top, rm_px, lv0.px)
         top_qty = Mux(o_top, rm_qty, lv0.qty)
-        unsure_other = sig(Mux(s_side, _unsure(row[BUY]), _unsure(row[SELL])), "unsure_other")
-        unsure_rm = Mux(o_top, empties & ~lv1.valid & (side_now.orphans != 0),
-                        ~lv0.valid & Mux(leaves, side_now.orphans != 1, side_now.orphans != 0))
+        unsure_other = sig(Mux(s_side, facts[BUY].unsure, facts[SELL].unsure), "unsure_other")
+        unsure_rm = Mux(o_top, empties & ~lv1.valid & fact.orphans,
+                        ~lv0.valid & Mux(leaves, fact.orphans_not1, fact.orphans))
         rm_uncertain = sig(slot_sticky | unsure_other | unsure_rm, "rm_uncertain")
-        rm_changed = sig(o_top & ((take != 0) | empties)
+        rm_changed = sig(o_top & (takes | empties)
                          | (rm_uncertain != (slot_sticky | unsure_row)), "rm_changed")
         with m.If(st_rm0):
             with m.If(~o_found):
                 m.d.comb += count["unknown_ref"].eq(1)
             with m.Elif(partial):
                 m.d.comb += count["clamped"].eq(r1_clamp)
-            with m.If(~cur["U"]):
-                m.d.comb += emit.eq(o_found & rm_changed)
+        # (D's RM0 is never in its message's cycle: its lookup starts on its last byte.)
+        emits.append((q_rm0 | go_late & r["D"]) & o_found & rm_changed)
         # (Selected by registers alone: RM0 of E/C/X/D never falls in a message's own cycle.)
         publish(~self.message.valid & ~q_add1 & (r["E"] | r["C"] | r["X"] | r["D"]),
                 *quote(s_side, top_px, top_qty), rm_uncertain, slot_state)
@@ -718,7 +792,7 @@ class OrderBook(wiring.Component):
         for i, lv in enumerate(scan_in.levels):
             m.d.sync += [
                 x_eq[i].eq(lv.valid & (lv.px == o_entry.px)),
-                x_wt[i].eq(lv.valid & _better(is_bid, o_entry.px, lv.px)),
+                x_wt[i].eq(lv.valid & _better(side_of_level(i) == BUY, o_entry.px, lv.px)),
                 x_qty[i].eq(lv.qty - take),
                 x_count[i].eq(lv.count - leaves),
                 x_empty[i].eq(Mux(leaves, lv.count == 1, lv.count == 0)),
@@ -741,7 +815,7 @@ class OrderBook(wiring.Component):
         a_px = sig(Mux(q_add0, r_px, self.early_price), "a_px")
         a_qty = sig(Mux(q_add0, r_shares, k_shares), "a_qty")
         y_rej, y_orph, y_full = Signal(), Signal(), Signal()
-        y_eq, y_bt, y_ovf, y_tgt = Signal(N), Signal(N), Signal(N), Signal(N)
+        y_eq, y_bt, y_eq_ovf, y_tgt = Signal(N), Signal(N), Signal(N), Signal(N)
         y_qty = Signal(data.ArrayLayout(BOOK_QTY_BITS, N))
         y_count = Signal(data.ArrayLayout(BOOK_COUNT_BITS, N))
         y_px, y_shares = Signal(32), Signal(BOOK_QTY_BITS)
@@ -751,13 +825,21 @@ class OrderBook(wiring.Component):
         y_t, y_t_bt = Signal(2), Signal(2)              # joins / is worse than each top copy
         y_t_qty = Signal(data.ArrayLayout(BOOK_QTY_BITS, 2))
         y_t_count = Signal(data.ArrayLayout(BOOK_COUNT_BITS, 2))
-        y_before_px, y_before_qty, y_before_unsure = Signal(32), Signal(BOOK_QTY_BITS), Signal()
+        # Whether the update's top differs from the top before the message, for each top the
+        # decision can pick (the new order's, the top joined, the top kept), compared here
+        # rather than after the decision: `emit` then waits on none of these compares.
+        y_ch = Signal(data.StructLayout({"px_new": 1, "px_keep": 1, "qty_new": 1,
+                                         "qty_join": 1, "qty_keep": 1}))
+        y_before_unsure = Signal()
         valid = sig(Cat(lv.valid for lv in scan_in.levels), "scan_valid")
         worst = of_rank(N - 1, "worst")             # the level a new one pushes out (if full)
         push = Signal(BOOK_COUNT_BITS + 1)
         m.d.comb += push.eq(scan_in.orphans + gather(worst, "count", "worst_count"))
         first_free = _lowest(m, ~valid, "first_free_level")
         worst_px = gather(worst, "px", "worst_px")
+        t0 = scan_in.top[0]
+        before_px = sig(Mux(q_add0, u_before_px, t0.px), "before_px")
+        before_qty = sig(Mux(q_add0, u_before_qty, t0.qty), "before_qty")
         totals = []
         for i, lv in enumerate(scan_in.levels):
             totals.append(Signal(BOOK_QTY_BITS + 1, name=f"add_total{i}"))
@@ -773,16 +855,21 @@ class OrderBook(wiring.Component):
                 y_worst_px.eq(worst_px),
                 y_orph_max.eq(scan_in.orphans.all()),
                 y_orph_inc.eq(scan_in.orphans + 1), y_orph_push.eq(push),
-                y_before_px.eq(Mux(q_add0, u_before_px, scan_in.top[0].px)),
-                y_before_qty.eq(Mux(q_add0, u_before_qty, scan_in.top[0].qty)),
-                y_before_unsure.eq(Mux(q_add0, u_before_unsure, unsure_row)),
+                y_ch.px_new.eq(a_px != before_px), y_ch.px_keep.eq(t0.px != before_px),
+                y_ch.qty_new.eq(a_qty != before_qty),
+                y_ch.qty_join.eq((t0.qty + a_qty)[:BOOK_QTY_BITS] != before_qty),
+                y_ch.qty_keep.eq(t0.qty != before_qty),
+                # (`unsure_row` is a cycle behind `row`, which an A/F's prefetch has just loaded.)
+                y_before_unsure.eq(Mux(q_add0, u_before_unsure,
+                                       _unsure(row[BUY]) | _unsure(row[SELL]))),
             ]
             for i, (lv, total) in enumerate(zip(scan_in.levels, totals, strict=True)):
                 m.d.sync += [
                     y_eq[i].eq(lv.valid & (lv.px == a_px)),
-                    y_bt[i].eq(lv.valid & _better(is_bid, lv.px, a_px)),
+                    y_bt[i].eq(lv.valid & _better(side_of_level(i) == BUY, lv.px, a_px)),
                     y_qty[i].eq(total), y_count[i].eq(lv.count + 1),
-                    y_ovf[i].eq(total[-1] | lv.count.all()),
+                    # (The level the order joins overflows.)
+                    y_eq_ovf[i].eq(lv.valid & (lv.px == a_px) & (total[-1] | lv.count.all())),
                 ]
             for k, t in enumerate(scan_in.top):
                 m.d.sync += [
@@ -885,14 +972,16 @@ class OrderBook(wiring.Component):
         # The prefetch of the next message's row comes the cycle after the write-back of this
         # one's last edit (D: RM2 at t0+5, written at t0+6; the next message's locate head at
         # t0+5, its row read at t0+7).
-        for b, (rd, _) in enumerate(sides):
-            m.d.sync += row[b].eq(Mux(s_read, Mux(slot_valid[b], rd.data, 0), edited[b]))
+        for b, parts in enumerate(sides):
+            for k, rd in enumerate(parts):
+                m.d.sync += row[b].as_value()[bounds[k]:bounds[k + 1]].eq(
+                    Mux(ctl[k].read, Mux(ctl[k].valid[b], rd.data, 0),
+                        edited[b].as_value()[bounds[k]:bounds[k + 1]]))
         # The edited side goes back to its memory the cycle after, from `row`: the edit's
         # multiplexers then end at flip-flops, not at the LUT RAM's write ports all over the chip.
-        e_write, written = Signal(), Signal()
+        written = Signal()
         m.d.sync += [e_write.eq(q_rm1 | add1_go), written.eq(e_write)]
-        for b, (_, wr) in enumerate(sides):
-            m.d.comb += [wr.data.eq(row[b]), wr.en.eq(written & (s_side == b))]
+        for b in (BUY, SELL):
             with m.If(written & (s_side == b)):
                 m.d.sync += side_valid[b].bit_select(slot, 1).eq(1)
 
@@ -912,19 +1001,25 @@ class OrderBook(wiring.Component):
         full = sig(Mux(q_add1, n_full, o_full), "full")
         dup_slot = Mux(q_add1, n_dup_slot, o_entry.slot)
         dup_here = found & (dup_slot == slot)
-        op_taint = sig(~y_rej & ((y_orph & y_orph_max) | (y_eq & y_ovf).any()
-                                 | (push_out & Mux(y_bt.all(), y_orph_max, y_push_ovf))),
+        # (As `push_out`, but without `add1`: it is only read under `add1_go`.)
+        y_ok_ = ~y_rej & ~y_orph
+        push_out_ = y_ok_ & ~y_eq.any() & y_full
+        op_taint = sig(~y_rej & ((y_orph & y_orph_max) | y_eq_ovf.any()
+                                 | (push_out_ & Mux(y_bt.all(), y_orph_max, y_push_ovf))),
                        "op_taint")
-        top_sel_b = y_t[0]                                  # joins the top level
-        top_sel_c = ~y_t[0] & ~y_t_bt[0]                    # becomes the top level
+        top_sel_b = sig(y_ok_ & y_t[0], "top_sel_b")                    # joins the top level
+        top_sel_c = sig(y_ok_ & ~y_t[0] & ~y_t_bt[0], "top_sel_c")      # becomes the top level
         lv0_now = side_now.top[0]
-        add_top_px = sig(Mux(~y_rej & ~y_orph & top_sel_c, y_px, lv0_now.px), "add_top_px")
-        add_top_qty = sig(Mux(~y_rej & ~y_orph & (top_sel_b | top_sel_c),
-                              Mux(top_sel_b, y_t_qty[0], y_shares), lv0_now.qty), "add_top_qty")
-        unsure_add = Mux(~y_rej & ~y_orph, 0, _unsure(side_now))
+        add_top_px = sig(Mux(top_sel_c, y_px, lv0_now.px), "add_top_px")
+        add_top_qty = sig(Mux(top_sel_c, y_shares, Mux(top_sel_b, y_t_qty[0], lv0_now.qty)),
+                          "add_top_qty")
+        add_quote_changed = sig(Mux(top_sel_c, y_ch.px_new | y_ch.qty_new,
+                                    y_ch.px_keep | Mux(top_sel_b, y_ch.qty_join,
+                                                       y_ch.qty_keep)), "add_quote_changed")
+        unsure_add = Mux(y_ok_, 0, fact.unsure)
         add_uncertain = sig(slot_sticky | (~y_rej & (dup_here | full | op_taint))
                             | unsure_add | unsure_other, "add_uncertain")
-        add_changed = sig((add_top_px != y_before_px) | (add_top_qty != y_before_qty)
+        add_changed = sig(add_quote_changed
                           | (add_uncertain != (slot_sticky | y_before_unsure)), "add_changed")
         new_entry = Signal(self._entry)
         m.d.comb += [new_entry.tag.eq(Mux(q_add1, r_new_ref, k_ref)[set_bits:]),
@@ -944,7 +1039,8 @@ class OrderBook(wiring.Component):
                     m.d.comb += count["level_overflow"].eq(1)
                 with m.If(op_taint):
                     m.d.comb += taint["op"].eq(1 << slot)
-            m.d.comb += emit.eq(add_changed)
+        emits.append(add1_go & add_changed)
+        m.d.comb += emit.eq(_or_tree(emits))
         # A/F publish in their message's cycle, with its fields; U a stage later, with the held
         # ones.
         add_quote = quote(s_side, add_top_px, add_top_qty)
