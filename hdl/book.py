@@ -709,11 +709,11 @@ class OrderBook(wiring.Component):
         r1_take, r1_leaves, r1_clamp = Signal(BOOK_QTY_BITS), Signal(), Signal()
         # The stages' scan registers load every cycle (no enable to fan out): each is read only
         # in the cycle after its stage.
-        r1_takes = Signal()                 # r1_take != 0
+        r1_takes = Signal()                 # r1_take != 0 (a live entry has shares, below)
         m.d.sync += [r1_clamp.eq(r_shares > o_entry.shares),
                      r1_leaves.eq(r_shares >= o_entry.shares),
                      r1_take.eq(Mux(r_shares > o_entry.shares, o_entry.shares, r_shares)),
-                     r1_takes.eq((r_shares != 0) & (o_entry.shares != 0))]
+                     r1_takes.eq(r_shares != 0)]
 
         # RM0: the update of E/C/X/D, from the top two levels of the order's side; the scan.
         # E/C/X come to RM0 through R1 (`q_rm0`), D and U from `go`. (The scan registers
@@ -864,12 +864,12 @@ class OrderBook(wiring.Component):
                                        _unsure(row[BUY]) | _unsure(row[SELL]))),
             ]
             for i, (lv, total) in enumerate(zip(scan_in.levels, totals, strict=True)):
+                joins = lv.valid & (lv.px == a_px)
                 m.d.sync += [
-                    y_eq[i].eq(lv.valid & (lv.px == a_px)),
+                    y_eq[i].eq(joins),
                     y_bt[i].eq(lv.valid & _better(side_of_level(i) == BUY, lv.px, a_px)),
                     y_qty[i].eq(total), y_count[i].eq(lv.count + 1),
-                    # (The level the order joins overflows.)
-                    y_eq_ovf[i].eq(lv.valid & (lv.px == a_px) & (total[-1] | lv.count.all())),
+                    y_eq_ovf[i].eq(joins & (total[-1] | lv.count.all())),  # and overflows it
                 ]
             for k, t in enumerate(scan_in.top):
                 m.d.sync += [
@@ -881,9 +881,14 @@ class OrderBook(wiring.Component):
         # -- the decision (RM1, ADD1) and the edit (RM2, ADD2): one level, the ranks, the top
         # copies, into `row` -------------------------------------------------------------------
         x_gone = sig((x_eq & x_empty).any(), "x_gone")      # the order's level empties
-        y_ok = sig(add1 & ~y_rej & ~y_orph, "y_ok")
+        # `y_fits`: the order goes into the levels (not rejected, not an orphan); `y_pushes`:
+        # as a new level, into a full side. Neither depends on `add1` (the message's own
+        # cycle), so the update's decision can use them directly.
+        y_fits = sig(~y_rej & ~y_orph, "y_fits")
+        y_pushes = sig(y_fits & ~y_eq.any() & y_full, "y_pushes")
+        y_ok = sig(add1 & y_fits, "y_ok")
         insert = sig(y_ok & ~y_eq.any(), "insert")
-        push_out = sig(insert & y_full, "push_out")
+        push_out = sig(add1 & y_pushes, "push_out")
         pushed_new = sig(push_out & y_bt.all(), "pushed_new")     # worse than all N: not kept
         opens = sig(insert & ~y_bt.all(), "opens")                # the new level is kept
         rank_new = sig(_popcount(y_bt), "rank_new")              # the levels better than it
@@ -1001,14 +1006,12 @@ class OrderBook(wiring.Component):
         full = sig(Mux(q_add1, n_full, o_full), "full")
         dup_slot = Mux(q_add1, n_dup_slot, o_entry.slot)
         dup_here = found & (dup_slot == slot)
-        # (As `push_out`, but without `add1`: it is only read under `add1_go`.)
-        y_ok_ = ~y_rej & ~y_orph
-        push_out_ = y_ok_ & ~y_eq.any() & y_full
+        # (Read only under `add1_go`, so without `add1`.)
         op_taint = sig(~y_rej & ((y_orph & y_orph_max) | y_eq_ovf.any()
-                                 | (push_out_ & Mux(y_bt.all(), y_orph_max, y_push_ovf))),
+                                 | (y_pushes & Mux(y_bt.all(), y_orph_max, y_push_ovf))),
                        "op_taint")
-        top_sel_b = sig(y_ok_ & y_t[0], "top_sel_b")                    # joins the top level
-        top_sel_c = sig(y_ok_ & ~y_t[0] & ~y_t_bt[0], "top_sel_c")      # becomes the top level
+        top_sel_b = sig(y_fits & y_t[0], "top_sel_b")                   # joins the top level
+        top_sel_c = sig(y_fits & ~y_t[0] & ~y_t_bt[0], "top_sel_c")     # becomes the top level
         lv0_now = side_now.top[0]
         add_top_px = sig(Mux(top_sel_c, y_px, lv0_now.px), "add_top_px")
         add_top_qty = sig(Mux(top_sel_c, y_shares, Mux(top_sel_b, y_t_qty[0], lv0_now.qty)),
@@ -1016,7 +1019,7 @@ class OrderBook(wiring.Component):
         add_quote_changed = sig(Mux(top_sel_c, y_ch.px_new | y_ch.qty_new,
                                     y_ch.px_keep | Mux(top_sel_b, y_ch.qty_join,
                                                        y_ch.qty_keep)), "add_quote_changed")
-        unsure_add = Mux(y_ok_, 0, fact.unsure)
+        unsure_add = Mux(y_fits, 0, fact.unsure)
         add_uncertain = sig(slot_sticky | (~y_rej & (dup_here | full | op_taint))
                             | unsure_add | unsure_other, "add_uncertain")
         add_changed = sig(add_quote_changed
