@@ -12,15 +12,15 @@ Storage:
 * The books: per watched instrument and side, the orphan count, the cut price and the levels
   *in place*: a level keeps its record while it lives, and beside it its rank (its place in
   price order, 0 = best), with copies of the levels of rank 0 and 1 (`top`), which is all the
-  updates read. Two memories (bid, ask), read asynchronously (LUT RAM) into the register `row`
-  when the message's slot is known; the message edits `row` and the side goes back to its
-  memory. (Each memory is built of `ROW_PARTS` parts with copies of their own of the slot and
-  the load and write controls, and the side register has a copy per group of levels: wires
-  that fanned out to thousands of cells across the chip led the routed critical path.) An
-  edit changes one level's record, the ranks and the copies: a level that opens takes the
+  updates read. Two memories (bid, ask), read asynchronously (LUT RAM): when the message's slot
+  is known, both sides' tops into `row`, and the side the message edits, once it is known,
+  into `cur`; the message edits `cur` and it goes back to its memory. (Each memory is built of
+  `ROW_PARTS` parts with copies of their own of the slot and the load and write controls:
+  wires that fanned out to thousands of cells across the chip led the routed critical path.)
+  An edit changes one level's record, the ranks and the copies: a level that opens takes the
   rank "number of levels better" and those worse move down one; a level that empties lets
-  those worse move up one. (Kept best first, every level would move on every
-  insert: that six-way shift of 1,344 bits was a third of the book's logic.)
+  those worse move up one. (Kept best first, every level would move on every insert: that
+  six-way shift of 1,344 bits was a third of the book's logic.)
 
 Lookups run ahead of the message, on the decoder's heads (`hdl.itch.ItchHead`): the slot is
 found (by locate for E/C/X/D/U, as soon as byte 2 is in; by symbol for R/H/A/F) and its row
@@ -42,17 +42,18 @@ happens the cycle after it):
 
     R1   E/C/X, the cycle after the message: how much to take, does the order leave
     RM0  E/C/X/D: the update, from the top two levels alone.  E/C/X/D/U: scan the side
+         (D: a cycle later, when `cur` holds its order's side)
     RM1  the decision, per level, of the side without the order; the entry written back
-    RM2  the edit: that side into `row` (written back to its memory the cycle after)
+    RM2  the edit: that side in `cur` (written back to its memory the cycle after)
     ADD0 A/F/U: scan the side for the new price; the update's candidates. A/F in the cycle
          their last byte is on the decoder's sink (`early_price`), a cycle before the message
     ADD1 A/F/U: the update; the decision of the side with the order; the entry written. A/F
          in the message's own cycle
-    ADD2 the edit: that side into `row`
+    ADD2 the edit: that side in `cur`
 
 "Scan" compares every level with the price, precomputes sums and picks out the levels an edit
 may need (rank 2, the worst, the first free), all registered. The decision turns those into
-registered per-level choices, so the edit a cycle later is multiplexers into `row` driven by
+registered per-level choices, so the edit a cycle later is multiplexers into `cur` driven by
 registers beside them. The update never waits for the edit: its top is chosen from candidates
 computed beside the scan. Cycles from a message's last byte on the pins to its update valid
 (benchmarks/test_book_rtl.py, `sim.core_rtl.BOOK_LATENCY`): H 3, A/F 3, E/C/X 5, D 6, U 7 (U's
@@ -231,7 +232,10 @@ class OrderBook(wiring.Component):
         self.params = p = params or BookParams()
         self._entry = entry_layout(p)
         self._side = side_layout(p.levels)
-        self._row = data.ArrayLayout(self._side, 2)
+        # Both sides' top copies and orphans: what the updates and the ways' compares read of
+        # the side not being edited.
+        self._row = data.ArrayLayout(data.StructLayout({
+            "top": data.ArrayLayout(Level, 2), "orphans": BOOK_COUNT_BITS}), 2)
         super().__init__({
             "head": In(beats(ItchHead)),
             "early_price": In(32),          # `hdl.itch.ItchDecoder.early_price`
@@ -314,13 +318,17 @@ class OrderBook(wiring.Component):
         h_is = {t: sig(hv & getattr(h.kind, t), f"head_{t}") for t in "RHAFECXDU"}
         by_symbol = hv & h.key & (h_is["R"] | h_is["H"] | h_is["A"] | h_is["F"])
         by_locate = hv & ~h.key & (h_is["E"] | h_is["C"] | h_is["X"] | h_is["D"] | h_is["U"])
-        cam = Mux(by_symbol,
-                  Cat(enabled[i] & (symbol[i] == h.stock) for i in range(W)),
-                  Cat(enabled[i] & known[i] & (locate[i] == h.locate) for i in range(W)))
+        cam_symbol = Cat(enabled[i] & (symbol[i] == h.stock) for i in range(W))
+        cam_locate = Cat(enabled[i] & known[i] & (locate[i] == h.locate) for i in range(W))
         s_match, s_find, s_read = Signal(W), Signal(), Signal()
         slot, slot_ok = self.next_slot, Signal()        # the slot of the message to come
-        m.d.sync += [s_match.eq(Mux(by_symbol | by_locate, cam, 0)),
-                     s_find.eq(by_symbol | by_locate), s_read.eq(s_find)]
+        # A locate's match has a register more than a symbol's: an E/C/X/D/U's row is needed
+        # long after its locate (byte 2), and the row it reads must be the one the message
+        # before wrote back (module docstring).
+        loc_match, loc_find = Signal(W), Signal()
+        m.d.sync += [loc_match.eq(Mux(by_locate, cam_locate, 0)), loc_find.eq(by_locate),
+                     s_match.eq(Mux(by_symbol, cam_symbol, loc_match)),
+                     s_find.eq(by_symbol | loc_find), s_read.eq(s_find)]
         slot_onehot = _lowest(m, s_match, "slot_onehot")      # the lowest matching slot wins
         slot_valid = Signal(2)
         slot_next, slot_valid_next = Signal(range(W), name="slot_next"), Signal(2)
@@ -331,12 +339,17 @@ class OrderBook(wiring.Component):
                          slot_valid_next.eq(Cat((v & slot_onehot).any() for v in side_valid))]
             m.d.sync += slot_ok.eq(s_match.any())
 
-        # The slot's row: read into `row` by the prefetch. The message's edits happen in `row`
-        # itself (a level, the ranks, the copies of the top) and are written back to the side's
-        # memory the cycle after (the edit, below).
+        # The slot's sides: both sides' tops and orphans read into `row` by the prefetch, the
+        # side the message edits into `cur` (by the prefetch for A/F, whose side is known then;
+        # for E/C/X/D/U the cycle after their lookup found the order's side). The message's
+        # edits happen in `cur` itself (a level, the ranks, the copies of the top, with `row`'s
+        # copy of its tops) and go back to the side's memory the cycle after (the edit, below).
+        # One side's levels, not two: the scans read `cur` without a side multiplexer in front
+        # of every level, and the edit exists once.
         # (Its memories are below, with the side's register they need.)
         row = Signal(self._row)
-        e_write = Signal()                  # the edit of `row` is written back next cycle
+        cur = Signal(self._side, name="cur")
+        e_write = Signal()                  # the edit of `cur` is written back next cycle
         # Read with the row: nothing changes them between the prefetch and the message's last
         # stage but the message itself, whose own taints are added where they arise (a verdict
         # or a gap follows the message, in the model as on the wire).
@@ -366,10 +379,10 @@ class OrderBook(wiring.Component):
         with m.If(key_beat & h_is["U"]):
             m.d.sync += new_ref_held.eq(h.new_ref)
         # The side every stage edits: A/F's from its key head, E/C/X/D/U's from its order (P2).
-        # It selects which half of `row` every level's scan reads: besides `s_side`, a copy of
-        # it per group of levels (`hdl.copies`), so that no one register fans out to the
-        # 1,600 multiplexers of the side (measured: the longest routed path began with that
-        # wire, 3.5 ns across the chip).
+        # It says which memory `cur` takes, and which way every level's price compares go:
+        # besides `s_side`, a copy of it per group of levels (`hdl.copies`), so that no one
+        # register fans out to every level (measured, when it still selected between the two
+        # sides' levels: the longest routed path began with that wire, 3.5 ns across the chip).
         s_side, s_side_next = Signal(name="s_side"), Signal(name="s_side_next")
         k_shares, k_ref = Signal(BOOK_QTY_BITS, name="k_shares"), Signal(64, name="k_ref")
         m.d.comb += s_side_next.eq(s_side)
@@ -470,7 +483,8 @@ class OrderBook(wiring.Component):
         with m.If(p2_valid & ~p2_new):
             m.d.sync += [o_found.eq(hit.any()), o_hit.eq(hit), o_entry.eq(entry_sig),
                          o_top.eq((hit & p2_top).any()), o_full.eq(~hit.any() & ~free.any())]
-        with m.If(p2_valid & ~p2_new & ~p2_any):
+        sel_next = sig(p2_valid & ~p2_new & ~p2_any, "sel_next")   # the order's side found
+        with m.If(sel_next):
             m.d.comb += s_side_next.eq(entry_sig.side)
         side_copies = copies(m, platform, s_side_next, SIDE_COPIES, "s_side_copy")
 
@@ -480,13 +494,18 @@ class OrderBook(wiring.Component):
 
         # Each side's memory is ROW_PARTS memories of a part of its bits, and each part has
         # its own copies (`hdl.copies`) of the slot (its address), the prefetch's controls and
-        # the write enables: one register each would fan out to all ~800 LUT RAM cells and
-        # ~3,100 load multiplexers of `row`, all over the chip.
+        # the write enables: one register each would fan out to all ~800 LUT RAM cells and the
+        # ~1,500 load multiplexers of `cur`, all over the chip.
         side_bits = self._side.size
         bounds = [side_bits * k // ROW_PARTS for k in range(ROW_PARTS + 1)]
-        row_ctl = data.StructLayout({"slot": range(W), "read": 1, "valid": 2, "write": 2})
+        # `valid`: each side's memory holds data (else it reads as empty). `load`: `cur` takes the
+        # memory of the side `take` names (the prefetch, or a removal's order found; none if
+        # that side is not valid).
+        row_ctl = data.StructLayout({"slot": range(W), "read": 1, "load": 1, "valid": 2,
+                                     "take": 2, "write": 2})
         ctl = [data.View(row_ctl, c) for c in copies(
-            m, platform, Cat(slot_next, s_find, slot_valid_next,
+            m, platform, Cat(slot_next, s_find, s_find | sel_next, slot_valid_next,
+                             slot_valid_next & Cat(~s_side_next, s_side_next),
                              e_write & ~s_side_next, e_write & s_side_next),
             ROW_PARTS, "row_ctl")]
         sides = []                          # per side: the read data, the parts' ports
@@ -497,7 +516,7 @@ class OrderBook(wiring.Component):
                 m.submodules[f"sides{b}_{k}"] = mem
                 rd, wr = mem.read_port(domain="comb"), mem.write_port()
                 m.d.comb += [rd.addr.eq(ctl[k].slot), wr.addr.eq(ctl[k].slot),
-                             wr.data.eq(row[b].as_value()[bounds[k]:bounds[k + 1]]),
+                             wr.data.eq(cur.as_value()[bounds[k]:bounds[k + 1]]),
                              wr.en.eq(ctl[k].write[b])]
                 parts.append(rd)
             sides.append(parts)
@@ -625,22 +644,27 @@ class OrderBook(wiring.Component):
             m.d.sync += pending.eq(1)
         go = go_now | go_late
         # The type, operands for the stage that runs in the message's own cycle.
-        cur = {t: sig(Mux(self.message.valid, is_[t], r[t]), f"cur_{t}") for t in "AFECXDU"}
+        kind = {t: sig(Mux(self.message.valid, is_[t], r[t]), f"kind_{t}") for t in "AFECXDU"}
 
         # -- the stages ------------------------------------------------------------------------
         # R1 runs the cycle after go, on the held shares (E/C/X have a cycle to spare; the
         # message's own fields are a type-keyed multiplexer away).
         q_r1, q_rm0, q_rm1, q_rm2 = Signal(), Signal(), Signal(), Signal()
         q_add0, q_add1 = Signal(), Signal()
-        m.d.sync += q_r1.eq(go & (cur["E"] | cur["C"] | cur["X"]))
-        st_rm0 = sig(go & (cur["D"] | cur["U"]) | q_rm0, "st_rm0")
+        m.d.sync += q_r1.eq(go & (kind["E"] | kind["C"] | kind["X"]))
+        # D's RM0 comes the cycle after its lookup, when `cur` takes its order's side: its
+        # update reads `row`'s tops, its scan runs a cycle later (`q_d_scan`), so its RM1 too.
+        d_rm0 = sig(go & kind["D"], "d_rm0")
+        q_d_scan = Signal()
+        m.d.sync += q_d_scan.eq(d_rm0)
+        st_rm0 = sig(go & (kind["D"] | kind["U"]) | q_rm0, "st_rm0")
         st_h = sig(ours & is_["H"], "st_h")           # H needs no lookup: it runs at once
-        m.d.sync += [q_rm0.eq(q_r1), q_rm1.eq(st_rm0 & o_found),
+        m.d.sync += [q_rm0.eq(q_r1), q_rm1.eq((st_rm0 & ~d_rm0 | q_d_scan) & o_found),
                      q_rm2.eq(q_rm1),
                      q_add0.eq(q_rm2 & r["U"]), q_add1.eq(q_add0)]
         # A/F: ADD0 ran the cycle before (on `early_price`), ADD1 runs in the message's own
         # cycle. Their lookups are always in by then (the key head comes 4 bytes before the
-        # end: P0-P2 are done the cycle before), so A/F never wait. `add1` decides an edit of `row`
+        # end: P0-P2 are done the cycle before), so A/F never wait. `add1` decides an edit of `cur`
         # (ADD2) on any A/F (from registers, for the edit's fan-out); `add1_go` only on ours,
         # and only it writes anything back or emits.
         add1 = sig(q_add1 | is_["A"] | is_["F"], "add1")
@@ -723,15 +747,10 @@ class OrderBook(wiring.Component):
         partial = sig(q_rm0 | q_rm0_ecx, "partial")
         take = sig(Mux(partial, r1_take, o_entry.shares), "take")
         leaves = sig(Mux(partial, r1_leaves, 1), "leaves")
-        side_now = Signal(self._side, name="side_now")
-        m.d.comb += [side_now.top.eq(Mux(s_side, row[SELL].top, row[BUY].top)),
-                     side_now.orphans.eq(Mux(s_side, row[SELL].orphans, row[BUY].orphans)),
-                     side_now.cut.eq(Mux(s_side, row[SELL].cut, row[BUY].cut))]
-        for i in range(N):
-            c = side_of_level(i)
-            m.d.comb += [side_now.levels[i].eq(Mux(c, row[SELL].levels[i], row[BUY].levels[i])),
-                         side_now.rank[i].eq(Mux(c, row[SELL].rank[i], row[BUY].rank[i]))]
-        lv0, lv1 = side_now.top[0], side_now.top[1]
+        # (From `row`: D's RM0 comes in the cycle `cur` takes its side.)
+        side_top = Signal(data.ArrayLayout(Level, 2), name="side_top")
+        m.d.comb += side_top.eq(Mux(s_side, row[SELL].top, row[BUY].top))
+        lv0, lv1 = side_top[0], side_top[1]
         # (A live entry has shares: an add of 0 is rejected, and an entry left with 0 is
         # emptied. So D's and U's take, the whole order, is never 0.)
         takes = sig(Mux(partial, r1_takes, 1), "takes")
@@ -762,11 +781,11 @@ class OrderBook(wiring.Component):
                          u_before_unsure.eq(unsure_row)]
 
         # -- the scans (RM0, ADD0) --------------------------------------------------------------
-        # The side in `row` is scanned (for U's new order: the side its removal left there):
+        # The side in `cur` is scanned (for U's new order: the side its removal left there):
         # every level compared with the price, its sums precomputed, the levels of rank 2 and
         # N-1 and the first free level picked out, all registered, so that the edit in the next
-        # stage is multiplexers into `row`.
-        scan_in = side_now
+        # stage is multiplexers into `cur`.
+        scan_in = cur
         is_bid = s_side == BUY
 
         def gather(onehot, field, name):
@@ -879,7 +898,7 @@ class OrderBook(wiring.Component):
                 ]
 
         # -- the decision (RM1, ADD1) and the edit (RM2, ADD2): one level, the ranks, the top
-        # copies, into `row` -------------------------------------------------------------------
+        # copies, into `cur` -------------------------------------------------------------------
         x_gone = sig((x_eq & x_empty).any(), "x_gone")      # the order's level empties
         # `y_fits`: the order goes into the levels (not rejected, not an orphan); `y_pushes`:
         # as a new level, into a full side. Neither depends on `add1` (the message's own
@@ -896,93 +915,98 @@ class OrderBook(wiring.Component):
         orphan_in = sig((add1 & ~y_rej & y_orph) | pushed_new, "orphan_in")
         new = Signal(Level)
         m.d.comb += [new.valid.eq(1), new.px.eq(y_px), new.qty.eq(y_shares), new.count.eq(1)]
-        # The decision (RM1, ADD1) is registered per side and level (`e*_`), and the edit runs
-        # the cycle after (RM2, ADD2) from those registers alone: the wide controls (`add1` from
-        # the message's own cycle, `opens` and `rank_new` from reductions of the scan) no longer
-        # fan out to the ~3,000 bits of `row` in the cycle they are decided. Nothing touches
-        # `row` in between, and the edit's operands are still there: the x_* scan registers
-        # reload the same values (neither `row` nor the order changes), the y_* ones hold on
+        # The decision (RM1, ADD1) is registered per level (`e_*`), and the edit runs the cycle
+        # after (RM2, ADD2) from those registers alone: the wide controls (`add1` from the
+        # message's own cycle, `opens` and `rank_new` from reductions of the scan) no longer
+        # fan out to the ~1,500 bits of `cur` in the cycle they are decided. Nothing touches
+        # `cur` in between, and the edit's operands are still there: the x_* scan registers
+        # reload the same values (neither `cur` nor the order changes), the y_* ones hold on
         # `add1`.
         t0_gone, t1_gone = x_t[0] & x_t_gone[0], x_t[1] & x_t_gone[1]
         # A level that empties: those worse move up one. One that opens: those worse move down
         # one, and it takes the number of those better.
         e_rank = Signal(data.ArrayLayout(rank_bits(N), N))
-        m.d.sync += [e_rank[i].eq(Mux(q_rm1 & x_gone & x_wt[i], side_now.rank[i] - 1,
+        m.d.sync += [e_rank[i].eq(Mux(q_rm1 & x_gone & x_wt[i], cur.rank[i] - 1,
                                       Mux(opens, Mux(y_tgt[i], rank_new,
-                                                     side_now.rank[i] + ~y_bt[i]),
-                                          side_now.rank[i])))
+                                                     cur.rank[i] + ~y_bt[i]),
+                                          cur.rank[i])))
                      for i in range(N)]
-        edited = []
-        for b in (BUY, SELL):
-            sd, on = row[b], sig(s_side == b, f"edit_side{b}")
-            rm, ad = on & q_rm1, on & ~q_rm1
-            e = {name: Signal(N, name=f"e{b}_{name}")
-                 for name in ("rm_mod", "rm_gone", "add_mod", "add_new")}
-            e_ranks = Signal(name=f"e{b}_ranks")
-            # One-hot choices for the top copies, orphans and cut (none: they stay).
-            e_t0 = Signal(4, name=f"e{b}_top0")     # top1, x_top[0], joined[0], new
-            e_t1 = Signal(5, name=f"e{b}_top1")     # x_r2, x_top[1], joined[1], top0, new
-            e_orph = Signal(3, name=f"e{b}_orphans")    # x_orphans, y_orph_inc, y_orph_push
-            e_cut = Signal(2, name=f"e{b}_cut")         # y_px, y_worst_px
-            t0_join, t1_join = y_ok & y_t[0], y_ok & y_t[1]
-            t0_new = insert & ~y_t_bt[0]
-            t1_new = insert & ~y_t_bt[1]
-            m.d.sync += [
-                e["rm_mod"].eq(Mux(rm, x_eq & ~x_empty, 0)),
-                e["rm_gone"].eq(Mux(rm, x_eq & x_empty, 0)),
-                e["add_mod"].eq(Mux(on & y_ok, y_eq, 0)),
-                e["add_new"].eq(Mux(on & opens, y_tgt, 0)),
-                e_ranks.eq(on & (q_rm1 | add1)),
-                e_t0.eq(Cat(rm & t0_gone, rm & ~t0_gone & x_t[0],
-                            ad & t0_join, ad & ~t0_join & t0_new)),
-                e_t1.eq(Cat(rm & (t0_gone | t1_gone), rm & ~(t0_gone | t1_gone) & x_t[1],
-                            ad & t1_join, ad & ~t1_join & t0_new,
-                            ad & ~t1_join & ~t0_new & t1_new)),
-                e_orph.eq(Cat(on & orphan_out, on & ~orphan_out & orphan_in,
-                              on & ~orphan_out & ~orphan_in & push_out)),
-                e_cut.eq(Cat(on & pushed_new, on & ~pushed_new & push_out)),
-            ]
+        e = {name: Signal(N, name=f"e_{name}")
+             for name in ("rm_mod", "rm_gone", "add_mod", "add_new")}
+        e_edit = Signal()                   # the edit's cycle (the ranks are rewritten)
+        # One-hot choices for the top copies, orphans and cut (none: they stay).
+        e_t0 = Signal(4, name="e_top0")     # top1, x_top[0], joined[0], new
+        e_t1 = Signal(5, name="e_top1")     # x_r2, x_top[1], joined[1], top0, new
+        e_orph = Signal(3, name="e_orphans")    # x_orphans, y_orph_inc, y_orph_push
+        e_cut = Signal(2, name="e_cut")         # y_px, y_worst_px
+        rm, ad = q_rm1, ~q_rm1
+        t0_join, t1_join = y_ok & y_t[0], y_ok & y_t[1]
+        t0_new = insert & ~y_t_bt[0]
+        t1_new = insert & ~y_t_bt[1]
+        m.d.sync += [
+            e["rm_mod"].eq(Mux(rm, x_eq & ~x_empty, 0)),
+            e["rm_gone"].eq(Mux(rm, x_eq & x_empty, 0)),
+            e["add_mod"].eq(Mux(y_ok, y_eq, 0)),
+            e["add_new"].eq(Mux(opens, y_tgt, 0)),
+            e_edit.eq(q_rm1 | add1),
+            e_t0.eq(Cat(rm & t0_gone, rm & ~t0_gone & x_t[0],
+                        ad & t0_join, ad & ~t0_join & t0_new)),
+            e_t1.eq(Cat(rm & (t0_gone | t1_gone), rm & ~(t0_gone | t1_gone) & x_t[1],
+                        ad & t1_join, ad & ~t1_join & t0_new,
+                        ad & ~t1_join & ~t0_new & t1_new)),
+            e_orph.eq(Cat(orphan_out, ~orphan_out & orphan_in,
+                          ~orphan_out & ~orphan_in & push_out)),
+            e_cut.eq(Cat(pushed_new, ~pushed_new & push_out)),
+        ]
 
-            out = Signal(self._side, name=f"edited{b}")
-            for i in range(N):
-                lv = sd.levels[i]
-                rm_mod, rm_gone = e["rm_mod"][i], e["rm_gone"][i]
-                add_mod, add_new = e["add_mod"][i], e["add_new"][i]
-                keep = ~(rm_mod | add_mod | add_new)
-                m.d.comb += [
-                    out.levels[i].valid.eq(add_new | lv.valid & ~rm_gone),
-                    out.levels[i].px.eq(Mux(add_new, y_px, lv.px)),
-                    out.levels[i].qty.eq(_or_tree([
-                        Mux(keep, lv.qty, 0), Mux(rm_mod, x_qty[i], 0),
-                        Mux(add_mod, y_qty[i], 0), Mux(add_new, y_shares, 0)])),
-                    out.levels[i].count.eq(_or_tree([
-                        Mux(keep, lv.count, 0), Mux(rm_mod, x_count[i], 0),
-                        Mux(add_mod, y_count[i], 0), Mux(add_new, 1, 0)])),
-                    out.rank[i].eq(Mux(e_ranks, e_rank[i], sd.rank[i])),
-                ]
-            # The copies of the top two follow the level they copy, or the next rank.
-            top0, top1 = sd.top
-            joined = [Cat(t.valid, t.px, y_t_qty[k], y_t_count[k]) for k, t in enumerate(sd.top)]
+        edited = Signal(self._side, name="edited")
+        for i in range(N):
+            lv = cur.levels[i]
+            rm_mod, rm_gone = e["rm_mod"][i], e["rm_gone"][i]
+            add_mod, add_new = e["add_mod"][i], e["add_new"][i]
+            keep = ~(rm_mod | add_mod | add_new)
             m.d.comb += [
-                out.top[0].eq(_choose(e_t0, [top1, x_top[0], joined[0], new], top0)),
-                out.top[1].eq(0 if N < 2 else
-                              _choose(e_t1, [x_r2, x_top[1], joined[1], top0, new], top1)),
-                # Orphans and cut: one leaves (not found), one joins, or the worst level is
-                # pushed out (or the new one is not kept).
-                out.orphans.eq(_choose(e_orph, [x_orphans, y_orph_inc, y_orph_push],
-                                      sd.orphans)),
-                out.cut.eq(_choose(e_cut, [y_px, y_worst_px], sd.cut)),
+                edited.levels[i].valid.eq(add_new | lv.valid & ~rm_gone),
+                edited.levels[i].px.eq(Mux(add_new, y_px, lv.px)),
+                edited.levels[i].qty.eq(_or_tree([
+                    Mux(keep, lv.qty, 0), Mux(rm_mod, x_qty[i], 0),
+                    Mux(add_mod, y_qty[i], 0), Mux(add_new, y_shares, 0)])),
+                edited.levels[i].count.eq(_or_tree([
+                    Mux(keep, lv.count, 0), Mux(rm_mod, x_count[i], 0),
+                    Mux(add_mod, y_count[i], 0), Mux(add_new, 1, 0)])),
+                edited.rank[i].eq(Mux(e_edit, e_rank[i], cur.rank[i])),
             ]
-            edited.append(out)
+        # The copies of the top two follow the level they copy, or the next rank.
+        top0, top1 = cur.top
+        joined = [Cat(t.valid, t.px, y_t_qty[k], y_t_count[k]) for k, t in enumerate(cur.top)]
+        m.d.comb += [
+            edited.top[0].eq(_choose(e_t0, [top1, x_top[0], joined[0], new], top0)),
+            edited.top[1].eq(0 if N < 2 else
+                             _choose(e_t1, [x_r2, x_top[1], joined[1], top0, new], top1)),
+            # Orphans and cut: one leaves (not found), one joins, or the worst level is
+            # pushed out (or the new one is not kept).
+            edited.orphans.eq(_choose(e_orph, [x_orphans, y_orph_inc, y_orph_push],
+                                      cur.orphans)),
+            edited.cut.eq(_choose(e_cut, [y_px, y_worst_px], cur.cut)),
+        ]
         # The prefetch of the next message's row comes the cycle after the write-back of this
-        # one's last edit (D: RM2 at t0+5, written at t0+6; the next message's locate head at
-        # t0+5, its row read at t0+7).
-        for b, parts in enumerate(sides):
-            for k, rd in enumerate(parts):
-                m.d.sync += row[b].as_value()[bounds[k]:bounds[k + 1]].eq(
-                    Mux(ctl[k].read, Mux(ctl[k].valid[b], rd.data, 0),
-                        edited[b].as_value()[bounds[k]:bounds[k + 1]]))
-        # The edited side goes back to its memory the cycle after, from `row`: the edit's
+        # one's last edit (D: RM2 at t0+6, written at t0+7; the next message's locate head at
+        # t0+5, its row read at t0+8: a locate's slot match has a register more than a symbol's).
+        for k in range(ROW_PARTS):
+            take = [Mux(ctl[k].take[b], sides[b][k].data, 0) for b in (BUY, SELL)]
+            m.d.sync += cur.as_value()[bounds[k]:bounds[k + 1]].eq(
+                Mux(ctl[k].load, take[BUY] | take[SELL],
+                    edited.as_value()[bounds[k]:bounds[k + 1]]))
+        # `row` keeps both sides' tops: read by the prefetch, and the edited side's follow `cur`.
+        read = [data.View(self._side, Cat(Mux(ctl[k].valid[b], rd.data, 0)
+                                          for k, rd in enumerate(sides[b])))
+                for b in (BUY, SELL)]
+        for b in (BUY, SELL):
+            with m.If(ctl[-1].read):
+                m.d.sync += [row[b].top.eq(read[b].top), row[b].orphans.eq(read[b].orphans)]
+            with m.Elif(e_edit & (s_side == b)):
+                m.d.sync += [row[b].top.eq(edited.top), row[b].orphans.eq(edited.orphans)]
+        # The edited side goes back to its memory the cycle after, from `cur`: the edit's
         # multiplexers then end at flip-flops, not at the LUT RAM's write ports all over the chip.
         written = Signal()
         m.d.sync += [e_write.eq(q_rm1 | add1_go), written.eq(e_write)]
@@ -996,7 +1020,7 @@ class OrderBook(wiring.Component):
             m.d.comb += wr_en.eq(1)
             with m.If(left != 0):
                 m.d.comb += [wr_entry.eq(o_entry), wr_entry.shares.eq(left)]
-            with m.If(orphan_out & (side_now.orphans == 0)):
+            with m.If(orphan_out & (cur.orphans == 0)):
                 m.d.comb += taint["op"].eq(1 << slot)
 
         # ADD1: the new order stored (over a duplicate, else in a free way, else nowhere) and
@@ -1012,7 +1036,7 @@ class OrderBook(wiring.Component):
                        "op_taint")
         top_sel_b = sig(y_fits & y_t[0], "top_sel_b")                   # joins the top level
         top_sel_c = sig(y_fits & ~y_t[0] & ~y_t_bt[0], "top_sel_c")     # becomes the top level
-        lv0_now = side_now.top[0]
+        lv0_now = cur.top[0]
         add_top_px = sig(Mux(top_sel_c, y_px, lv0_now.px), "add_top_px")
         add_top_qty = sig(Mux(top_sel_c, y_shares, Mux(top_sel_b, y_t_qty[0], lv0_now.qty)),
                           "add_top_qty")
