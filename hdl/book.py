@@ -729,15 +729,48 @@ class OrderBook(wiring.Component):
                 locate=msg.locate, index=msg.index, rx_cycle=msg.rx_cycle, cause=ord("H"),
                 frame=msg.frame)
 
-        # R1 (E/C/X): take what the message says, at most what the order has.
+        # The RM0 update's decision, for each side and for an order that leaves its level or
+        # stays, a cycle behind `facts` (E/C/X/D's RM0 runs long after the prefetch): whether
+        # the level empties, the uncertain flag if the order's level is the top (`unc1`) or not
+        # (`unc0`), and whether the update changes anything then (`ch1`, before what a partial
+        # take alone changes; `ch0`). At RM0 it is picked, not computed: `emit` was six LUTs
+        # and three wires across the chip behind these registers.
+        before = slot_sticky | unsure_row
+        rm_pre = [[Signal(data.StructLayout({"emp": 1, "unc1": 1, "unc0": 1, "ch1": 1,
+                                             "ch0": 1}), name=f"rm_pre{b}_{leaving}")
+                   for leaving in (0, 1)] for b in (BUY, SELL)]
+        for b in (BUY, SELL):
+            for leaving in (0, 1):
+                f, t = facts[b], row[b].top
+                emp = f.count1 if leaving else f.count0
+                unc1 = slot_sticky | facts[1 - b].unsure | emp & ~t[1].valid & f.orphans
+                unc0 = slot_sticky | facts[1 - b].unsure | ~t[0].valid & (
+                    f.orphans_not1 if leaving else f.orphans)
+                m.d.sync += rm_pre[b][leaving].eq(Cat(emp, unc1, unc0, emp | (unc1 != before),
+                                                      unc0 != before))
+
+        # R1 (E/C/X): take what the message says, at most what the order has; the update's
+        # decision from `rm_pre`, and the order's top level less either take.
         r1_take, r1_leaves, r1_clamp = Signal(BOOK_QTY_BITS), Signal(), Signal()
         # The stages' scan registers load every cycle (no enable to fan out): each is read only
         # in the cycle after its stage.
         r1_takes = Signal()                 # r1_take != 0 (a live entry has shares, below)
+        r1_leaves_now = sig(r_shares >= o_entry.shares, "r1_leaves_now")
+        r1_pre = data.View(rm_pre[0][0].shape(), sig(Mux(
+            s_side, Mux(r1_leaves_now, rm_pre[SELL][1], rm_pre[SELL][0]),
+            Mux(r1_leaves_now, rm_pre[BUY][1], rm_pre[BUY][0])), "r1_pre"))
+        r1_emit, r1_empties, r1_unc = Signal(), Signal(), Signal()
+        r1_rest = Signal(data.ArrayLayout(BOOK_QTY_BITS, 2))   # the top less r_shares, less all
+        r1_top_qty = sig(Mux(s_side, row[SELL].top[0].qty, row[BUY].top[0].qty), "r1_top_qty")
         m.d.sync += [r1_clamp.eq(r_shares > o_entry.shares),
-                     r1_leaves.eq(r_shares >= o_entry.shares),
+                     r1_leaves.eq(r1_leaves_now),
                      r1_take.eq(Mux(r_shares > o_entry.shares, o_entry.shares, r_shares)),
-                     r1_takes.eq(r_shares != 0)]
+                     r1_takes.eq(r_shares != 0),
+                     r1_emit.eq(o_found & Mux(o_top, (r_shares != 0) | r1_pre.ch1, r1_pre.ch0)),
+                     r1_empties.eq(r1_pre.emp),
+                     r1_unc.eq(Mux(o_top, r1_pre.unc1, r1_pre.unc0)),
+                     r1_rest[0].eq(r1_top_qty - r_shares),
+                     r1_rest[1].eq(r1_top_qty - o_entry.shares)]
 
         # RM0: the update of E/C/X/D, from the top two levels of the order's side; the scan.
         # E/C/X come to RM0 through R1 (`q_rm0`), D and U from `go`. (The scan registers
@@ -751,27 +784,28 @@ class OrderBook(wiring.Component):
         side_top = Signal(data.ArrayLayout(Level, 2), name="side_top")
         m.d.comb += side_top.eq(Mux(s_side, row[SELL].top, row[BUY].top))
         lv0, lv1 = side_top[0], side_top[1]
-        # (A live entry has shares: an add of 0 is rejected, and an entry left with 0 is
-        # emptied. So D's and U's take, the whole order, is never 0.)
-        takes = sig(Mux(partial, r1_takes, 1), "takes")
-        empties = sig(Mux(leaves, fact.count1, fact.count0), "empties")
+        # E/C/X's decision is R1's; D's is made here (its order is found the cycle before), on
+        # an order that leaves and whose take, all of it, is never 0 (a live entry has shares:
+        # an add of 0 is rejected, and an entry left with 0 is emptied).
+        d_pre = data.View(rm_pre[0][0].shape(),
+                          sig(Mux(s_side, rm_pre[SELL][1], rm_pre[BUY][1]), "d_pre"))
+        empties = sig(Mux(r["D"], d_pre.emp, r1_empties), "empties")
         rm_px = sig(Mux(empties, lv1.px, lv0.px), "rm_px")
-        rm_qty = sig(Mux(empties, lv1.qty, lv0.qty - take), "rm_qty")
+        rm_qty = sig(Mux(empties, lv1.qty, Mux(r["D"], lv0.qty - o_entry.shares,
+                                                Mux(r1_clamp, r1_rest[1], r1_rest[0]))),
+                     "rm_qty")
         top_px = Mux(o_top, rm_px, lv0.px)
         top_qty = Mux(o_top, rm_qty, lv0.qty)
         unsure_other = sig(Mux(s_side, facts[BUY].unsure, facts[SELL].unsure), "unsure_other")
-        unsure_rm = Mux(o_top, empties & ~lv1.valid & fact.orphans,
-                        ~lv0.valid & Mux(leaves, fact.orphans_not1, fact.orphans))
-        rm_uncertain = sig(slot_sticky | unsure_other | unsure_rm, "rm_uncertain")
-        rm_changed = sig(o_top & (takes | empties)
-                         | (rm_uncertain != (slot_sticky | unsure_row)), "rm_changed")
+        rm_uncertain = sig(Mux(r["D"], Mux(o_top, d_pre.unc1, d_pre.unc0), r1_unc),
+                           "rm_uncertain")
         with m.If(st_rm0):
             with m.If(~o_found):
                 m.d.comb += count["unknown_ref"].eq(1)
             with m.Elif(partial):
                 m.d.comb += count["clamped"].eq(r1_clamp)
         # (D's RM0 is never in its message's cycle: its lookup starts on its last byte.)
-        emits.append((q_rm0 | go_late & r["D"]) & o_found & rm_changed)
+        emits.append(q_rm0 & r1_emit | go_late & r["D"] & o_found & (o_top | d_pre.ch0))
         # (Selected by registers alone: RM0 of E/C/X/D never falls in a message's own cycle.)
         publish(~self.message.valid & ~q_add1 & (r["E"] | r["C"] | r["X"] | r["D"]),
                 *quote(s_side, top_px, top_qty), rm_uncertain, slot_state)
