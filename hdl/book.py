@@ -292,10 +292,15 @@ class OrderBook(wiring.Component):
         poisoned = Signal()
         taint = {name: Signal(W, name=f"taint_{name}")
                  for name in ("op", "dup", "full", "verdict", "gap")}
+        # A taint lands in `sticky` two cycles after its cause (through `sticky_set`): it comes
+        # off the stages' decisions, and `sticky` fans out to the slots. Nothing reads a slot's
+        # `sticky` sooner: the next prefetch is >= 2 cycles after a message's last stage, and a
+        # gap or a verdict comes at the end of its frame, long before the next frame's messages.
+        taint_now = Signal(W)
         sticky_set = Signal(W)
-        m.d.comb += sticky_set.eq(taint["op"] | taint["dup"] | taint["full"]
-                                  | taint["verdict"] | taint["gap"])
-        m.d.sync += sticky.eq(sticky | sticky_set)
+        m.d.comb += taint_now.eq(taint["op"] | taint["dup"] | taint["full"]
+                                 | taint["verdict"] | taint["gap"])
+        m.d.sync += [sticky_set.eq(taint_now), sticky.eq(sticky | sticky_set)]
 
         with m.If(self.verdict.valid):
             m.d.sync += touched.eq(0)
@@ -476,12 +481,21 @@ class OrderBook(wiring.Component):
         hit = sig(p2_hit & ~freed, "hit")
         free = sig(p2_free | freed, "free")
         # The entry is gathered by `p2_hit` (a message's own lookup frees nothing), so the U's
-        # freeing stays off its path; U's new reference gathers only the instrument.
+        # freeing stays off its path; U's new reference gathers only the instrument. Only what
+        # the key does not say is gathered: the tag is the key's, and a live entry's
+        # generation is the current one (`live`), so 69 of the entry's 140 bits cross the chip
+        # from each way, not all.
+        gathered = ("slot", "side", "px", "shares")
         entry_sig = Signal(self._entry)
-        m.d.comb += entry_sig.eq(_or_tree([Mux(p2_hit[i], entries[i], 0)
-                                           for i in range(n_places)]))
+        for name in gathered:
+            m.d.comb += getattr(entry_sig, name).eq(_or_tree(
+                [Mux(p2_hit[i], getattr(entries[i], name), 0) for i in range(n_places)]))
+        pk_tag, p2_tag = Signal(64 - set_bits), Signal(64 - set_bits)
+        m.d.sync += [pk_tag.eq(now.tag), p2_tag.eq(pk_tag)]
         with m.If(p2_valid & ~p2_new):
-            m.d.sync += [o_found.eq(hit.any()), o_hit.eq(hit), o_entry.eq(entry_sig),
+            m.d.sync += [getattr(o_entry, name).eq(getattr(entry_sig, name)) for name in gathered]
+            m.d.sync += [o_entry.tag.eq(p2_tag), o_entry.gen.eq(gen)]
+            m.d.sync += [o_found.eq(hit.any()), o_hit.eq(hit),
                          o_top.eq((hit & p2_top).any()), o_full.eq(~hit.any() & ~free.any())]
         sel_next = sig(p2_valid & ~p2_new & ~p2_any, "sel_next")   # the order's side found
         with m.If(sel_next):
