@@ -824,6 +824,11 @@ class OrderBook(wiring.Component):
         publish(~self.message.valid & ~q_add1 & (r["E"] | r["C"] | r["X"] | r["D"]),
                 *quote(s_side, top_px, top_qty), rm_uncertain, slot_state)
         u_before_px, u_before_qty, u_before_unsure = Signal(32), Signal(BOOK_QTY_BITS), Signal()
+        # The top's shares before U, less U's new shares: for the add scan's change flag, a
+        # joined top's shares t0 + a differ from those before iff t0 differs from this (ADD0 is
+        # three cycles after RM0).
+        u_before_less = Signal(BOOK_QTY_BITS)
+        m.d.sync += u_before_less.eq(u_before_qty - r_shares)
         with m.If(st_rm0):
             m.d.sync += [u_before_px.eq(lv0.px), u_before_qty.eq(lv0.qty),
                          u_before_unsure.eq(unsure_row)]
@@ -879,8 +884,11 @@ class OrderBook(wiring.Component):
         # their message (its last byte on the decoder's sink: `early_price`), with shares from
         # the key head; U later (q_add0), from the held message. The registers load every
         # cycle: only the cycle after an A/F's last byte (or after q_add0) reads them.
+        # The shares are a register, chosen the cycle before: they feed an adder per level.
+        # (A/F's come from the key head, U's from its message, both long before ADD0.)
         a_px = sig(Mux(q_add0, r_px, self.early_price), "a_px")
-        a_qty = sig(Mux(q_add0, r_shares, k_shares), "a_qty")
+        a_qty = Signal(BOOK_QTY_BITS, name="a_qty")
+        m.d.sync += a_qty.eq(Mux(q_rm2 & r["U"], r_shares, k_shares))
         y_rej, y_orph, y_full = Signal(), Signal(), Signal()
         y_eq, y_bt, y_eq_ovf, y_tgt = Signal(N), Signal(N), Signal(N), Signal(N)
         y_qty = Signal(data.ArrayLayout(BOOK_QTY_BITS, N))
@@ -924,7 +932,8 @@ class OrderBook(wiring.Component):
                 y_orph_inc.eq(scan_in.orphans + 1), y_orph_push.eq(push),
                 y_ch.px_new.eq(a_px != before_px), y_ch.px_keep.eq(t0.px != before_px),
                 y_ch.qty_new.eq(a_qty != before_qty),
-                y_ch.qty_join.eq((t0.qty + a_qty)[:BOOK_QTY_BITS] != before_qty),
+                # (t0 + a != before, mod 2**32: for A/F, whose top before is t0, a != 0.)
+                y_ch.qty_join.eq(Mux(q_add0, t0.qty != u_before_less, a_qty != 0)),
                 y_ch.qty_keep.eq(t0.qty != before_qty),
                 # (`unsure_row` is a cycle behind `row`, which an A/F's prefetch has just loaded.)
                 y_before_unsure.eq(Mux(q_add0, u_before_unsure,
