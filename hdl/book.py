@@ -241,6 +241,7 @@ class OrderBook(wiring.Component):
             "early_price": In(32),          # `hdl.itch.ItchDecoder.early_price`
             "early_d": In(1),               # `hdl.itch.ItchDecoder.early_d`
             "early_d_ref": In(64),
+            "early_stock": In(64),          # `hdl.itch.ItchDecoder.early_stock`
             "message": In(beats(ItchMessage)),
             "verdict": In(beats(Verdict)),
             "gap": In(beats(GapReport)),
@@ -323,7 +324,16 @@ class OrderBook(wiring.Component):
         h_is = {t: sig(hv & getattr(h.kind, t), f"head_{t}") for t in "RHAFECXDU"}
         by_symbol = hv & h.key & (h_is["R"] | h_is["H"] | h_is["A"] | h_is["F"])
         by_locate = hv & ~h.key & (h_is["E"] | h_is["C"] | h_is["X"] | h_is["D"] | h_is["U"])
-        cam_symbol = Cat(enabled[i] & (symbol[i] == h.stock) for i in range(W))
+        # A symbol is compared a cycle ahead of its head, on the decoder's `early_stock`, and
+        # a locate in its head's cycle, registered (`loc_match`): in the cycle after, each
+        # picks its lowest match into `s_match`, and the slot is only encoded from it. (The
+        # pick, a carry chain, and the encode behind one register had led the routed paths.)
+        # (A slot written by the host in that cycle matches nothing: its old symbol must not
+        # reach its new book, which is uncertain until the next clear anyway.)
+        sym_eq = Signal(W)
+        m.d.sync += sym_eq.eq(Cat((symbol[i] == self.early_stock)
+                                  & ~(self.watch_write.valid & (ww.slot == i)) for i in range(W)))
+        cam_symbol = sym_eq & enabled
         cam_locate = Cat(enabled[i] & known[i] & (locate[i] == h.locate) for i in range(W))
         s_match, s_find, s_read = Signal(W), Signal(), Signal()
         slot, slot_ok = self.next_slot, Signal()        # the slot of the message to come
@@ -332,9 +342,10 @@ class OrderBook(wiring.Component):
         # before wrote back (module docstring).
         loc_match, loc_find = Signal(W), Signal()
         m.d.sync += [loc_match.eq(Mux(by_locate, cam_locate, 0)), loc_find.eq(by_locate),
-                     s_match.eq(Mux(by_symbol, cam_symbol, loc_match)),
+                     s_match.eq(Mux(by_symbol, _lowest(m, cam_symbol, "sym_lowest"),
+                                    _lowest(m, loc_match, "loc_lowest"))),
                      s_find.eq(by_symbol | loc_find), s_read.eq(s_find)]
-        slot_onehot = _lowest(m, s_match, "slot_onehot")      # the lowest matching slot wins
+        slot_onehot = s_match                   # (the lowest matching slot wins)
         slot_valid = Signal(2)
         slot_next, slot_valid_next = Signal(range(W), name="slot_next"), Signal(2)
         m.d.comb += [slot_next.eq(slot), slot_valid_next.eq(slot_valid)]

@@ -124,6 +124,10 @@ class ItchDecoder(wiring.Component):
     # follows in the next cycle, which it does exactly when the byte was there).
     early_d: Out(1)
     early_d_ref: Out(64)
+    # The stock of the R/H/A/F whose key head comes next cycle (any other cycle: meaningless):
+    # what `head.stock` will hold, from the window and the sink's byte. The book compares it
+    # with its watchlist a cycle ahead, so a symbol's slot is chosen in the head's cycle.
+    early_stock: Out(64)
     verdict: Out(beats(Verdict))
     by_type: Out(data.ArrayLayout(32, len(ITCH_TYPES)))
 
@@ -188,6 +192,9 @@ class ItchDecoder(wiring.Component):
                                             field("A", "price", ITCH_LENGTHS["A"] - 1)))
         m.d.comb += [self.early_d.eq((kind == ord("D")) & (pos == HEAD_AT["D"])),
                      self.early_d_ref.eq(field("D", "order_ref", HEAD_AT["D"]))]
+        # (R/H/A/F's key head comes at their stock's last byte: it is the window's low bytes.)
+        assert all(HEAD_AT[t] == field_end(t, "stock") for t in "RHAF")
+        m.d.comb += self.early_stock.eq(now[:64])
 
         with m.Switch(kind):
             for t, at in HEAD_AT.items():
