@@ -511,7 +511,9 @@ class OrderBook(wiring.Component):
         sel_next = sig(p2_valid & ~p2_new & ~p2_any, "sel_next")   # the order's side found
         with m.If(sel_next):
             m.d.comb += s_side_next.eq(entry_sig.side)
-        side_copies = copies(m, platform, s_side_next, SIDE_COPIES, "s_side_copy")
+        # (The copies are a cycle behind `s_side`, off the gather's path: every scan runs at
+        # least two cycles after the side is known, D's the cycle after its RM0.)
+        side_copies = copies(m, platform, s_side, SIDE_COPIES, "s_side_copy")
 
         def side_of_level(i):
             """The copy of `s_side` that level i's scan reads."""
@@ -524,14 +526,15 @@ class OrderBook(wiring.Component):
         side_bits = self._side.size
         bounds = [side_bits * k // ROW_PARTS for k in range(ROW_PARTS + 1)]
         # `valid`: each side's memory holds data (else it reads as empty). `load`: `cur` takes the
-        # memory of the side `take` names (the prefetch, or a removal's order found; none if
-        # that side is not valid).
+        # memory of side `s_side` (the prefetch, or a removal's order found). (`s_side` itself
+        # selects, not a copy: a removal's side comes off the 32-way gather the cycle before,
+        # and a copy would be a register beside the memories, the gather's wire to it one
+        # cycle's worth.)
         row_ctl = data.StructLayout({"slot": range(W), "read": 1, "load": 1, "valid": 2,
-                                     "take": 2, "write": 2})
+                                     "write": 2})
         ctl = [data.View(row_ctl, c) for c in copies(
             m, platform, Cat(slot_next, s_find, s_find | sel_next, slot_valid_next,
-                             slot_valid_next & Cat(~s_side_next, s_side_next),
-                             e_write & ~s_side_next, e_write & s_side_next),
+                             e_write & ~s_side, e_write & s_side),
             ROW_PARTS, "row_ctl")]
         sides = []                          # per side: the read data, the parts' ports
         for b in (BUY, SELL):
@@ -1061,9 +1064,9 @@ class OrderBook(wiring.Component):
         # one's last edit (D: RM2 at t0+6, written at t0+7; the next message's locate head at
         # t0+5, its row read at t0+8: a locate's slot match has a register more than a symbol's).
         for k in range(ROW_PARTS):
-            take = [Mux(ctl[k].take[b], sides[b][k].data, 0) for b in (BUY, SELL)]
+            part = [Mux(ctl[k].valid[b], sides[b][k].data, 0) for b in (BUY, SELL)]
             m.d.sync += cur.as_value()[bounds[k]:bounds[k + 1]].eq(
-                Mux(ctl[k].load, take[BUY] | take[SELL],
+                Mux(ctl[k].load, Mux(s_side, part[SELL], part[BUY]),
                     edited.as_value()[bounds[k]:bounds[k + 1]]))
         # `row` keeps both sides' tops: read by the prefetch, and the edited side's follow `cur`.
         read = [data.View(self._side, Cat(Mux(ctl[k].valid[b], rd.data, 0)
