@@ -291,17 +291,24 @@ class OrderBook(wiring.Component):
                                             # the last clear
         gen = Signal(BOOK_GEN_BITS, init=1)
         poisoned = Signal()
-        taint = {name: Signal(W, name=f"taint_{name}")
-                 for name in ("op", "dup", "full", "verdict", "gap")}
-        # A taint lands in `sticky` two cycles after its cause (through `sticky_set`): it comes
-        # off the stages' decisions, and `sticky` fans out to the slots. Nothing reads a slot's
+        # Taints: of every slot (a frame's verdict, a gap), of the message's slot (an order
+        # lost: the table full, a level's count or the orphans overflowing, an order leaving
+        # from nowhere) or of a duplicate's slot.
+        taint = {name: Signal(W, name=f"taint_{name}") for name in ("verdict", "gap")}
+        taint_slot, taint_dup = Signal(name="taint_slot"), Signal(name="taint_dup")
+        # A taint lands in `sticky` two cycles after its cause: registered first as it is (a
+        # slot's taint as the bit and the slot; `t_dup_at` is loaded where the duplicate's slot
+        # is known, below), decoded into slots the cycle after. It comes off the stages'
+        # decisions, and `sticky` sits with the slots' registers. Nothing reads a slot's
         # `sticky` sooner: the next prefetch is >= 2 cycles after a message's last stage, and a
         # gap or a verdict comes at the end of its frame, long before the next frame's messages.
-        taint_now = Signal(W)
-        sticky_set = Signal(W)
-        m.d.comb += taint_now.eq(taint["op"] | taint["dup"] | taint["full"]
-                                 | taint["verdict"] | taint["gap"])
-        m.d.sync += [sticky_set.eq(taint_now), sticky.eq(sticky | sticky_set)]
+        t_all, t_slot, t_dup = Signal(W), Signal(), Signal()
+        t_slot_at, t_dup_at = Signal(range(W)), Signal(range(W))
+        m.d.sync += [t_all.eq(taint["verdict"] | taint["gap"]),
+                     t_slot.eq(taint_slot), t_slot_at.eq(self.next_slot), t_dup.eq(taint_dup)]
+        sticky_set = sig(t_all | Cat(t_slot & (t_slot_at == i) | t_dup & (t_dup_at == i)
+                                     for i in range(W)), "sticky_set")
+        m.d.sync += sticky.eq(sticky | sticky_set)
 
         with m.If(self.verdict.valid):
             m.d.sync += touched.eq(0)
@@ -1092,7 +1099,7 @@ class OrderBook(wiring.Component):
             with m.If(left != 0):
                 m.d.comb += [wr_entry.eq(o_entry), wr_entry.shares.eq(left)]
             with m.If(orphan_out & (cur.orphans == 0)):
-                m.d.comb += taint["op"].eq(1 << slot)
+                m.d.comb += taint_slot.eq(1)
 
         # ADD1: the new order stored (over a duplicate, else in a free way, else nowhere) and
         # the update.
@@ -1100,6 +1107,7 @@ class OrderBook(wiring.Component):
         found = sig(Mux(q_add1, n_found, o_found), "found")
         full = sig(Mux(q_add1, n_full, o_full), "full")
         dup_slot = Mux(q_add1, n_dup_slot, o_entry.slot)
+        m.d.sync += t_dup_at.eq(dup_slot)
         dup_here = found & (dup_slot == slot)
         # (Read only under `add1_go`, so without `add1`.)
         op_taint = sig(~y_rej & ((y_orph & y_orph_max) | y_eq_ovf.any()
@@ -1130,13 +1138,13 @@ class OrderBook(wiring.Component):
                 with m.If(found | ~full):
                     m.d.comb += [wr_en.eq(1), wr_new.eq(q_add1), wr_entry.eq(new_entry)]
                 with m.If(found):
-                    m.d.comb += [count["duplicate_ref"].eq(1), taint["dup"].eq(1 << dup_slot)]
+                    m.d.comb += [count["duplicate_ref"].eq(1), taint_dup.eq(1)]
                 with m.Elif(full):
-                    m.d.comb += [count["table_full"].eq(1), taint["full"].eq(1 << slot)]
+                    m.d.comb += [count["table_full"].eq(1), taint_slot.eq(1)]
                 with m.If(push_out):
                     m.d.comb += count["level_overflow"].eq(1)
                 with m.If(op_taint):
-                    m.d.comb += taint["op"].eq(1 << slot)
+                    m.d.comb += taint_slot.eq(1)
         emits.append(add1_go & add_changed)
         m.d.comb += emit.eq(_or_tree(emits))
         # A/F publish in their message's cycle, with its fields; U a stage later, with the held
