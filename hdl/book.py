@@ -929,8 +929,13 @@ class OrderBook(wiring.Component):
         y_before_unsure = Signal()
         valid = sig(Cat(lv.valid for lv in scan_in.levels), "scan_valid")
         worst = of_rank(N - 1, "worst")             # the level a new one pushes out (if full)
-        push = Signal(BOOK_COUNT_BITS + 1)
-        m.d.comb += push.eq(scan_in.orphans + gather(worst, "count", "worst_count"))
+        # A full side's worst level pushed out joins the orphans: whether they overflow is
+        # known per level beside the rank compares and only gathered (the update's taint needs
+        # it in ADD1); their new count is summed in ADD1 from registers, for the edit.
+        y_worst_count, y_orphans = Signal(BOOK_COUNT_BITS), Signal(BOOK_COUNT_BITS)
+        push_ovf = sig(Cat((lv.count + scan_in.orphans)[BOOK_COUNT_BITS]
+                           for lv in scan_in.levels), "push_ovf")
+        m.d.sync += y_orph_push.eq(y_orphans + y_worst_count)
         first_free = _lowest(m, ~valid, "first_free_level")
         worst_px = gather(worst, "px", "worst_px")
         t0 = scan_in.top[0]
@@ -946,11 +951,13 @@ class OrderBook(wiring.Component):
                 y_px.eq(a_px), y_shares.eq(a_qty),
                 y_rej.eq((a_qty == 0) | (a_px == 0)),
                 y_orph.eq((scan_in.orphans != 0) & ~_better(is_bid, a_px, scan_in.cut)),
-                y_full.eq(valid.all()), y_push_ovf.eq(push[-1]),
+                y_full.eq(valid.all()), y_push_ovf.eq((worst & push_ovf).any()),
+                y_worst_count.eq(gather(worst, "count", "worst_count")),
+                y_orphans.eq(scan_in.orphans),
                 y_tgt.eq(Mux(valid.all(), worst, first_free)),
                 y_worst_px.eq(worst_px),
                 y_orph_max.eq(scan_in.orphans.all()),
-                y_orph_inc.eq(scan_in.orphans + 1), y_orph_push.eq(push),
+                y_orph_inc.eq(scan_in.orphans + 1),
                 y_ch.px_new.eq(a_px != before_px), y_ch.px_keep.eq(t0.px != before_px),
                 y_ch.qty_new.eq(a_qty != before_qty),
                 # (t0 + a != before, mod 2**32: for A/F, whose top before is t0, a != 0.)
