@@ -795,6 +795,12 @@ class OrderBook(wiring.Component):
                 m.d.sync += rm_pre[b][leaving].eq(Cat(emp, unc1, unc0, emp | (unc1 != before),
                                                       unc0 != before))
 
+        # The top two levels of the message's side, from `row` (D's RM0 comes in the cycle
+        # `cur` takes its side).
+        side_top = Signal(data.ArrayLayout(Level, 2), name="side_top")
+        m.d.comb += side_top.eq(Mux(s_side, row[SELL].top, row[BUY].top))
+        lv0, lv1 = side_top[0], side_top[1]
+
         # R1 (E/C/X): take what the message says, at most what the order has; the update's
         # decision from `rm_pre`, and the order's top level less either take.
         r1_take, r1_leaves, r1_clamp = Signal(BOOK_QTY_BITS), Signal(), Signal()
@@ -807,7 +813,6 @@ class OrderBook(wiring.Component):
             Mux(r1_leaves_now, rm_pre[BUY][1], rm_pre[BUY][0])), "r1_pre"))
         r1_emit, r1_empties, r1_unc = Signal(), Signal(), Signal()
         r1_rest = Signal(data.ArrayLayout(BOOK_QTY_BITS, 2))   # the top less r_shares, less all
-        r1_top_qty = sig(Mux(s_side, row[SELL].top[0].qty, row[BUY].top[0].qty), "r1_top_qty")
         m.d.sync += [r1_clamp.eq(r_shares > o_entry.shares),
                      r1_leaves.eq(r1_leaves_now),
                      r1_take.eq(Mux(r_shares > o_entry.shares, o_entry.shares, r_shares)),
@@ -815,8 +820,8 @@ class OrderBook(wiring.Component):
                      r1_emit.eq(o_found & Mux(o_top, (r_shares != 0) | r1_pre.ch1, r1_pre.ch0)),
                      r1_empties.eq(r1_pre.emp),
                      r1_unc.eq(Mux(o_top, r1_pre.unc1, r1_pre.unc0)),
-                     r1_rest[0].eq(r1_top_qty - r_shares),
-                     r1_rest[1].eq(r1_top_qty - o_entry.shares)]
+                     r1_rest[0].eq(lv0.qty - r_shares),
+                     r1_rest[1].eq(lv0.qty - o_entry.shares)]
 
         # RM0: the update of E/C/X/D, from the top two levels of the order's side; the scan.
         # E/C/X come to RM0 through R1 (`q_rm0`), D and U from `go`. (The scan registers
@@ -826,10 +831,6 @@ class OrderBook(wiring.Component):
         partial = sig(q_rm0 | q_rm0_ecx, "partial")
         take = sig(Mux(partial, r1_take, o_entry.shares), "take")
         leaves = sig(Mux(partial, r1_leaves, 1), "leaves")
-        # (From `row`: D's RM0 comes in the cycle `cur` takes its side.)
-        side_top = Signal(data.ArrayLayout(Level, 2), name="side_top")
-        m.d.comb += side_top.eq(Mux(s_side, row[SELL].top, row[BUY].top))
-        lv0, lv1 = side_top[0], side_top[1]
         # E/C/X's decision is R1's; D's is made here (its order is found the cycle before), on
         # an order that leaves and whose take, all of it, is never 0 (a live entry has shares:
         # an add of 0 is rejected, and an entry left with 0 is emptied).
