@@ -242,7 +242,6 @@ class OrderBook(wiring.Component):
             "early_d": In(1),               # `hdl.itch.ItchDecoder.early_d`
             "early_d_ref": In(64),
             "early_stock": In(64),          # `hdl.itch.ItchDecoder.early_stock`
-            "early_ref": In(64),            # `hdl.itch.ItchDecoder.early_ref`
             "message": In(beats(ItchMessage)),
             "verdict": In(beats(Verdict)),
             "gap": In(beats(GapReport)),
@@ -418,17 +417,7 @@ class OrderBook(wiring.Component):
         # the decoder's `early_d_ref`, so that D's head finds it in P1.
         d_key = sig(key_beat & h_is["D"], "d_key")
         p0_key = sig(Mux(u_second, new_ref_held, h.order_ref), "p0_key")
-        # The sets are hashed a cycle ahead: the key head's from the decoder's `early_ref`, U's
-        # new reference's at its key head. The block RAMs' read address is then registers and
-        # two multiplexers (the head's hash in front of 128 block RAMs had led a routed path).
-        early_ref_sets = [Signal(set_bits, name=f"early_ref_set{b}") for b in range(BOOK_BANKS)]
-        new_sets = [Signal(set_bits, name=f"new_set{b}") for b in range(BOOK_BANKS)]
-        m.d.sync += [early_ref_sets[b].eq(s_)
-                     for b, s_ in enumerate(order_sets(self.early_ref, p.sets))]
-        with m.If(key_beat & h_is["U"]):
-            m.d.sync += [new_sets[b].eq(s_) for b, s_ in enumerate(order_sets(h.new_ref, p.sets))]
-        p0_sets = [sig(Mux(u_second, new_sets[b], early_ref_sets[b]), f"p0_set{b}")
-                   for b in range(BOOK_BANKS)]
+        p0_sets = [sig(s_, f"p0_set{b}") for b, s_ in enumerate(order_sets(p0_key, p.sets))]
         early_sets = order_sets(self.early_d_ref, p.sets)
         start = sig(key_beat & ~h_is["D"] | u_second, "start")
         held = [Signal(set_bits, name=f"held_set{b}") for b in range(BOOK_BANKS)]

@@ -128,9 +128,6 @@ class ItchDecoder(wiring.Component):
     # what `head.stock` will hold, from the window and the sink's byte. The book compares it
     # with its watchlist a cycle ahead, so a symbol's slot is chosen in the head's cycle.
     early_stock: Out(64)
-    # Likewise the reference of the A/F/E/C/X/D/U whose key head comes next cycle (U's old
-    # one): the book hashes it a cycle ahead, so the head's table address is a register.
-    early_ref: Out(64)
     verdict: Out(beats(Verdict))
     by_type: Out(data.ArrayLayout(32, len(ITCH_TYPES)))
 
@@ -198,11 +195,6 @@ class ItchDecoder(wiring.Component):
         # (R/H/A/F's key head comes at their stock's last byte: it is the window's low bytes.)
         assert all(HEAD_AT[t] == field_end(t, "stock") for t in "RHAF")
         m.d.comb += self.early_stock.eq(now[:64])
-        m.d.comb += self.early_ref.eq(Mux(kind_hot.A | kind_hot.F,
-                                          field("A", "order_ref", HEAD_AT["A"]),
-                                          Mux(kind_hot.U, field("U", "order_ref", HEAD_AT["U"]),
-                                              field("E", "order_ref", HEAD_AT["E"]))))
-        assert all(HEAD_AT[t] == field_end(t, "order_ref") for t in "ECXD")
 
         with m.Switch(kind):
             for t, at in HEAD_AT.items():
