@@ -152,6 +152,10 @@ class OrderDecision(wiring.Component):
     # The book alone, placed (routing it did not converge either: router2 at 21,000 overused
     # wires after 20 minutes, 2026-11-22): the block that limits the core.
     ("order book", OrderBook, "book", False),
+    # The book with 4 ways per bank instead of 16 (4,096 entries): a measurement configuration
+    # that routes (~7 minutes), for the routed figure of everything but the table's width.
+    ("order book, 2 x 512 x 4 ways (measurement configuration)",
+     lambda: OrderBook(BookParams(ways=4)), "book_w4", True),
 ])
 def test_fmax(figure, label, make, name, route):
     design = make()
