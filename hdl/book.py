@@ -352,14 +352,13 @@ class OrderBook(wiring.Component):
                      s_match.eq(Mux(by_symbol, _lowest(m, cam_symbol, "sym_lowest"),
                                     _lowest(m, loc_match, "loc_lowest"))),
                      s_find.eq(by_symbol | loc_find), s_read.eq(s_find)]
-        slot_onehot = s_match                   # (the lowest matching slot wins)
         slot_valid = Signal(2)
         slot_next, slot_valid_next = Signal(range(W), name="slot_next"), Signal(2)
         m.d.comb += [slot_next.eq(slot), slot_valid_next.eq(slot_valid)]
         m.d.sync += [slot.eq(slot_next), slot_valid.eq(slot_valid_next)]
         with m.If(s_find):
-            m.d.comb += [slot_next.eq(_encode(m, slot_onehot, "slot_index")),
-                         slot_valid_next.eq(Cat((v & slot_onehot).any() for v in side_valid))]
+            m.d.comb += [slot_next.eq(_encode(m, s_match, "slot_index")),
+                         slot_valid_next.eq(Cat((v & s_match).any() for v in side_valid))]
             m.d.sync += slot_ok.eq(s_match.any())
 
         # The slot's sides: both sides' tops and orphans read into `row` by the prefetch, the
@@ -543,7 +542,7 @@ class OrderBook(wiring.Component):
             m, platform, Cat(slot_next, s_find, s_find | sel_next, slot_valid_next,
                              e_write & ~s_side, e_write & s_side),
             ROW_PARTS, "row_ctl")]
-        sides = []                          # per side: the read data, the parts' ports
+        sides = []                          # per side: each part's read data (0 if not valid)
         for b in (BUY, SELL):
             parts = []
             for k in range(ROW_PARTS):
@@ -553,7 +552,7 @@ class OrderBook(wiring.Component):
                 m.d.comb += [rd.addr.eq(ctl[k].slot), wr.addr.eq(ctl[k].slot),
                              wr.data.eq(cur.as_value()[bounds[k]:bounds[k + 1]]),
                              wr.en.eq(ctl[k].write[b])]
-                parts.append(rd)
+                parts.append(Mux(ctl[k].valid[b], rd.data, 0))
             sides.append(parts)
         with m.If(p2_valid & p2_new):
             m.d.sync += [n_found.eq(hit.any()), n_full.eq(~hit.any() & ~free.any()),
@@ -752,7 +751,6 @@ class OrderBook(wiring.Component):
                          facts[b].orphans_not1.eq(row[b].orphans != 1),
                          facts[b].count0.eq(row[b].top[0].count == 0),
                          facts[b].count1.eq(row[b].top[0].count == 1)]
-        fact = data.View(facts[0].shape(), sig(Mux(s_side, facts[SELL], facts[BUY]), "fact"))
         unsure_row = sig(facts[BUY].unsure | facts[SELL].unsure, "unsure_row")
 
         # H: the trading state. (Its index and locate come from the message, in this cycle.)
@@ -795,7 +793,6 @@ class OrderBook(wiring.Component):
         r1_take, r1_leaves, r1_clamp = Signal(BOOK_QTY_BITS), Signal(), Signal()
         # The stages' scan registers load every cycle (no enable to fan out): each is read only
         # in the cycle after its stage.
-        r1_takes = Signal()                 # r1_take != 0 (a live entry has shares, below)
         r1_leaves_now = sig(r_shares >= o_entry.shares, "r1_leaves_now")
         r1_pre = data.View(rm_pre[0][0].shape(), sig(Mux(
             s_side, Mux(r1_leaves_now, rm_pre[SELL][1], rm_pre[SELL][0]),
@@ -805,7 +802,7 @@ class OrderBook(wiring.Component):
         m.d.sync += [r1_clamp.eq(r_shares > o_entry.shares),
                      r1_leaves.eq(r1_leaves_now),
                      r1_take.eq(Mux(r_shares > o_entry.shares, o_entry.shares, r_shares)),
-                     r1_takes.eq(r_shares != 0),
+                     # (The take is not 0 iff r_shares is not: a live entry has shares.)
                      r1_emit.eq(o_found & Mux(o_top, (r_shares != 0) | r1_pre.ch1, r1_pre.ch0)),
                      r1_empties.eq(r1_pre.emp),
                      r1_unc.eq(Mux(o_top, r1_pre.unc1, r1_pre.unc0)),
@@ -1079,14 +1076,11 @@ class OrderBook(wiring.Component):
         # one's last edit (D: RM2 at t0+6, written at t0+7; the next message's locate head at
         # t0+5, its row read at t0+8: a locate's slot match has a register more than a symbol's).
         for k in range(ROW_PARTS):
-            part = [Mux(ctl[k].valid[b], sides[b][k].data, 0) for b in (BUY, SELL)]
             m.d.sync += cur.as_value()[bounds[k]:bounds[k + 1]].eq(
-                Mux(ctl[k].load, Mux(s_side, part[SELL], part[BUY]),
+                Mux(ctl[k].load, Mux(s_side, sides[SELL][k], sides[BUY][k]),
                     edited.as_value()[bounds[k]:bounds[k + 1]]))
         # `row` keeps both sides' tops: read by the prefetch, and the edited side's follow `cur`.
-        read = [data.View(self._side, Cat(Mux(ctl[k].valid[b], rd.data, 0)
-                                          for k, rd in enumerate(sides[b])))
-                for b in (BUY, SELL)]
+        read = [data.View(self._side, Cat(sides[b])) for b in (BUY, SELL)]
         for b in (BUY, SELL):
             with m.If(ctl[-1].read):
                 m.d.sync += [row[b].top.eq(read[b].top), row[b].orphans.eq(read[b].orphans)]
@@ -1130,7 +1124,7 @@ class OrderBook(wiring.Component):
         add_quote_changed = sig(Mux(top_sel_c, y_ch.px_new | y_ch.qty_new,
                                     y_ch.px_keep | Mux(top_sel_b, y_ch.qty_join,
                                                        y_ch.qty_keep)), "add_quote_changed")
-        unsure_add = Mux(y_fits, 0, fact.unsure)
+        unsure_add = Mux(y_fits, 0, Mux(s_side, facts[SELL].unsure, facts[BUY].unsure))
         add_uncertain = sig(slot_sticky | (~y_rej & (dup_here | full | op_taint))
                             | unsure_add | unsure_other, "add_uncertain")
         add_changed = sig(add_quote_changed
