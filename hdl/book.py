@@ -242,7 +242,6 @@ class OrderBook(wiring.Component):
             "early_d": In(1),               # `hdl.itch.ItchDecoder.early_d`
             "early_d_ref": In(64),
             "early_stock": In(64),          # `hdl.itch.ItchDecoder.early_stock`
-            "early_add": In(1),             # `hdl.itch.ItchDecoder.early_add`
             "message": In(beats(ItchMessage)),
             "verdict": In(beats(Verdict)),
             "gap": In(beats(GapReport)),
@@ -702,10 +701,7 @@ class OrderBook(wiring.Component):
         # end: P0-P2 are done the cycle before), so A/F never wait. `add1` decides an edit of `cur`
         # (ADD2) on any A/F (from registers, for the edit's fan-out); `add1_go` only on ours,
         # and only it writes anything back or emits.
-        # `add1` is registers, not the message's type and valid decoded in its own cycle: the
-        # decoder says a cycle ahead that an A/F's message comes (`early_add`). One copy holds
-        # the edit's operands (~900 enables), the other drives the decision.
-        add1_hold, add1 = copies(m, platform, q_add0 | self.early_add, 2, "add1_")
+        add1 = sig(q_add1 | is_["A"] | is_["F"], "add1")
         add1_go = sig(q_add1 | go_now & (is_["A"] | is_["F"]), "add1_go")
 
         u = self.update.payload
@@ -797,21 +793,19 @@ class OrderBook(wiring.Component):
         r1_take, r1_leaves, r1_clamp = Signal(BOOK_QTY_BITS), Signal(), Signal()
         # The stages' scan registers load every cycle (no enable to fan out): each is read only
         # in the cycle after its stage.
-        # The decision is registered for an order that leaves and one that stays, and picked
-        # at RM0 by `r1_leaves`: the 32-bit compare of the take ends at a register.
-        r1_pre = [data.View(rm_pre[0][0].shape(),
-                            sig(Mux(s_side, rm_pre[SELL][k], rm_pre[BUY][k]), f"r1_pre{k}"))
-                  for k in (0, 1)]
-        r1_emits, r1_empty, r1_uncs = Signal(2), Signal(2), Signal(2)   # by leaving
+        r1_leaves_now = sig(r_shares >= o_entry.shares, "r1_leaves_now")
+        r1_pre = data.View(rm_pre[0][0].shape(), sig(Mux(
+            s_side, Mux(r1_leaves_now, rm_pre[SELL][1], rm_pre[SELL][0]),
+            Mux(r1_leaves_now, rm_pre[BUY][1], rm_pre[BUY][0])), "r1_pre"))
+        r1_emit, r1_empties, r1_unc = Signal(), Signal(), Signal()
         r1_rest = Signal(data.ArrayLayout(BOOK_QTY_BITS, 2))   # the top less r_shares, less all
         m.d.sync += [r1_clamp.eq(r_shares > o_entry.shares),
-                     r1_leaves.eq(r_shares >= o_entry.shares),
+                     r1_leaves.eq(r1_leaves_now),
                      r1_take.eq(Mux(r_shares > o_entry.shares, o_entry.shares, r_shares)),
                      # (The take is not 0 iff r_shares is not: a live entry has shares.)
-                     r1_emits.eq(Cat(o_found & Mux(o_top, (r_shares != 0) | p.ch1, p.ch0)
-                                     for p in r1_pre)),
-                     r1_empty.eq(Cat(p.emp for p in r1_pre)),
-                     r1_uncs.eq(Cat(Mux(o_top, p.unc1, p.unc0) for p in r1_pre)),
+                     r1_emit.eq(o_found & Mux(o_top, (r_shares != 0) | r1_pre.ch1, r1_pre.ch0)),
+                     r1_empties.eq(r1_pre.emp),
+                     r1_unc.eq(Mux(o_top, r1_pre.unc1, r1_pre.unc0)),
                      r1_rest[0].eq(lv0.qty - r_shares),
                      r1_rest[1].eq(lv0.qty - o_entry.shares)]
 
@@ -828,8 +822,7 @@ class OrderBook(wiring.Component):
         # an add of 0 is rejected, and an entry left with 0 is emptied).
         d_pre = data.View(rm_pre[0][0].shape(),
                           sig(Mux(s_side, rm_pre[SELL][1], rm_pre[BUY][1]), "d_pre"))
-        r1_emit = sig(r1_emits.bit_select(r1_leaves, 1), "r1_emit")
-        empties = sig(Mux(r["D"], d_pre.emp, r1_empty.bit_select(r1_leaves, 1)), "empties")
+        empties = sig(Mux(r["D"], d_pre.emp, r1_empties), "empties")
         rm_px = sig(Mux(empties, lv1.px, lv0.px), "rm_px")
         rm_qty = sig(Mux(empties, lv1.qty, Mux(r["D"], lv0.qty - o_entry.shares,
                                                 Mux(r1_clamp, r1_rest[1], r1_rest[0]))),
@@ -837,8 +830,7 @@ class OrderBook(wiring.Component):
         top_px = Mux(o_top, rm_px, lv0.px)
         top_qty = Mux(o_top, rm_qty, lv0.qty)
         unsure_other = sig(Mux(s_side, facts[BUY].unsure, facts[SELL].unsure), "unsure_other")
-        rm_uncertain = sig(Mux(r["D"], Mux(o_top, d_pre.unc1, d_pre.unc0),
-                               r1_uncs.bit_select(r1_leaves, 1)),
+        rm_uncertain = sig(Mux(r["D"], Mux(o_top, d_pre.unc1, d_pre.unc0), r1_unc),
                            "rm_uncertain")
         with m.If(st_rm0):
             with m.If(~o_found):
@@ -903,18 +895,9 @@ class OrderBook(wiring.Component):
                 x_top[k].valid.eq(t.valid), x_top[k].px.eq(t.px),
                 x_top[k].qty.eq(t.qty - take), x_top[k].count.eq(t.count - leaves),
             ]
-        # The level of rank 2 is gathered in two steps, four levels at a time, then the groups:
-        # only the edit (RM2) reads `x_r2`, and `cur` stands still from the scan to it (its
-        # gather across all 16 levels' registers had led the routed paths).
         r2 = of_rank(2, "rank2")
-        groups = [range(i, min(i + 4, N)) for i in range(0, N, 4)]
-        r2_part = Signal(data.ArrayLayout(Level, len(groups)))
-        for g, group in enumerate(groups):
-            m.d.sync += r2_part[g].eq(Cat(
-                Cat(r2[i] for i in group).any(),
-                *(_or_tree([Mux(r2[i], getattr(scan_in.levels[i], f), 0) for i in group])
-                  for f in ("px", "qty", "count"))))
-        m.d.sync += x_r2.eq(_or_tree([r2_part[g].as_value() for g in range(len(groups))]))
+        m.d.sync += x_r2.eq(Cat(r2.any(), *(gather(r2, f, f"r2_{f}")
+                                            for f in ("px", "qty", "count"))))
 
         # The add scan (ADD0), with the candidates for the update. A/F run it the cycle before
         # their message (its last byte on the decoder's sink: `early_price`), with shares from
@@ -960,42 +943,42 @@ class OrderBook(wiring.Component):
         for i, lv in enumerate(scan_in.levels):
             totals.append(Signal(BOOK_QTY_BITS + 1, name=f"add_total{i}"))
             m.d.comb += totals[i].eq(lv.qty + a_qty)
-        # What the edit (ADD2) reads is held in the decision's cycle (`add1`); what only the
-        # decision (ADD1) reads loads every cycle, with no enable in front of its compare.
-        with m.If(~add1_hold):
-            m.d.sync += [y_px.eq(a_px), y_shares.eq(a_qty), y_worst_px.eq(worst_px),
-                         y_orph_inc.eq(scan_in.orphans + 1)]
-            for i, (lv, total) in enumerate(zip(scan_in.levels, totals, strict=True)):
-                m.d.sync += [y_qty[i].eq(total), y_count[i].eq(lv.count + 1)]
-            for k, t in enumerate(scan_in.top):
-                m.d.sync += [y_t_qty[k].eq(t.qty + a_qty), y_t_count[k].eq(t.count + 1)]
-        m.d.sync += [
-            y_rej.eq((a_qty == 0) | (a_px == 0)),
-            y_orph.eq((scan_in.orphans != 0) & ~_better(is_bid, a_px, scan_in.cut)),
-            y_full.eq(valid.all()), y_push_ovf.eq((worst & push_ovf).any()),
-            y_worst_count.eq(gather(worst, "count", "worst_count")),
-            y_orphans.eq(scan_in.orphans),
-            y_tgt.eq(Mux(valid.all(), worst, first_free)),
-            y_orph_max.eq(scan_in.orphans.all()),
-            y_ch.px_new.eq(a_px != before_px), y_ch.px_keep.eq(t0.px != before_px),
-            y_ch.qty_new.eq(a_qty != before_qty),
-            # (t0 + a != before, mod 2**32: for A/F, whose top before is t0, a != 0.)
-            y_ch.qty_join.eq(Mux(q_add0, t0.qty != u_before_less, a_qty != 0)),
-            y_ch.qty_keep.eq(t0.qty != before_qty),
-            # (`unsure_row` is a cycle behind `row`, which an A/F's prefetch has just loaded.)
-            y_before_unsure.eq(Mux(q_add0, u_before_unsure,
-                                   _unsure(row[BUY]) | _unsure(row[SELL]))),
-        ]
-        for i, (lv, total) in enumerate(zip(scan_in.levels, totals, strict=True)):
-            joins = lv.valid & (lv.px == a_px)
+        # Held in the decision's cycle (`add1`): the edit, a cycle later, reads them.
+        with m.If(~add1):
             m.d.sync += [
-                y_eq[i].eq(joins),
-                y_bt[i].eq(lv.valid & _better(side_of_level(i) == BUY, lv.px, a_px)),
-                y_eq_ovf[i].eq(joins & (total[-1] | lv.count.all())),  # and overflows it
+                y_px.eq(a_px), y_shares.eq(a_qty),
+                y_rej.eq((a_qty == 0) | (a_px == 0)),
+                y_orph.eq((scan_in.orphans != 0) & ~_better(is_bid, a_px, scan_in.cut)),
+                y_full.eq(valid.all()), y_push_ovf.eq((worst & push_ovf).any()),
+                y_worst_count.eq(gather(worst, "count", "worst_count")),
+                y_orphans.eq(scan_in.orphans),
+                y_tgt.eq(Mux(valid.all(), worst, first_free)),
+                y_worst_px.eq(worst_px),
+                y_orph_max.eq(scan_in.orphans.all()),
+                y_orph_inc.eq(scan_in.orphans + 1),
+                y_ch.px_new.eq(a_px != before_px), y_ch.px_keep.eq(t0.px != before_px),
+                y_ch.qty_new.eq(a_qty != before_qty),
+                # (t0 + a != before, mod 2**32: for A/F, whose top before is t0, a != 0.)
+                y_ch.qty_join.eq(Mux(q_add0, t0.qty != u_before_less, a_qty != 0)),
+                y_ch.qty_keep.eq(t0.qty != before_qty),
+                # (`unsure_row` is a cycle behind `row`, which an A/F's prefetch has just loaded.)
+                y_before_unsure.eq(Mux(q_add0, u_before_unsure,
+                                       _unsure(row[BUY]) | _unsure(row[SELL]))),
             ]
-        for k, t in enumerate(scan_in.top):
-            m.d.sync += [y_t[k].eq(t.valid & (t.px == a_px)),
-                         y_t_bt[k].eq(t.valid & _better(is_bid, t.px, a_px))]
+            for i, (lv, total) in enumerate(zip(scan_in.levels, totals, strict=True)):
+                joins = lv.valid & (lv.px == a_px)
+                m.d.sync += [
+                    y_eq[i].eq(joins),
+                    y_bt[i].eq(lv.valid & _better(side_of_level(i) == BUY, lv.px, a_px)),
+                    y_qty[i].eq(total), y_count[i].eq(lv.count + 1),
+                    y_eq_ovf[i].eq(joins & (total[-1] | lv.count.all())),  # and overflows it
+                ]
+            for k, t in enumerate(scan_in.top):
+                m.d.sync += [
+                    y_t[k].eq(t.valid & (t.px == a_px)),
+                    y_t_bt[k].eq(t.valid & _better(is_bid, t.px, a_px)),
+                    y_t_qty[k].eq(t.qty + a_qty), y_t_count[k].eq(t.count + 1),
+                ]
 
         # -- the decision (RM1, ADD1) and the edit (RM2, ADD2): one level, the ranks, the top
         # copies, into `cur` -------------------------------------------------------------------
@@ -1016,11 +999,12 @@ class OrderBook(wiring.Component):
         new = Signal(Level)
         m.d.comb += [new.valid.eq(1), new.px.eq(y_px), new.qty.eq(y_shares), new.count.eq(1)]
         # The decision (RM1, ADD1) is registered per level (`e_*`), and the edit runs the cycle
-        # after (RM2, ADD2) from those registers alone: the wide controls (`opens` and
-        # `rank_new`, from reductions of the scan) no longer fan out to the ~1,500 bits of
-        # `cur` in the cycle they are decided. Nothing touches `cur` in between, and the
-        # edit's operands are still there: the x_* scan registers reload the same values
-        # (neither `cur` nor the order changes), the y_* ones the edit reads hold on `add1`.
+        # after (RM2, ADD2) from those registers alone: the wide controls (`add1` from the
+        # message's own cycle, `opens` and `rank_new` from reductions of the scan) no longer
+        # fan out to the ~1,500 bits of `cur` in the cycle they are decided. Nothing touches
+        # `cur` in between, and the edit's operands are still there: the x_* scan registers
+        # reload the same values (neither `cur` nor the order changes), the y_* ones hold on
+        # `add1`.
         t0_gone, t1_gone = x_t[0] & x_t_gone[0], x_t[1] & x_t_gone[1]
         # A level that empties: those worse move up one. One that opens: those worse move down
         # one, and it takes the number of those better.
@@ -1110,14 +1094,12 @@ class OrderBook(wiring.Component):
             with m.If(written & (s_side == b)):
                 m.d.sync += side_valid[b].bit_select(slot, 1).eq(1)
 
-        # RM1: the entry keeps what is left (`kept`), or is emptied. An order leaving from a
-        # price with neither a level nor orphans: the book was already uncertain (module
-        # docstring).
-        kept = Signal(self._entry)
-        with m.If(left != 0):
-            m.d.comb += [kept.eq(o_entry), kept.shares.eq(left)]
+        # RM1: the entry keeps what is left, or is emptied. An order leaving from a price with
+        # neither a level nor orphans: the book was already uncertain (module docstring).
         with m.If(q_rm1):
             m.d.comb += wr_en.eq(1)
+            with m.If(left != 0):
+                m.d.comb += [wr_entry.eq(o_entry), wr_entry.shares.eq(left)]
             with m.If(orphan_out & (cur.orphans == 0)):
                 m.d.comb += taint_slot.eq(1)
 
@@ -1151,16 +1133,12 @@ class OrderBook(wiring.Component):
         m.d.comb += [new_entry.tag.eq(Mux(q_add1, r_new_ref, k_ref)[set_bits:]),
                      new_entry.slot.eq(slot), new_entry.side.eq(s_side),
                      new_entry.px.eq(y_px), new_entry.shares.eq(y_shares), new_entry.gen.eq(gen)]
-        # What is written is chosen by the stage (a register) alone, not by the decision to
-        # write: RM1's kept entry, else the new one. (The decision, through `go` and the
-        # lookup's verdicts, had led a routed path into `w_entry`.)
-        m.d.comb += wr_entry.eq(Mux(q_rm1, kept, new_entry))
         with m.If(add1_go):
             with m.If(y_rej):
                 m.d.comb += count["rejected"].eq(1)
             with m.Else():
                 with m.If(found | ~full):
-                    m.d.comb += [wr_en.eq(1), wr_new.eq(q_add1)]
+                    m.d.comb += [wr_en.eq(1), wr_new.eq(q_add1), wr_entry.eq(new_entry)]
                 with m.If(found):
                     m.d.comb += [count["duplicate_ref"].eq(1), taint_dup.eq(1)]
                 with m.Elif(full):

@@ -50,7 +50,6 @@ class FeedHandler(wiring.Component):
     early_d: Out(1)             # see ItchDecoder.early_d
     early_d_ref: Out(64)
     early_stock: Out(64)        # see ItchDecoder.early_stock
-    early_add: Out(1)           # see ItchDecoder.early_add
     verdict: Out(beats(Verdict))
     gap: Out(beats(GapReport))
     counters: Out(Counters)
@@ -89,8 +88,7 @@ class FeedHandler(wiring.Component):
         wiring.connect(m, itch.message, wiring.flipped(self.message))
         wiring.connect(m, itch.head, wiring.flipped(self.head))
         m.d.comb += [self.early_price.eq(itch.early_price), self.early_d.eq(itch.early_d),
-                     self.early_d_ref.eq(itch.early_d_ref), self.early_stock.eq(itch.early_stock),
-                     self.early_add.eq(itch.early_add)]
+                     self.early_d_ref.eq(itch.early_d_ref), self.early_stock.eq(itch.early_stock)]
         wiring.connect(m, itch.verdict, wiring.flipped(self.verdict))
         wiring.connect(m, mold.gap, wiring.flipped(self.gap))
 

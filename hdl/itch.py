@@ -128,10 +128,6 @@ class ItchDecoder(wiring.Component):
     # what `head.stock` will hold, from the window and the sink's byte. The book compares it
     # with its watchlist a cycle ahead, so a symbol's slot is chosen in the head's cycle.
     early_stock: Out(64)
-    # An A or F's last byte is on the sink now: its `message` is valid next cycle (exactly
-    # when, from the same terms as `message.valid`'s register). The book registers its add's
-    # decision cycle from it, instead of decoding `message` in that cycle.
-    early_add: Out(1)
     verdict: Out(beats(Verdict))
     by_type: Out(data.ArrayLayout(32, len(ITCH_TYPES)))
 
@@ -240,7 +236,7 @@ class ItchDecoder(wiring.Component):
                                 m.d.sync += reason.eq(Drop.ITCH_BAD_LENGTH)
             with m.If(beat.last & ~beat.first):
                 m.d.sync += valid.eq(decoded)
-                m.d.comb += [count.eq(1), self.early_add.eq(kind_hot.A | kind_hot.F)]
+                m.d.comb += count.eq(1)
 
         for i in range(len(ITCH_TYPES)):
             with m.If(counted & (kind_index == i)):

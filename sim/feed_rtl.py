@@ -86,7 +86,6 @@ class Outcome:
     emitted_at: list[int] = field(default_factory=list)   # cycle each message was valid (rtl)
     verdict_at: list[int] = field(default_factory=list)   # cycle each verdict was valid (rtl)
     heads: list[tuple[int, dict[str, Any]]] = field(default_factory=list)   # (cycle, ItchHead)
-    early_adds: list[tuple[int, int]] = field(default_factory=list)  # (cycle, early_price) (rtl)
 
 
 def run_model(schedule: Schedule) -> Outcome:
@@ -135,8 +134,7 @@ class FeedRtl:
     def __init__(self, build_dir: Path = Path("build/verilated")) -> None:
         self.sim = Verilated(FeedHandler(), name="feed_handler",
                              gmii=("gmii__rxd", "gmii__rx_dv", "gmii__rx_er"),
-                             streams=("message", "head", "verdict", "gap",
-                                      ("early_add", "early_add", "early_price")),
+                             streams=("message", "head", "verdict", "gap"),
                              build_dir=build_dir)
 
     def run(self, schedule: Schedule) -> Outcome:
@@ -151,8 +149,7 @@ class FeedRtl:
         gaps = [Gap(**unpack(GapReport, v)) for _, v in r.events["gap"]]
         heads = [(cycle, unpack(ItchHead, v)) for cycle, v in r.events["head"]]
         return Outcome(messages, verdicts, gaps, decode_counters(r.final), r.cycles, r.seconds,
-                       emitted, [cycle for cycle, _ in r.events["verdict"]], heads,
-                       r.events["early_add"])
+                       emitted, [cycle for cycle, _ in r.events["verdict"]], heads)
 
 
 def stimulus(schedule: Schedule,
