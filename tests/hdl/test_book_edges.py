@@ -3,7 +3,7 @@ must give the book a trader expects (spelled out in each test, not taken from ei
 
 import pytest
 
-from hdl.formats import BookParams, order_sets
+from hdl.formats import BOOK_COUNT_BITS, BookParams, order_sets
 from host.model.itch import encode
 from sim.core_rtl import CoreRtl, book_schedule, run_book_model
 
@@ -187,6 +187,26 @@ def test_level_overflow_is_uncertain_only_while_the_top_is_unknown():
         ((0, 0), False),        # the last orphan left: the side is known to be empty
     ]
     assert all(u.quote()[2:] == (0, 0) for u in updates)
+
+
+def test_orphan_counter_at_its_limit_marks_the_book_uncertain():
+    # A side counts its orphans in BOOK_COUNT_BITS (16) bits: 65,535 fit, the 65,536th cannot
+    # be vouched for. The default table (16,384 orders) cannot hold that many, so this one
+    # holds 2 x 4,096 x 9; one level is kept, so every order below the best bid is an orphan.
+    p = BookParams(slots=2, sets=4096, ways=9, levels=1)
+    limit = (1 << BOOK_COUNT_BITS) - 1
+    assert p.capacity > limit + 1
+    msgs = [add(0, "B", 5, 200)] + [add(ref, "B", 1, 100) for ref in range(1, limit + 2)]
+    # Many messages per frame: a third of the simulated cycles of one per frame.
+    sched = book_schedule([start_of_day(), *msgs], ["AAPL"], max_per_frame=32)
+    rtl, model = CoreRtl.shared(p).run(sched), run_book_model(sched, p)
+    assert rtl.updates == model.updates and rtl.book == model.book
+    updates, c = model.updates[1:], model.book
+    # Only the first add and the overflowing one change what the top says.
+    assert [(u.quote(), u.uncertain) for u in updates] == [
+        ((200, 5, 0, 0), False), ((200, 5, 0, 0), True)]
+    # The first orphan found no level to take (counted); the rest came at or below the cut.
+    assert c["level_overflow"] == 1 and c["table_full"] == 0
 
 
 @pytest.mark.parametrize("code", ["O", "C"])
