@@ -27,16 +27,19 @@ found (by locate for E/C/X/D/U, as soon as byte 2 is in; by symbol for R/H/A/F) 
 read, and the order table searched for the reference (and for U's new one), in a pipeline of
 its own:
 
-    P0  head: hash the reference, address the 32 ways      (U: the new reference two cycles
-        later; D: a cycle before its key head, on the decoder's `early_d_ref`)
-    P1  the 32 entries read into their block RAM's output register (`hdl.ebr`)
+    P0  hash the reference, address the 32 ways: A/F's the cycle after its last byte
+        (`early_af`), E/C/X/U's at their key head (U: the new reference two cycles later), D's
+        a cycle before its key head (`early_d`)
+    P1  each block RAM's own copy of the address (`hdl.ebr`)
+    PA  the 32 entries read into their block RAM's output register
     PK  per way: live? same reference (and instrument)? its price at the top of its side?
         (each way against its own copies of the key, slot, generation and tops: `hdl.copies`)
     P2  the hit: its entry, from the block RAM's register  -> found, entry  (U: old place freed)
     P3  2-left placement: the set with more free ways, its lowest free way  -> place
 
-For every type but D the lookup is done when the message's last byte arrives; D's reference
-*is* its last field, so D waits three cycles for it. Then one message is executed, stage by
+For every type but D the lookup is done when the message's last byte arrives (X's, whose
+reference is 4 bytes before its end, in time for its first stage); D's reference *is* its last
+field, so D waits four cycles for it. Then one message is executed, stage by
 stage (a message leaves at least 14 cycles to the next; a stage's write of the order table
 happens the cycle after it):
 
@@ -56,8 +59,8 @@ may need (rank 2, the worst, the first free), all registered. The decision turns
 registered per-level choices, so the edit a cycle later is multiplexers into `cur` driven by
 registers beside them. The update never waits for the edit: its top is chosen from candidates
 computed beside the scan. Cycles from a message's last byte on the pins to its update valid
-(benchmarks/test_book_rtl.py, `sim.core_rtl.BOOK_LATENCY`): H 3, A/F 3, E/C/X 5, D 6, U 7 (U's
-add scans the side its removal's edit left).
+(benchmarks/test_book_rtl.py, `sim.core_rtl.BOOK_LATENCY`): H 3, A/F 3, E/C/X 5, D 7, U 7 (U's
+add scans the side its removal's edit left; D's lookup has the address copies' cycle).
 
 One taint reaches the book a message after the update that caused it: an order leaving from a
 price with neither a level nor orphans (finding that out needs the scan, which D's update does
@@ -239,8 +242,9 @@ class OrderBook(wiring.Component):
         super().__init__({
             "head": In(beats(ItchHead)),
             "early_price": In(32),          # `hdl.itch.ItchDecoder.early_price`
-            "early_d": In(1),               # `hdl.itch.ItchDecoder.early_d`
-            "early_d_ref": In(64),
+            "early_ref": In(64),            # `hdl.itch.ItchDecoder.early_ref`
+            "early_d": In(1),
+            "early_af": In(1),
             "early_stock": In(64),          # `hdl.itch.ItchDecoder.early_stock`
             "message": In(beats(ItchMessage)),
             "verdict": In(beats(Verdict)),
@@ -344,11 +348,13 @@ class OrderBook(wiring.Component):
         cam_locate = Cat(enabled[i] & known[i] & (locate[i] == h.locate) for i in range(W))
         s_match, s_find, s_read = Signal(W), Signal(), Signal()
         slot, slot_ok = self.next_slot, Signal()        # the slot of the message to come
-        # A locate's match has a register more than a symbol's: an E/C/X/D/U's row is needed
-        # long after its locate (byte 2), and the row it reads must be the one the message
-        # before wrote back (module docstring).
+        # A locate's match has two registers more than a symbol's: an E/C/X/D/U's row is
+        # needed long after its locate (byte 2), and the row it reads must be the one the
+        # message before wrote back (see the prefetch, below).
         loc_match, loc_find = Signal(W), Signal()
-        m.d.sync += [loc_match.eq(Mux(by_locate, cam_locate, 0)), loc_find.eq(by_locate),
+        loc_wait, loc_wait_find = Signal(W), Signal()
+        m.d.sync += [loc_wait.eq(Mux(by_locate, cam_locate, 0)), loc_wait_find.eq(by_locate),
+                     loc_match.eq(loc_wait), loc_find.eq(loc_wait_find),
                      s_match.eq(Mux(by_symbol, _lowest(m, cam_symbol, "sym_lowest"),
                                     _lowest(m, loc_match, "loc_lowest"))),
                      s_find.eq(by_symbol | loc_find), s_read.eq(s_find)]
@@ -391,15 +397,22 @@ class OrderBook(wiring.Component):
                 places.append((b, ram))
         in_bank = [slice(b * p.ways, (b + 1) * p.ways) for b in range(BOOK_BANKS)]
 
-        # P0. The key head of A/F (any instrument: a duplicate) or E/C/X/D/U (this one); U's
-        # new reference (any instrument) two cycles after. Each lookup holds its address for
-        # two cycles, so that P2 gathers the entry PK looked at from the block RAM's register.
+        # P0. An A/F's reference (any instrument: a duplicate) the cycle after its last byte
+        # (`early_af`), long before its key head; the key head of E/C/X (this instrument) and
+        # U's, then U's new reference (any instrument) two cycles after it. Each lookup holds
+        # its address for two cycles, so that P2 gathers the entry PK looked at from the block
+        # RAM's register.
         key_beat = sig(hv & h.key & (h_is["A"] | h_is["F"] | h_is["E"] | h_is["C"]
                                      | h_is["X"] | h_is["D"] | h_is["U"]), "key_beat")
-        u_wait, u_second, new_ref_held = Signal(), Signal(), Signal(64)
-        m.d.sync += [u_wait.eq(key_beat & h_is["U"]), u_second.eq(u_wait)]
+        u_wait, u_second = Signal(), Signal()
+        af_start = Signal(name="af_start")
+        other_ref = Signal(64)              # the reference not on the head: A/F's, U's new one
+        m.d.sync += [u_wait.eq(key_beat & h_is["U"]), u_second.eq(u_wait),
+                     af_start.eq(self.early_af)]
         with m.If(key_beat & h_is["U"]):
-            m.d.sync += new_ref_held.eq(h.new_ref)
+            m.d.sync += other_ref.eq(h.new_ref)
+        with m.If(self.early_af):
+            m.d.sync += other_ref.eq(self.early_ref)
         # The side every stage edits: A/F's from its key head, E/C/X/D/U's from its order (P2).
         # It says which memory `cur` takes, and which way every level's price compares go:
         # besides `s_side`, a copy of it per group of levels (`hdl.copies`), so that no one
@@ -413,12 +426,13 @@ class OrderBook(wiring.Component):
             m.d.comb += s_side_next.eq(h.side != ord("B"))
             m.d.sync += [k_shares.eq(h.shares), k_ref.eq(h.order_ref)]
         # D's reference is its last field: its lookup starts a cycle before its key head, on
-        # the decoder's `early_d_ref`, so that D's head finds it in P1.
+        # the decoder's `early_d`, so that D's head finds it in P1 (and joins it at PA).
         d_key = sig(key_beat & h_is["D"], "d_key")
-        p0_key = sig(Mux(u_second, new_ref_held, h.order_ref), "p0_key")
+        p0_key = sig(Mux(u_second | af_start, other_ref, h.order_ref), "p0_key")
         p0_sets = [sig(s_, f"p0_set{b}") for b, s_ in enumerate(order_sets(p0_key, p.sets))]
-        early_sets = order_sets(self.early_d_ref, p.sets)
-        start = sig(key_beat & ~h_is["D"] | u_second, "start")
+        early_sets = order_sets(self.early_ref, p.sets)
+        start = sig(key_beat & (h_is["E"] | h_is["C"] | h_is["X"] | h_is["U"]) | u_second
+                    | af_start, "start")
         held = [Signal(set_bits, name=f"held_set{b}") for b in range(BOOK_BANKS)]
         for b in range(BOOK_BANKS):
             addr = sig(Mux(self.early_d, early_sets[b], Mux(start, p0_sets[b], held[b])),
@@ -429,19 +443,28 @@ class OrderBook(wiring.Component):
               "any": Signal(name="p1_any"), "new": Signal(name="p1_new"),
               "set": [Signal(set_bits, name=f"p1_set{b}") for b in range(BOOK_BANKS)]}
         m.d.sync += [p1["valid"].eq(start), p1["key"].eq(p0_key),
-                     p1["any"].eq(u_second | h_is["A"] | h_is["F"]), p1["new"].eq(u_second)]
+                     p1["any"].eq(u_second | af_start), p1["new"].eq(u_second)]
         m.d.sync += [p1["set"][b].eq(p0_sets[b]) for b in range(BOOK_BANKS)]
 
-        # P1. The ways' entries are read into their block RAM's register. The key goes into
+        # P1. Each block RAM takes the address into its own copy of it (`hdl.ebr`: the wire to
+        # the farthest of them had been a cycle's worth on its own).
+        # PA. The ways' entries are read into their block RAM's register. The key goes into
         # each way's copy (D's from its head, the cycle after its P0 ran on `early_d`).
+        pa = {"valid": Signal(name="pa_valid"), "key": Signal(64, name="pa_key"),
+              "any": Signal(name="pa_any"), "new": Signal(name="pa_new"),
+              "set": [Signal(set_bits, name=f"pa_set{b}") for b in range(BOOK_BANKS)]}
+        # (At D's key head `p0_key` is its reference: no U waits then.)
+        m.d.sync += [pa["valid"].eq(p1["valid"] | d_key), pa["key"].eq(Mux(d_key, p0_key,
+                                                                             p1["key"])),
+                     pa["any"].eq(p1["any"] & ~d_key), pa["new"].eq(p1["new"] & ~d_key)]
+        m.d.sync += [pa["set"][b].eq(Mux(d_key, p0_sets[b], p1["set"][b]))
+                     for b in range(BOOK_BANKS)]
         pk = {"valid": Signal(name="pk_valid"),
               "any": Signal(name="pk_any"), "new": Signal(name="pk_new"),
               "set": [Signal(set_bits, name=f"pk_set{b}") for b in range(BOOK_BANKS)]}
-        # (At D's key head `p0_key` is its reference: no U waits then.)
-        m.d.sync += [pk["valid"].eq(p1["valid"] | d_key),
-                     pk["any"].eq(p1["any"] & ~d_key), pk["new"].eq(p1["new"] & ~d_key)]
-        m.d.sync += [pk["set"][b].eq(Mux(d_key, p0_sets[b], p1["set"][b]))
-                     for b in range(BOOK_BANKS)]
+        m.d.sync += [pk["valid"].eq(pa["valid"]), pk["any"].eq(pa["any"]),
+                     pk["new"].eq(pa["new"])]
+        m.d.sync += [pk["set"][b].eq(pa["set"][b]) for b in range(BOOK_BANKS)]
 
         # PK. Every way's verdict on the key. (Named: a tuple assignment leaves them `$signal`
         # in the reports tools/depth.py reads.)
@@ -460,8 +483,7 @@ class OrderBook(wiring.Component):
             "tag": 64 - set_bits, "any": 1, "slot": range(W), "gen": BOOK_GEN_BITS,
             "top": data.ArrayLayout(data.StructLayout({"valid": 1, "px": 32}), 2)})
         now = Signal(way)
-        m.d.comb += [now.tag.eq(Mux(d_key, p0_key, p1["key"])[set_bits:]),
-                     now.any.eq(p1["any"] & ~d_key)]
+        m.d.comb += [now.tag.eq(pa["key"][set_bits:]), now.any.eq(pa["any"])]
         m.d.sync += [now.slot.eq(slot), now.gen.eq(gen)]
         m.d.sync += [now.top[b].eq(Cat(row[b].top[0].valid, row[b].top[0].px))
                      for b in (BUY, SELL)]
@@ -583,13 +605,15 @@ class OrderBook(wiring.Component):
         with m.If(p3_valid & p3_new):
             m.d.sync += [n_place.eq(place), n_set.eq(where)]
 
-        # The lookups for the latest key head are in (P2 done) from its fifth cycle on (D's:
-        # its fourth). Cleared a cycle before a D's key head too (`early_d`): a D's message
-        # comes with its key head, and must find `looked_up` clear then, from a register alone.
+        # The message's lookups are in (P2 done) from the sixth cycle of the latest one on
+        # (D's: the fifth after its key head). Cleared a cycle before a D's key head too
+        # (`early_d`): a D's message comes with its key head, and must find `looked_up` clear
+        # then, from a register alone. (An A/F's key head starts nothing: its lookup ran on
+        # `early_af`.)
         looked_up = Signal()
         with m.If(p2_valid & ~p2_new):
             m.d.sync += looked_up.eq(1)
-        with m.If(key_beat | self.early_d):
+        with m.If(start & ~u_second | d_key | self.early_d):
             m.d.sync += looked_up.eq(0)
 
         # The stages decide a write of the table (`wr_*`: the entry, and whether it goes to
@@ -669,7 +693,10 @@ class OrderBook(wiring.Component):
         # Start: at once, or (D) when its lookup is in.
         needs_table = is_["A"] | is_["F"] | is_["E"] | is_["C"] | is_["X"] | is_["D"] | is_["U"]
         pending = Signal()
-        ready = looked_up
+        # E/C/X can go in their lookup's P2 (X's key head is 4 bytes before its end, so its
+        # message comes then): their R1 reads what P2 registers. D and U read it in their first
+        # stage, A/F theirs long before.
+        ready = sig(looked_up | p2_valid & ~p2_new & (is_["E"] | is_["C"] | is_["X"]), "ready")
         go_now = sig(ours & ~is_["R"] & (~needs_table | ready), "go_now")
         go_late = sig(pending & ready, "go_late")
         with m.If(go_late):
@@ -1073,8 +1100,9 @@ class OrderBook(wiring.Component):
             edited.cut.eq(_choose(e_cut, [y_px, y_worst_px], cur.cut)),
         ]
         # The prefetch of the next message's row comes the cycle after the write-back of this
-        # one's last edit (D: RM2 at t0+6, written at t0+7; the next message's locate head at
-        # t0+5, its row read at t0+8: a locate's slot match has a register more than a symbol's).
+        # one's last edit (D: RM2 at t0+7, written at t0+8; the next message's locate head at
+        # t0+5, its row read at t0+9: a locate's slot match has two registers more than a
+        # symbol's).
         for k in range(ROW_PARTS):
             m.d.sync += cur.as_value()[bounds[k]:bounds[k + 1]].eq(
                 Mux(ctl[k].load, Mux(s_side, sides[SELL][k], sides[BUY][k]),

@@ -15,9 +15,12 @@ It merges only Yosys' internal cell types, so on ECP5 each copied bit is an FD1S
 
 from amaranth import ClockSignal, Instance, Signal, Value
 
-from hdl.ebr import is_ecp5
+__all__ = ["copies", "is_ecp5"]
 
-__all__ = ["copies"]
+
+def is_ecp5(platform) -> bool:
+    """Elaborating for an ECP5 (tools/synth.py's platform, or an Amaranth LatticeECP5Platform)."""
+    return str(getattr(platform, "device", "")).startswith("LFE5")
 
 
 def copies(m, platform, value, n: int, name: str) -> list[Signal]:

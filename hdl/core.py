@@ -95,7 +95,8 @@ class Core(wiring.Component):
         wiring.connect(m, feed.message, book.message)
         wiring.connect(m, feed.head, book.head)
         m.d.comb += [book.early_price.eq(feed.early_price), book.early_d.eq(feed.early_d),
-                     book.early_d_ref.eq(feed.early_d_ref), book.early_stock.eq(feed.early_stock)]
+                     book.early_af.eq(feed.early_af), book.early_ref.eq(feed.early_ref),
+                     book.early_stock.eq(feed.early_stock)]
         wiring.connect(m, feed.verdict, book.verdict)
         wiring.connect(m, feed.gap, book.gap)
         wiring.connect(m, feed.counters, wiring.flipped(self.counters))

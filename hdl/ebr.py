@@ -1,36 +1,42 @@
-"""A block RAM whose read data is registered inside the block: `read_data` holds the entry at
-`read_addr` of two cycles before (a write in the cycle of the read is not seen).
+"""A block RAM whose read address is registered beside the block and whose read data is registered
+inside it: `read_data` holds the entry at `read_addr` of three cycles before (as the memory was
+after that cycle's write).
 
-Why: an ECP5 block RAM's clock-to-out without its output register is a large part of a 125 MHz
-cycle (tools/depth.py models it as 3.5 ns), and the order table's 32 ways sit all over the
-chip's block RAM rows, so their entries reached the logic that compares them late. A register
-after the memory in the fabric does not help: nextpnr places it where its loads pull it, half a
-chip from its block RAM (measured 2026-11-22). Yosys 0.70's `synth_ecp5` does not put such a
-register into the DP16KD's own output register (REGMODE=OUTREG): only a plugin
+Why the address register: the order table's blocks fill the chip's block RAM rows, and the
+address to the farthest of them was the longest routed path of every 16,384-entry table (10.0-10.7
+ns, 8.6 ns of it wire; docs/book-timing.md, seventh session). Each block has its own copy of the
+address (`hdl.copies`, which synthesis keeps apart), so nextpnr can place each copy between the
+address's source and its block, and the wire is crossed in two cycles.
+
+Why the data register: an ECP5 block RAM's clock-to-out without its output register is a large
+part of a 125 MHz cycle (tools/depth.py models it as 3.5 ns), and the order table's 32 ways sit
+all over the chip's block RAM rows, so their entries reached the logic that compares them late.
+A register after the memory in the fabric does not help: nextpnr places it where its loads pull
+it, half a chip from its block RAM (measured 2026-11-22). Yosys 0.70's `synth_ecp5` does not put
+such a register into the DP16KD's own output register (REGMODE=OUTREG): only a plugin
 (yosys_ecp5_infer_bram_outreg) does, and YoWASP loads no plugins. So on ECP5 this instantiates
 DP16KD itself, 36 bits wide (the pseudo dual-port mapping of Yosys'
 techlibs/lattice/brams_map_16kd.v: port A writes with its four byte enables on ADA[3:0], port B
 reads, the 36 bits on DOA then DOB), with both output registers on. Anywhere else (simulation,
 Verilator), and on ECP5 for a memory deeper than one block's 512 entries, it is the same
-behaviour in plain Amaranth: a memory with a synchronous read port and a register after it.
+behaviour in plain Amaranth: an address register, a memory with a synchronous read port, and a
+register after it.
 """
 
 from amaranth import ClockSignal, Const, Instance, Module, Signal, Value
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["RegisteredRam", "is_ecp5"]
+from hdl.copies import copies, is_ecp5
+
+__all__ = ["RegisteredRam"]
 
 EBR_DEPTH, EBR_WIDTH = 512, 36      # DP16KD as 512 x 36
 
 
-def is_ecp5(platform) -> bool:
-    """Elaborating for an ECP5 (tools/synth.py's platform, or an Amaranth LatticeECP5Platform)."""
-    return str(getattr(platform, "device", "")).startswith("LFE5")
-
-
 class RegisteredRam(wiring.Component):
-    """`depth` entries of `shape`: one write port, one read port with two cycles of latency."""
+    """`depth` entries of `shape`: one write port, one read port with three cycles of latency."""
+    LATENCY = 3
 
     def __init__(self, shape, depth: int):
         self._shape, self._depth = shape, depth
@@ -55,10 +61,13 @@ class RegisteredRam(wiring.Component):
                 v = Value.cast(value)
                 return [v[i] for i in range(len(v))] + [Const(0, 1)] * (n - len(v))
             waddr = [self.write_en] * 4 + [Const(0, 1)] + bits(self.write_addr, 9)
-            raddr = [Const(0, 1)] * 5 + bits(self.read_addr, 9)
             wdata = bits(self.write_data, width + -width % EBR_WIDTH)
             rdata = Signal(len(wdata))
-            for k in range(0, width, EBR_WIDTH):
+            blocks = len(wdata) // EBR_WIDTH
+            for k, ra in zip(range(0, width, EBR_WIDTH),
+                             copies(m, platform, self.read_addr, blocks, "read_addr_copy"),
+                             strict=True):
+                raddr = [Const(0, 1)] * 5 + bits(ra, 9)
                 di, do = wdata[k:k + EBR_WIDTH], rdata[k:k + EBR_WIDTH]
                 ports = {f"i_ADA{i}": waddr[i] for i in range(14)}
                 ports |= {f"i_ADB{i}": raddr[i] for i in range(14)}
@@ -83,7 +92,8 @@ class RegisteredRam(wiring.Component):
             mem = memory.Memory(shape=width, depth=self._depth, init=[])
             m.submodules.mem = mem
             rd, wr = mem.read_port(), mem.write_port()
-            m.d.comb += [rd.addr.eq(self.read_addr), wr.addr.eq(self.write_addr),
+            (read_addr,) = copies(m, platform, self.read_addr, 1, "read_addr_copy")
+            m.d.comb += [rd.addr.eq(read_addr), wr.addr.eq(self.write_addr),
                          wr.data.eq(self.write_data), wr.en.eq(self.write_en)]
             m.d.sync += rd_out.eq(rd.data)
         return m

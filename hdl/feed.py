@@ -47,8 +47,9 @@ class FeedHandler(wiring.Component):
     message: Out(beats(ItchMessage))
     head: Out(beats(ItchHead))
     early_price: Out(32)        # see ItchDecoder.early_price
-    early_d: Out(1)             # see ItchDecoder.early_d
-    early_d_ref: Out(64)
+    early_ref: Out(64)          # see ItchDecoder.early_ref
+    early_d: Out(1)
+    early_af: Out(1)
     early_stock: Out(64)        # see ItchDecoder.early_stock
     verdict: Out(beats(Verdict))
     gap: Out(beats(GapReport))
@@ -88,7 +89,8 @@ class FeedHandler(wiring.Component):
         wiring.connect(m, itch.message, wiring.flipped(self.message))
         wiring.connect(m, itch.head, wiring.flipped(self.head))
         m.d.comb += [self.early_price.eq(itch.early_price), self.early_d.eq(itch.early_d),
-                     self.early_d_ref.eq(itch.early_d_ref), self.early_stock.eq(itch.early_stock)]
+                     self.early_af.eq(itch.early_af), self.early_ref.eq(itch.early_ref),
+                     self.early_stock.eq(itch.early_stock)]
         wiring.connect(m, itch.verdict, wiring.flipped(self.verdict))
         wiring.connect(m, mold.gap, wiring.flipped(self.gap))
 

@@ -76,6 +76,11 @@ def field_end(kind: str, name: str) -> int:
     raise KeyError(name)
 
 
+REF_AT = field_end("D", "order_ref")
+"""Offset of the last byte of an A, F or D's reference (D's last byte): `ItchDecoder.early_ref`."""
+assert REF_AT == field_end("A", "order_ref") == field_end("F", "order_ref")
+
+
 HEAD_AT = {kind: max(field_end(kind, f) for f, _ in fields if f in HEAD_KEYS)
            for kind, fields in ITCH_BODIES.items() if any(f in HEAD_KEYS for f, _ in fields)}
 """Offset of the byte after which a type's key fields (`HEAD_KEYS` it has) are all known."""
@@ -117,13 +122,19 @@ class ItchDecoder(wiring.Component):
     # (any other cycle: meaningless). From the byte window's registers and the sink's byte:
     # the book scans its levels for an add's price then, so its update is out a cycle sooner.
     early_price: Out(32)
-    # The reference of the D whose last byte (its reference's) is on the sink now, when
-    # `early_d`. From registers alone, `early_d` says a D's last byte is due: its type and the
-    # offset of the byte on the sink (the sink's valid is not looked at, so it may be early;
-    # the book starts D's table lookup on it and trusts the result only when D's key head
-    # follows in the next cycle, which it does exactly when the byte was there).
+    # The reference of the A, F or D whose reference's last byte (offset REF_AT, the same in
+    # all three) is on the sink now, when `early_af` or `early_d` (any other cycle:
+    # meaningless).
+    # From registers alone, `early_d` says a D's last byte is due: its type and the offset of
+    # the byte on the sink (the sink's valid is not looked at, so it may be early; the book
+    # starts D's table lookup on it and trusts the result only when D's key head follows in
+    # the next cycle, which it does exactly when the byte was there).
+    # `early_af` says the byte is there (valid, in a frame not dropped so far): the book looks
+    # an A/F's reference up the cycle after, 13 bytes before its message ends (its key head
+    # waits for the stock, 4 bytes before the end).
+    early_ref: Out(64)
     early_d: Out(1)
-    early_d_ref: Out(64)
+    early_af: Out(1)
     # The stock of the R/H/A/F whose key head comes next cycle (any other cycle: meaningless):
     # what `head.stock` will hold, from the window and the sink's byte. The book compares it
     # with its watchlist a cycle ahead, so a symbol's slot is chosen in the head's cycle.
@@ -190,8 +201,10 @@ class ItchDecoder(wiring.Component):
         m.d.comb += self.early_price.eq(Mux(kind == ord("F"),
                                             field("F", "price", ITCH_LENGTHS["F"] - 1),
                                             field("A", "price", ITCH_LENGTHS["A"] - 1)))
-        m.d.comb += [self.early_d.eq((kind == ord("D")) & (pos == HEAD_AT["D"])),
-                     self.early_d_ref.eq(field("D", "order_ref", HEAD_AT["D"]))]
+        m.d.comb += [self.early_ref.eq(field("D", "order_ref", REF_AT)),
+                     self.early_d.eq((kind == ord("D")) & (pos == REF_AT)),
+                     self.early_af.eq((kind_hot.A | kind_hot.F) & (pos == REF_AT)
+                                      & self.sink.valid & ~beat.end & (reason == Drop.NONE))]
         # (R/H/A/F's key head comes at their stock's last byte: it is the window's low bytes.)
         assert all(HEAD_AT[t] == field_end(t, "stock") for t in "RHAF")
         m.d.comb += self.early_stock.eq(now[:64])

@@ -48,9 +48,10 @@ __all__ = ["BookOutcome", "OrderOutcome", "run_book_model", "CoreRtl", "decode_u
 # last field, so it alone waits for its lookup.
 BOOK_LATENCY_TARGETS = {"A/F": 4, "E/C/X": 6, "D": 6, "U": 6, "H": 4}
 # What `hdl.book` does, by its stage table: every update of a group takes exactly this long.
-# U misses its target by a cycle: its add scans the side its removal left, and the edit runs a
-# cycle after its decision (for the clock; docs/book-timing.md).
-BOOK_LATENCY = {"A/F": 3, "E/C/X": 5, "D": 6, "U": 7, "H": 3}
+# U and D miss their target by a cycle, for the clock (docs/book-timing.md): U's add scans the
+# side its removal left, and the edit runs a cycle after its decision; D's lookup, which it
+# alone waits for, has a cycle for the address to reach the farthest block RAM.
+BOOK_LATENCY = {"A/F": 3, "E/C/X": 5, "D": 7, "U": 7, "H": 3}
 _GROUP = {"A": "A/F", "F": "A/F", "E": "E/C/X", "C": "E/C/X", "X": "E/C/X", "D": "D", "U": "U",
           "H": "H"}
 

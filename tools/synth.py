@@ -37,7 +37,7 @@ _UTIL_NAMES = {"TRELLIS_COMB": "lut4", "TRELLIS_FF": "ff", "DP16KD": "ebr", "MUL
 
 class _Ecp5Synth:
     """The platform designs are elaborated with here: blocks that instantiate ECP5 primitives
-    (`hdl.ebr.is_ecp5`) do so; in simulation (no platform) they are plain Amaranth."""
+    (`hdl.copies.is_ecp5`) do so; in simulation (no platform) they are plain Amaranth."""
     device = "LFE5UM5G-85F"
 
 

@@ -1,7 +1,7 @@
-"""`hdl.ebr.RegisteredRam`: its simulated behaviour against a plain Python memory (two cycles
-from address to data, a write seen by reads from the next cycle on), and its ECP5 form: the
-DP16KD blocks, their output registers on, and every data and address bit on the pin Yosys'
-own 512 x 36 mapping uses."""
+"""`hdl.ebr.RegisteredRam`: its simulated behaviour against a plain Python memory (three cycles
+from address to data, a write seen by reads addressed in its own cycle on), and its ECP5 form:
+the DP16KD blocks, their output registers on, each block's own copy of the read address, and
+every data and address bit on the pin Yosys' own 512 x 36 mapping uses."""
 
 import random
 
@@ -15,7 +15,7 @@ from tools.synth import ECP5_SYNTH
 WIDTH, DEPTH = 80, 64
 
 
-def test_reads_two_cycles_after_their_address() -> None:
+def test_reads_three_cycles_after_their_address() -> None:
     rng = random.Random(3)
     dut = RegisteredRam(WIDTH, DEPTH)
     mem = [0] * DEPTH
@@ -23,7 +23,7 @@ def test_reads_two_cycles_after_their_address() -> None:
               rng.getrandbits(WIDTH)) for _ in range(2000)]
 
     async def bench(ctx):
-        expect: list[int | None] = [None, None]
+        expect: list[int | None] = [None] * RegisteredRam.LATENCY
         for raddr, wen, waddr, wdata in steps:
             ctx.set(dut.read_addr, raddr)
             ctx.set(dut.write_en, wen)
@@ -31,10 +31,11 @@ def test_reads_two_cycles_after_their_address() -> None:
             ctx.set(dut.write_data, wdata)
             if expect[0] is not None:
                 assert ctx.get(dut.read_data) == expect[0]
-            # The read takes the memory as it is before this cycle's write.
-            expect = [expect[1], mem[raddr]]
+            # The block reads the cycle after the address (its copy's cycle): the memory as it
+            # is after this cycle's write.
             if wen:
                 mem[waddr] = wdata
+            expect = expect[1:] + [mem[raddr]]
             await ctx.tick()
 
     sim = Simulator(dut)
@@ -57,10 +58,15 @@ def test_ecp5_form_is_dp16kd_with_output_registers() -> None:
     width = 137                                   # the order table's entry, 4 blocks
     dut = RegisteredRam(width, 512)
     frag = Fragment.get(dut, ECP5_SYNTH)
-    blocks = [sub for sub, _, _ in frag.subfragments if isinstance(sub, Instance)]
+    cells = [sub for sub, _, _ in frag.subfragments if isinstance(sub, Instance)]
+    blocks = [c for c in cells if c.type == "DP16KD"]
     assert len(blocks) == -(-width // EBR_WIDTH)
+    # Each block's copy of the read address: one flip-flop per bit, loading `read_addr`.
+    flops = {_bit_source(c.ports["Q"][0]): _bit_source(c.ports["D"][0])
+             for c in cells if c.type == "FD1S3AX"}
+    assert flops == {(f"read_addr_copy{k}", i): ("read_addr", i)
+                     for k in range(len(blocks)) for i in range(9)}
     for k, inst in enumerate(blocks):
-        assert inst.type == "DP16KD"
         p = inst.parameters
         assert (p["DATA_WIDTH_A"], p["DATA_WIDTH_B"]) == (36, 36)
         assert (p["REGMODE_A"], p["REGMODE_B"]) == ("OUTREG", "OUTREG")
@@ -72,9 +78,10 @@ def test_ecp5_form_is_dp16kd_with_output_registers() -> None:
             got = _bit_source(ports[pin])
             assert got == want, (k, pin, got, want)
         # Address bits 5-13 carry the set; port A's 0-3 its byte enables (the write enable).
+        # The read address is the block's own copy (`hdl.copies`: one FD1S3AX per bit).
         for i in range(9):
             assert _bit_source(ports[f"ADA{5 + i}"]) == ("write_addr", i)
-            assert _bit_source(ports[f"ADB{5 + i}"]) == ("read_addr", i)
+            assert _bit_source(ports[f"ADB{5 + i}"]) == (f"read_addr_copy{k}", i)
         for i in range(4):
             assert _bit_source(ports[f"ADA{i}"]) == ("write_en", 0)
         assert Value.cast(ports["WEB"]).value == 0
