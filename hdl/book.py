@@ -426,7 +426,7 @@ class OrderBook(wiring.Component):
             m.d.comb += s_side_next.eq(h.side != ord("B"))
             m.d.sync += [k_shares.eq(h.shares), k_ref.eq(h.order_ref)]
         # D's reference is its last field: its lookup starts a cycle before its key head, on
-        # the decoder's `early_d`, so that D's head finds it in P1 (and joins it at PA).
+        # the decoder's `early_d`, and its key joins the pipeline at PA from its head.
         d_key = sig(key_beat & h_is["D"], "d_key")
         p0_key = sig(Mux(u_second | af_start, other_ref, h.order_ref), "p0_key")
         p0_sets = [sig(s_, f"p0_set{b}") for b, s_ in enumerate(order_sets(p0_key, p.sets))]
