@@ -693,15 +693,17 @@ class OrderBook(wiring.Component):
         # Start: at once, or (D) when its lookup is in.
         needs_table = is_["A"] | is_["F"] | is_["E"] | is_["C"] | is_["X"] | is_["D"] | is_["U"]
         pending = Signal()
-        # E/C/X can go in their lookup's P2 (X's key head is 4 bytes before its end, so its
+        go_now = sig(ours & ~is_["R"] & (~needs_table | looked_up), "go_now")
+        # E/C/X can also go in their lookup's P2 (X's key head is 4 bytes before its end, so its
         # message comes then): their R1 reads what P2 registers. D and U read it in their first
-        # stage, A/F theirs long before.
-        ready = sig(looked_up | p2_valid & ~p2_new & (is_["E"] | is_["C"] | is_["X"]), "ready")
-        go_now = sig(ours & ~is_["R"] & (~needs_table | ready), "go_now")
-        go_late = sig(pending & ready, "go_late")
+        # stage, A/F theirs long before. (A start of its own: inside `go_now`, the P2 registers
+        # had led a routed path through A/F's `add1_go` into `e_write`.)
+        go_p2 = sig(ours & p2_valid & ~p2_new & ~looked_up & (is_["E"] | is_["C"] | is_["X"]),
+                    "go_p2")
+        go_late = sig(pending & looked_up, "go_late")
         with m.If(go_late):
             m.d.sync += pending.eq(0)
-        with m.If(ours & needs_table & ~ready):
+        with m.If(ours & needs_table & ~looked_up & ~go_p2):
             m.d.sync += pending.eq(1)
         go = go_now | go_late
         # The type, operands for the stage that runs in the message's own cycle.
@@ -712,7 +714,7 @@ class OrderBook(wiring.Component):
         # message's own fields are a type-keyed multiplexer away).
         q_r1, q_rm0, q_rm1, q_rm2 = Signal(), Signal(), Signal(), Signal()
         q_add0, q_add1 = Signal(), Signal()
-        m.d.sync += q_r1.eq(go & (kind["E"] | kind["C"] | kind["X"]))
+        m.d.sync += q_r1.eq(go & (kind["E"] | kind["C"] | kind["X"]) | go_p2)
         # D's RM0 comes the cycle after its lookup, when `cur` takes its order's side: its
         # update reads `row`'s tops, its scan runs a cycle later (`q_d_scan`), so its RM1 too.
         d_rm0 = sig(go & kind["D"], "d_rm0")
