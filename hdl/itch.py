@@ -130,8 +130,8 @@ class ItchDecoder(wiring.Component):
     # starts D's table lookup on it and trusts the result only when D's key head follows in
     # the next cycle, which it does exactly when the byte was there).
     # `early_af` says the byte is there (valid, in a frame not dropped so far): the book looks
-    # an A/F's reference up the cycle after, 13 bytes before its message ends (its key head
-    # waits for the stock, 4 bytes before the end).
+    # an A/F's reference up the cycle after, 17 bytes before an A's last byte (21 for an F;
+    # their key head waits for the stock, 4 bytes before an A's last byte).
     early_ref: Out(64)
     early_d: Out(1)
     early_af: Out(1)
