@@ -15,12 +15,10 @@ A register after the memory in the fabric does not help: nextpnr places it where
 it, half a chip from its block RAM (measured 2026-11-22). Yosys 0.70's `synth_ecp5` does not put
 such a register into the DP16KD's own output register (REGMODE=OUTREG): only a plugin
 (yosys_ecp5_infer_bram_outreg) does, and YoWASP loads no plugins. So on ECP5 this instantiates
-DP16KD itself, with both output registers on: 512 x 36 (the pseudo dual-port mapping of Yosys'
+DP16KD itself, 36 bits wide (the pseudo dual-port mapping of Yosys'
 techlibs/lattice/brams_map_16kd.v: port A writes with its four byte enables on ADA[3:0], port B
-reads, the 36 bits on DOA then DOB) for up to 512 entries, 2,048 x 9 (true dual port: A writes,
-B reads) for up to 2,048; at 2,048 deep the fabric register had left the block's clock-to-out
-(4.26 ns) and a long wire in one cycle, the routed critical path of 2 x 2048 x 4 at one seed.
-Anywhere else (simulation, Verilator), and on ECP5 for a deeper memory, it is the same
+reads, the 36 bits on DOA then DOB), with both output registers on. Anywhere else (simulation,
+Verilator), and on ECP5 for a memory deeper than one block's 512 entries, it is the same
 behaviour in plain Amaranth: an address register, a memory with a synchronous read port, and a
 register after it.
 """
@@ -28,15 +26,12 @@ register after it.
 from amaranth import ClockSignal, Const, Instance, Module, Signal, Value
 from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
-from amaranth.utils import ceil_log2
 
 from hdl.copies import copies, is_ecp5
 
 __all__ = ["RegisteredRam"]
 
-# DP16KD shapes used here: entries -> bits per entry (36 bits is its pseudo dual-port mode).
-EBR_MODES = {512: 36, 2048: 9}   # (1,024 x 18 would need its byte enables set)
-EBR_WIDTH = EBR_MODES[512]
+EBR_DEPTH, EBR_WIDTH = 512, 36      # DP16KD as 512 x 36
 
 
 class RegisteredRam(wiring.Component):
@@ -58,50 +53,38 @@ class RegisteredRam(wiring.Component):
         width = len(Value.cast(self.write_data))
         rd_out = Signal(width)
         m.d.comb += self.read_data.eq(rd_out)
-        mode = next((d for d in sorted(EBR_MODES) if self._depth <= d), None)
-        if is_ecp5(platform) and mode is not None:
-            # Bit lists, one per pin. A block of `mode` entries of `bits_per` bits takes its
-            # address on pins 13 down to 14 - log2(mode); the pins below are 0 or, at 36 bits
-            # wide, port A's byte enables, which carry the write enable (WEA stays 1). That
-            # is Yosys' own mapping (techlibs/lattice/brams_map_16kd.v; a 2,048 x 9 memory
-            # checked by synthesising one, 2026-11-23: ADx0-2 = 0, DIA0-8 in, DOB0-8 out).
-            bits_per = EBR_MODES[mode]
-            low = 14 - ceil_log2(mode)
-
+        if is_ecp5(platform) and self._depth <= EBR_DEPTH:
+            # Bit lists, one per pin. Address bits 5-13 of a 512 x 36 block carry the set; port
+            # A's bits 0-3 are its byte enables and carry the write enable (WEA stays 1), as
+            # Yosys maps it.
             def bits(value, n):
                 v = Value.cast(value)
                 return [v[i] for i in range(len(v))] + [Const(0, 1)] * (n - len(v))
-            blocks = -(-width // bits_per)
-            wdata = bits(self.write_data, blocks * bits_per)
-            rdata = Signal(blocks * bits_per)
-            wide = bits_per == EBR_WIDTH
-            for k, ra in enumerate(copies(m, platform, self.read_addr, blocks,
-                                          "read_addr_copy")):
-                waddr = ([self.write_en] * 4 + [Const(0, 1)] if wide
-                         else [Const(0, 1)] * low) + bits(self.write_addr, 14 - low)
-                raddr = [Const(0, 1)] * low + bits(ra, 14 - low)
-                di = wdata[k * bits_per:(k + 1) * bits_per]
-                do = rdata[k * bits_per:(k + 1) * bits_per]
+            waddr = [self.write_en] * 4 + [Const(0, 1)] + bits(self.write_addr, 9)
+            wdata = bits(self.write_data, width + -width % EBR_WIDTH)
+            rdata = Signal(len(wdata))
+            blocks = len(wdata) // EBR_WIDTH
+            for k, ra in zip(range(0, width, EBR_WIDTH),
+                             copies(m, platform, self.read_addr, blocks, "read_addr_copy"),
+                             strict=True):
+                raddr = [Const(0, 1)] * 5 + bits(ra, 9)
+                di, do = wdata[k:k + EBR_WIDTH], rdata[k:k + EBR_WIDTH]
                 ports = {f"i_ADA{i}": waddr[i] for i in range(14)}
                 ports |= {f"i_ADB{i}": raddr[i] for i in range(14)}
-                if wide:    # pseudo dual port: 36 bits in on DIA and DIB, out on DOA and DOB
-                    ports |= {f"i_DIA{i}": di[i] for i in range(18)}
-                    ports |= {f"i_DIB{i}": di[18 + i] for i in range(18)}
-                    ports |= {f"o_DOA{i}": do[i] for i in range(18)}
-                    ports |= {f"o_DOB{i}": do[18 + i] for i in range(18)}
-                else:       # true dual port: port A writes, port B reads
-                    ports |= {f"i_DIA{i}": di[i] for i in range(bits_per)}
-                    ports |= {f"o_DOB{i}": do[i] for i in range(bits_per)}
+                ports |= {f"i_DIA{i}": di[i] for i in range(18)}
+                ports |= {f"i_DIB{i}": di[18 + i] for i in range(18)}
+                ports |= {f"o_DOA{i}": do[i] for i in range(18)}
+                ports |= {f"o_DOB{i}": do[18 + i] for i in range(18)}
                 ports |= {f"i_CS{p}{i}": 0 for p in "AB" for i in range(3)}
-                m.submodules[f"ebr{k}"] = Instance(
+                m.submodules[f"ebr{k // EBR_WIDTH}"] = Instance(
                     "DP16KD",
-                    p_DATA_WIDTH_A=bits_per, p_DATA_WIDTH_B=bits_per,
+                    p_DATA_WIDTH_A=EBR_WIDTH, p_DATA_WIDTH_B=EBR_WIDTH,
                     p_REGMODE_A="OUTREG", p_REGMODE_B="OUTREG",
                     p_RESETMODE="SYNC", p_ASYNC_RESET_RELEASE="SYNC",
                     p_CSDECODE_A="0b000", p_CSDECODE_B="0b000",
                     p_WRITEMODE_A="NORMAL", p_WRITEMODE_B="NORMAL", p_GSR="DISABLED",
                     i_CLKA=ClockSignal(), i_CLKB=ClockSignal(),
-                    i_WEA=1 if wide else self.write_en, i_CEA=1, i_OCEA=1, i_RSTA=0,
+                    i_WEA=1, i_CEA=1, i_OCEA=1, i_RSTA=0,
                     i_WEB=0, i_CEB=1, i_OCEB=1, i_RSTB=0,
                     **ports)
             m.d.comb += rd_out.eq(rdata[:width])

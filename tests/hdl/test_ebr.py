@@ -1,8 +1,7 @@
 """`hdl.ebr.RegisteredRam`: its simulated behaviour against a plain Python memory (three cycles
 from address to data, a write seen by reads addressed in its own cycle on), and its ECP5 form:
 the DP16KD blocks, their output registers on, each block's own copy of the read address, and
-every data and address bit on the pin Yosys' own mapping uses (512 x 36, and 2,048 x 9 for the
-2,048-deep tables)."""
+every data and address bit on the pin Yosys' own 512 x 36 mapping uses."""
 
 import random
 
@@ -86,37 +85,3 @@ def test_ecp5_form_is_dp16kd_with_output_registers() -> None:
         for i in range(4):
             assert _bit_source(ports[f"ADA{i}"]) == ("write_en", 0)
         assert Value.cast(ports["WEB"]).value == 0
-
-
-def test_ecp5_form_at_2048_deep_is_dp16kd_2048_x_9() -> None:
-    """A 2,048-deep table (2 x 2048 x 4 books) uses 2,048 x 9 blocks, their output registers on
-    (before, it fell back to a fabric register, and a block's clock-to-out led the routed path)."""
-    width = 137
-    dut = RegisteredRam(width, 2048)
-    frag = Fragment.get(dut, ECP5_SYNTH)
-    cells = [sub for sub, _, _ in frag.subfragments if isinstance(sub, Instance)]
-    blocks = [c for c in cells if c.type == "DP16KD"]
-    assert len(blocks) == -(-width // 9)
-    flops = {_bit_source(c.ports["Q"][0]): _bit_source(c.ports["D"][0])
-             for c in cells if c.type == "FD1S3AX"}
-    assert flops == {(f"read_addr_copy{k}", i): ("read_addr", i)
-                     for k in range(len(blocks)) for i in range(11)}
-    for k, inst in enumerate(blocks):
-        p = inst.parameters
-        assert (p["DATA_WIDTH_A"], p["DATA_WIDTH_B"]) == (9, 9)
-        assert (p["REGMODE_A"], p["REGMODE_B"]) == ("OUTREG", "OUTREG")
-        ports = {name: value for name, (value, _) in inst.ports.items()}
-        for i in range(9):
-            bit = 9 * k + i
-            assert _bit_source(ports[f"DIA{i}"]) == (("write_data", bit) if bit < width else 0)
-            out = Value.cast(ports[f"DOB{i}"])
-            assert isinstance(out, Value) and not isinstance(out, Const)
-        # Port A writes (WEA is the enable), port B reads; address bits 3-13, 0-2 tied low.
-        for i in range(11):
-            assert _bit_source(ports[f"ADA{3 + i}"]) == ("write_addr", i)
-            assert _bit_source(ports[f"ADB{3 + i}"]) == (f"read_addr_copy{k}", i)
-        for i in range(3):
-            assert _bit_source(ports[f"ADA{i}"]) == 0 and _bit_source(ports[f"ADB{i}"]) == 0
-        assert _bit_source(ports["WEA"]) == ("write_en", 0)
-        assert Value.cast(ports["WEB"]).value == 0
-        assert not any(pin.startswith(("DIB", "DOA")) for pin in ports)
