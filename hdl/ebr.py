@@ -21,6 +21,13 @@ reads, the 36 bits on DOA then DOB), with both output registers on. Anywhere els
 Verilator), and on ECP5 for a memory deeper than one block's 512 entries, it is the same
 behaviour in plain Amaranth: an address register, a memory with a synchronous read port, and a
 register after it.
+
+Why not the output register at 2,048 deep too (DP16KD as 2,048 x 9, tried 2026-11-23,
+docs/book-timing.md "Ninth session"): there a way's entry is 16 blocks spread over the block
+RAM rows, and its compare sits among them. With the block's own register, the wire from the
+farthest block to the compare (3.8-5.0 ns) joined the compare's six LUTs in one cycle and led
+2 x 2048 x 4 (102.9 and 104.5 MHz at seed 1, against 108.9 with the fabric register, which
+nextpnr can place on the way), and seed 2 no longer routed in twice the time.
 """
 
 from amaranth import ClockSignal, Const, Instance, Module, Signal, Value
