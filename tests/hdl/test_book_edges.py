@@ -119,11 +119,12 @@ def test_lowest_and_highest_prices():
 
 
 def test_many_levels_in_any_order():
-    # Up to the level capacity (16 by default), inserted out of order, removed from the top.
-    prices = [1000 + 7 * ((i * 5) % 16) for i in range(16)]
+    # Up to the level capacity (8 by default), inserted out of order, removed from the top.
+    p = BookParams()
+    prices = [1000 + 7 * ((i * 5) % p.levels) for i in range(p.levels)]
     msgs = [add(i + 1, "S", 10 + i, px) for i, px in enumerate(prices)]
     msgs += [delete(1 + prices.index(px)) for px in sorted(prices)]
-    updates, c = run(msgs, BookParams())
+    updates, c = run(msgs, p)
     asks = [u.quote()[2:] for u in updates]
     # Only the first add makes a new best (the lowest price comes first); every delete does.
     assert prices[0] == min(prices)
