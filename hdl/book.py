@@ -27,19 +27,20 @@ found (by locate for E/C/X/D/U, as soon as byte 2 is in; by symbol for R/H/A/F) 
 read, and the order table searched for the reference (and for U's new one), in a pipeline of
 its own:
 
-    P0  hash the reference, address the 32 ways: A/F's the cycle after its last byte
+    P0  hash the reference, address every way: A/F's the cycle after its last byte
         (`early_af`), E/C/X/U's at their key head (U: the new reference two cycles later), D's
         a cycle before its key head (`early_d`)
     P1  each block RAM's own copy of the address (`hdl.ebr`)
-    PA  the 32 entries read into their block RAM's output register
+    PA  the entries read into their block RAM's output register
+    PB  ... and into a register beside it in the fabric (`hdl.ebr`)
     PK  per way: live? same reference (and instrument)? its price at the top of its side?
         (each way against its own copies of the key, slot, generation and tops: `hdl.copies`)
-    P2  the hit: its entry, from the block RAM's register  -> found, entry  (U: old place freed)
+    P2  the hit: its entry, from the fabric register  -> found, entry  (U: old place freed)
     P3  2-left placement: the set with more free ways, its lowest free way  -> place
 
-For every type but D the lookup is done when the message's last byte arrives (X's, whose
-reference is 4 bytes before its end, in time for its first stage); D's reference *is* its last
-field, so D waits four cycles for it. Then one message is executed, stage by
+For every type but D and X the lookup is done when the message's last byte arrives; X's
+reference is 4 bytes before its end, so its first stage waits a cycle; D's reference *is* its
+last field, so D waits five cycles for it. Then one message is executed, stage by
 stage (a message leaves at least 14 cycles to the next; a stage's write of the order table
 happens the cycle after it):
 
@@ -59,8 +60,9 @@ may need (rank 2, the worst, the first free), all registered. The decision turns
 registered per-level choices, so the edit a cycle later is multiplexers into `cur` driven by
 registers beside them. The update never waits for the edit: its top is chosen from candidates
 computed beside the scan. Cycles from a message's last byte on the pins to its update valid
-(benchmarks/test_book_rtl.py, `sim.core_rtl.BOOK_LATENCY`): H 3, A/F 3, E/C/X 5, D 7, U 7 (U's
-add scans the side its removal's edit left; D's lookup has the address copies' cycle).
+(benchmarks/test_book_rtl.py, `sim.core_rtl.BOOK_LATENCY`): H 3, A/F 3, E/C 5, X 6, D 8, U 7
+(U's add scans the side its removal's edit left; D's and X's lookups end after their message,
+D's with a cycle for the address copies and one for the fabric register, `hdl.ebr`).
 
 One taint reaches the book a message after the update that caused it: an order leaving from a
 price with neither a level nor orphans (finding that out needs the scan, which D's update does
@@ -179,7 +181,7 @@ def order_sets(ref, sets: int):
 
 def _lowest(m, bits, name):
     """One-hot of the lowest set bit of `bits` (zero if none): x & -x is a carry chain, where a
-    priority `If` chain over 32 ways would be 32 LUT levels deep."""
+    priority `If` chain over n ways would be n LUT levels deep."""
     onehot = Signal(len(bits), name=name)
     m.d.comb += onehot.eq(bits & (~bits + 1))
     return onehot
@@ -348,13 +350,16 @@ class OrderBook(wiring.Component):
         cam_locate = Cat(enabled[i] & known[i] & (locate[i] == h.locate) for i in range(W))
         s_match, s_find, s_read = Signal(W), Signal(), Signal()
         slot, slot_ok = self.next_slot, Signal()        # the slot of the message to come
-        # A locate's match has two registers more than a symbol's: an E/C/X/D/U's row is
+        # A locate's match has three registers more than a symbol's: an E/C/X/D/U's row is
         # needed long after its locate (byte 2), and the row it reads must be the one the
         # message before wrote back (see the prefetch, below).
         loc_match, loc_find = Signal(W), Signal()
-        loc_wait, loc_wait_find = Signal(W), Signal()
-        m.d.sync += [loc_wait.eq(Mux(by_locate, cam_locate, 0)), loc_wait_find.eq(by_locate),
-                     loc_match.eq(loc_wait), loc_find.eq(loc_wait_find),
+        loc_wait = [Signal(W, name=f"loc_wait{i}") for i in range(2)]
+        loc_wait_find = [Signal(name=f"loc_wait_find{i}") for i in range(2)]
+        m.d.sync += [loc_wait[0].eq(Mux(by_locate, cam_locate, 0)),
+                     loc_wait_find[0].eq(by_locate),
+                     loc_wait[1].eq(loc_wait[0]), loc_wait_find[1].eq(loc_wait_find[0]),
+                     loc_match.eq(loc_wait[1]), loc_find.eq(loc_wait_find[1]),
                      s_match.eq(Mux(by_symbol, _lowest(m, cam_symbol, "sym_lowest"),
                                     _lowest(m, loc_match, "loc_lowest"))),
                      s_find.eq(by_symbol | loc_find), s_read.eq(s_find)]
@@ -459,12 +464,18 @@ class OrderBook(wiring.Component):
                      pa["any"].eq(p1["any"] & ~d_key), pa["new"].eq(p1["new"] & ~d_key)]
         m.d.sync += [pa["set"][b].eq(Mux(d_key, p0_sets[b], p1["set"][b]))
                      for b in range(BOOK_BANKS)]
+        # PB. The entries go from their block RAM's register to one beside it (`hdl.ebr`).
+        pb = {"valid": Signal(name="pb_valid"), "key": Signal(64, name="pb_key"),
+              "any": Signal(name="pb_any"), "new": Signal(name="pb_new"),
+              "set": [Signal(set_bits, name=f"pb_set{b}") for b in range(BOOK_BANKS)]}
+        m.d.sync += [pb[f].eq(pa[f]) for f in ("valid", "key", "any", "new")]
+        m.d.sync += [pb["set"][b].eq(pa["set"][b]) for b in range(BOOK_BANKS)]
         pk = {"valid": Signal(name="pk_valid"),
               "any": Signal(name="pk_any"), "new": Signal(name="pk_new"),
               "set": [Signal(set_bits, name=f"pk_set{b}") for b in range(BOOK_BANKS)]}
-        m.d.sync += [pk["valid"].eq(pa["valid"]), pk["any"].eq(pa["any"]),
-                     pk["new"].eq(pa["new"])]
-        m.d.sync += [pk["set"][b].eq(pa["set"][b]) for b in range(BOOK_BANKS)]
+        m.d.sync += [pk["valid"].eq(pb["valid"]), pk["any"].eq(pb["any"]),
+                     pk["new"].eq(pb["new"])]
+        m.d.sync += [pk["set"][b].eq(pb["set"][b]) for b in range(BOOK_BANKS)]
 
         # PK. Every way's verdict on the key. (Named: a tuple assignment leaves them `$signal`
         # in the reports tools/depth.py reads.)
@@ -483,7 +494,7 @@ class OrderBook(wiring.Component):
             "tag": 64 - set_bits, "any": 1, "slot": range(W), "gen": BOOK_GEN_BITS,
             "top": data.ArrayLayout(data.StructLayout({"valid": 1, "px": 32}), 2)})
         now = Signal(way)
-        m.d.comb += [now.tag.eq(pa["key"][set_bits:]), now.any.eq(pa["any"])]
+        m.d.comb += [now.tag.eq(pb["key"][set_bits:]), now.any.eq(pb["any"])]
         m.d.sync += [now.slot.eq(slot), now.gen.eq(gen)]
         m.d.sync += [now.top[b].eq(Cat(row[b].top[0].valid, row[b].top[0].px))
                      for b in (BUY, SELL)]
@@ -508,7 +519,7 @@ class OrderBook(wiring.Component):
 
         # P2. The hit and the free ways. For U's new reference the old order's place counts as
         # free: it leaves before the new one enters. A reference is stored once, so the hit
-        # selects the entry as it is (no lowest-bit pick): the 32 ways are spread over the
+        # selects the entry as it is (no lowest-bit pick): the ways are spread over the
         # chip's block RAM rows, and each of `p2_hit[i] & entries[i]` stays beside its way,
         # so gathering the entry crosses the chip once. (Only after 65,535 clears, in a
         # poisoned table, could two hits meet.)
@@ -555,7 +566,7 @@ class OrderBook(wiring.Component):
         bounds = [side_bits * k // ROW_PARTS for k in range(ROW_PARTS + 1)]
         # `valid`: each side's memory holds data (else it reads as empty). `load`: `cur` takes the
         # memory of side `s_side` (the prefetch, or a removal's order found). (`s_side` itself
-        # selects, not a copy: a removal's side comes off the 32-way gather the cycle before,
+        # selects, not a copy: a removal's side comes off the ways' gather the cycle before,
         # and a copy would be a register beside the memories, the gather's wire to it one
         # cycle's worth.)
         row_ctl = data.StructLayout({"slot": range(W), "read": 1, "load": 1, "valid": 2,
@@ -605,8 +616,8 @@ class OrderBook(wiring.Component):
         with m.If(p3_valid & p3_new):
             m.d.sync += [n_place.eq(place), n_set.eq(where)]
 
-        # The message's lookups are in (P2 done) from the sixth cycle of the latest one on
-        # (D's: the fifth after its key head). Cleared a cycle before a D's key head too
+        # The message's lookups are in (P2 done) from the seventh cycle of the latest one on
+        # (D's: the sixth after its key head). Cleared a cycle before a D's key head too
         # (`early_d`): a D's message comes with its key head, and must find `looked_up` clear
         # then, from a register alone. (An A/F's key head starts nothing: its lookup ran on
         # `early_af`.)
@@ -694,14 +705,16 @@ class OrderBook(wiring.Component):
         needs_table = is_["A"] | is_["F"] | is_["E"] | is_["C"] | is_["X"] | is_["D"] | is_["U"]
         pending = Signal()
         go_now = sig(ours & ~is_["R"] & (~needs_table | looked_up), "go_now")
-        # E/C/X can also go in their lookup's P2 (X's key head is 4 bytes before its end, so its
-        # message comes then): their R1 reads what P2 registers. D and U read it in their first
-        # stage, A/F theirs long before. (A start of its own: inside `go_now`, the P2 registers
-        # had led a routed path through A/F's `add1_go` into `e_write`.)
-        go_p2 = sig(ours & p2_valid & ~p2_new & ~looked_up & (is_["E"] | is_["C"] | is_["X"]),
-                    "go_p2")
+        # E/C/X can also go in their lookup's P2, in their message's cycle or (X, whose key head
+        # is 4 bytes before its end) the cycle after it: their R1 reads what P2 registers. D
+        # and U read it in their first stage, A/F theirs long before. (A start of its own:
+        # inside `go_now`, the P2 registers had led a routed path through A/F's `add1_go`
+        # into `e_write`.)
+        go_p2 = sig(p2_valid & ~p2_new & ~looked_up
+                    & (ours & (is_["E"] | is_["C"] | is_["X"])
+                       | pending & (r["E"] | r["C"] | r["X"])), "go_p2")
         go_late = sig(pending & looked_up, "go_late")
-        with m.If(go_late):
+        with m.If(go_late | go_p2):
             m.d.sync += pending.eq(0)
         with m.If(ours & needs_table & ~looked_up & ~go_p2):
             m.d.sync += pending.eq(1)
@@ -1102,9 +1115,10 @@ class OrderBook(wiring.Component):
             edited.cut.eq(_choose(e_cut, [y_px, y_worst_px], cur.cut)),
         ]
         # The prefetch of the next message's row comes the cycle after the write-back of this
-        # one's last edit (D: RM2 at t0+7, written at t0+8; the next message's locate head at
-        # t0+5, its row read at t0+9: a locate's slot match has two registers more than a
-        # symbol's).
+        # one's last edit (D: RM2 at t0+8, written at t0+9; the next message's locate head at
+        # t0+5, its row read at t0+10: a locate's slot match has three registers more than a
+        # symbol's. With two, D's write-back went to the next message's slot, a book's side
+        # taking another's levels: the torture test found it when D's lookup took its PB).
         for k in range(ROW_PARTS):
             m.d.sync += cur.as_value()[bounds[k]:bounds[k + 1]].eq(
                 Mux(ctl[k].load, Mux(s_side, sides[SELL][k], sides[BUY][k]),

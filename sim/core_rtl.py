@@ -44,15 +44,17 @@ __all__ = ["BookOutcome", "OrderOutcome", "run_book_model", "CoreRtl", "decode_u
            "update_latencies"]
 
 # The order book issue's targets, in cycles from a message's last byte on the GMII pins to its
-# top-of-book update, by group of message types. D is its own group: its reference is its
-# last field, so it alone waits for its lookup.
-BOOK_LATENCY_TARGETS = {"A/F": 4, "E/C/X": 6, "D": 6, "U": 6, "H": 4}
+# top-of-book update, by group of message types (the issue's E/C/X target is X's and E/C's).
+# D is its own group: its reference is its last field, so it alone waits for its lookup; X's is
+# 4 bytes before its end, one cycle less than its lookup takes.
+BOOK_LATENCY_TARGETS = {"A/F": 4, "E/C": 6, "X": 6, "D": 6, "U": 6, "H": 4}
 # What `hdl.book` does, by its stage table: every update of a group takes exactly this long.
-# U and D miss their target by a cycle, for the clock (docs/book-timing.md): U's add scans the
-# side its removal left, and the edit runs a cycle after its decision; D's lookup, which it
-# alone waits for, has a cycle for the address to reach the farthest block RAM.
-BOOK_LATENCY = {"A/F": 3, "E/C/X": 5, "D": 7, "U": 7, "H": 3}
-_GROUP = {"A": "A/F", "F": "A/F", "E": "E/C/X", "C": "E/C/X", "X": "E/C/X", "D": "D", "U": "U",
+# U and D miss their target, for the clock (docs/book-timing.md): U's add scans the side its
+# removal left, and the edit runs a cycle after its decision; D's lookup, which it alone waits
+# for, has a cycle for the address to reach each block RAM's own copy and one for the entries
+# to leave the block RAMs' registers (`hdl.ebr`).
+BOOK_LATENCY = {"A/F": 3, "E/C": 5, "X": 6, "D": 8, "U": 7, "H": 3}
+_GROUP = {"A": "A/F", "F": "A/F", "E": "E/C", "C": "E/C", "X": "X", "D": "D", "U": "U",
           "H": "H"}
 
 
