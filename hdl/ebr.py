@@ -21,7 +21,9 @@ output register (REGMODE=OUTREG): only a plugin (yosys_ecp5_infer_bram_outreg) d
 loads no plugins. So on ECP5 this instantiates DP16KD itself, with both output registers on:
 512 x 36 (the pseudo dual-port mapping of Yosys' techlibs/lattice/brams_map_16kd.v: port A
 writes with its four byte enables on ADA[3:0], port B reads, the 36 bits on DOA then DOB) for up
-to 512 entries, 2,048 x 9 (true dual port: A writes, B reads) for up to 2,048.
+to 512 entries, 1,024 x 18 and 2,048 x 9 (true dual port: A writes, B reads; at 18 bits
+ADA0-1 are byte enables that carry the write enable, as Yosys maps a 1,024 x 18 memory,
+checked 2026-11-23) for up to 1,024 and 2,048.
 
 Why the fabric register after it: at 2,048 x 9 a way's entry is 16 blocks spread over the block
 RAM rows, and the wire from the farthest of them to the way's compare (3.8-5.0 ns) joined the
@@ -42,7 +44,7 @@ from hdl.copies import copies, is_ecp5
 __all__ = ["RegisteredRam"]
 
 # DP16KD shapes used here: entries -> bits per entry (36 bits is its pseudo dual-port mode).
-EBR_MODES = {512: 36, 2048: 9}   # (1,024 x 18 would need its byte enables set)
+EBR_MODES = {512: 36, 1024: 18, 2048: 9}
 EBR_WIDTH = EBR_MODES[512]
 
 
@@ -69,10 +71,12 @@ class RegisteredRam(wiring.Component):
         mode = next((d for d in sorted(EBR_MODES) if self._depth <= d), None)
         if is_ecp5(platform) and mode is not None:
             # Bit lists, one per pin. A block of `mode` entries of `bits_per` bits takes its
-            # address on pins 13 down to 14 - log2(mode); the pins below are 0 or, at 36 bits
-            # wide, port A's byte enables, which carry the write enable (WEA stays 1). That
-            # is Yosys' own mapping (techlibs/lattice/brams_map_16kd.v; a 2,048 x 9 memory
-            # checked by synthesising one, 2026-11-23: ADx0-2 = 0, DIA0-8 in, DOB0-8 out).
+            # address on pins 13 down to 14 - log2(mode); the pins below are 0 or, at 36 and
+            # 18 bits wide, port A's byte enables, which carry the write enable (at 36, WEA
+            # stays 1). That is Yosys' own mapping (techlibs/lattice/brams_map_16kd.v; 2,048 x
+            # 9 and 1,024 x 18 memories checked by synthesising them, 2026-11-23: at 9, ADx0-2
+            # = 0, DIA0-8 in, DOB0-8 out; at 18, ADA0-1 = WEA = the enable, ADx2-3 = 0, DIA0-17
+            # in, DOB0-17 out).
             bits_per = EBR_MODES[mode]
             low = 14 - ceil_log2(mode)
 
@@ -90,8 +94,10 @@ class RegisteredRam(wiring.Component):
                                                 *wdata[k * bits_per:(k + 1) * bits_per]),
                                1, f"write{k}_copy")
                 we, di = wq[0], [wq[1 + abits + i] for i in range(bits_per)]
-                waddr = ([we] * 4 + [Const(0, 1)] if wide
-                         else [Const(0, 1)] * low) + bits(wq[1:1 + abits], 14 - low)
+                # The byte enables: 4 at 36 wide (all of `low` but one pin), 2 at 18, none at 9.
+                enables = {36: 4, 18: 2}.get(bits_per, 0)
+                waddr = ([we] * enables + [Const(0, 1)] * (low - enables)
+                         + bits(wq[1:1 + abits], 14 - low))
                 raddr = [Const(0, 1)] * low + bits(ra, 14 - low)
                 do = rdata[k * bits_per:(k + 1) * bits_per]
                 ports = {f"i_ADA{i}": waddr[i] for i in range(14)}
@@ -101,7 +107,7 @@ class RegisteredRam(wiring.Component):
                     ports |= {f"i_DIB{i}": di[18 + i] for i in range(18)}
                     ports |= {f"o_DOA{i}": do[i] for i in range(18)}
                     ports |= {f"o_DOB{i}": do[18 + i] for i in range(18)}
-                else:       # true dual port: port A writes, port B reads
+                else:       # true dual port: port A writes, port B reads (18 or 9 bits)
                     ports |= {f"i_DIA{i}": di[i] for i in range(bits_per)}
                     ports |= {f"o_DOB{i}": do[i] for i in range(bits_per)}
                 ports |= {f"i_CS{p}{i}": 0 for p in "AB" for i in range(3)}

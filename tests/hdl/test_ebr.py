@@ -64,11 +64,12 @@ def _bit_source(value) -> tuple[str, int] | int:
     return bit
 
 
-@pytest.mark.parametrize("depth, bits_per, abits", [(512, 36, 9), (2048, 9, 11)])
+@pytest.mark.parametrize("depth, bits_per, abits", [(512, 36, 9), (1024, 18, 10),
+                                                     (2048, 9, 11)])
 def test_ecp5_form_is_dp16kd_with_output_registers(depth, bits_per, abits) -> None:
-    """512 x 36 blocks (pseudo dual port) up to 512 deep, 2,048 x 9 (true dual port) up to
-    2,048: every pin as Yosys' own mapping has it, each block with its own registered copy of
-    the read address and of its write."""
+    """512 x 36 blocks (pseudo dual port) up to 512 deep, 1,024 x 18 and 2,048 x 9 (true dual
+    port) up to 1,024 and 2,048: every pin as Yosys' own mapping has it, each block with its
+    own registered copy of the read address and of its write."""
     width = 137                                   # about the order table's entry
     dut = RegisteredRam(width, depth)
     frag = Fragment.get(dut, ECP5_SYNTH)
@@ -104,13 +105,14 @@ def test_ecp5_form_is_dp16kd_with_output_registers(depth, bits_per, abits) -> No
             assert _bit_source(ports[pin]) == (wc, 1 + abits + i), (k, pin)
         if not wide:
             assert not any(pin.startswith(("DIB", "DOA")) for pin in ports)
-        # The address on pins 13 down; below them 0 or (36 wide) port A's byte enables,
-        # which carry the write enable while WEA stays 1.
+        # The address on pins 13 down; below them 0 or port A's byte enables (4 at 36 wide,
+        # where WEA stays 1; 2 at 18), which carry the write enable.
         for i in range(abits):
             assert _bit_source(ports[f"ADA{low + i}"]) == (wc, 1 + i)
             assert _bit_source(ports[f"ADB{low + i}"]) == (f"read_addr_copy{k}", i)
         for i in range(low):
             assert _bit_source(ports[f"ADB{i}"]) == 0
-            assert _bit_source(ports[f"ADA{i}"]) == ((wc, 0) if wide and i < 4 else 0)
+            enables = {36: 4, 18: 2}.get(bits_per, 0)
+            assert _bit_source(ports[f"ADA{i}"]) == ((wc, 0) if i < enables else 0)
         assert _bit_source(ports["WEA"]) == (1 if wide else (wc, 0))
         assert Value.cast(ports["WEB"]).value == 0
