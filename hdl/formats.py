@@ -230,8 +230,13 @@ def order_sets(ref: int, sets: int) -> tuple[int, int]:
 class BookParams:
     """Build parameters of the order book, shared by `hdl.book` and `host.model.book`."""
     slots: int = 16           # watched instruments
-    sets: int = 512           # sets in each of the order table's 2 banks (a power of two)
-    ways: int = 16            # orders per set
+    # The order table: 2 banks x `sets` x `ways` entries (16,384). 2,048 x 4, not 512 x 16:
+    # 32 ways of block RAM did not route in an hour at 125 MHz, 8 ways of 2,048 do (126.4
+    # MHz, docs/book-timing.md, "Eleventh session"). The price: with 4 ways a set fills
+    # sooner, and 2-left refuses its first realistic order at about 62% of the entries, not
+    # 84% (benchmarks/test_book_capacity.py).
+    sets: int = 2048          # sets in each of the order table's 2 banks (a power of two)
+    ways: int = 4             # orders per set
     # Price levels kept per instrument and side. 8, not 16: the levels' logic (kept in place,
     # ranked, scanned and edited in a cycle each) is most of the book, and a book of 16 does
     # not route at 125 MHz on the ECP5 even with almost no order table (113.6 MHz mean over
