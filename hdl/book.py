@@ -392,8 +392,8 @@ class OrderBook(wiring.Component):
                          slot_state.eq(state[slot])]
 
         # -- heads: search the order table -----------------------------------------------------
-        # Each way's read data is registered in its block RAM (`hdl.ebr`): an entry is there two
-        # cycles after its address, and stays while the address does.
+        # Each way's read data is registered in its block RAM and again beside it (`hdl.ebr`): an
+        # entry is there four cycles after its address, and stays while the address does.
         places = []                         # place i: way i % ways of bank i // ways
         for b in range(BOOK_BANKS):
             for w in range(p.ways):
@@ -405,19 +405,27 @@ class OrderBook(wiring.Component):
         # P0. An A/F's reference (any instrument: a duplicate) the cycle after its last byte
         # (`early_af`), long before its key head; the key head of E/C/X (this instrument) and
         # U's, then U's new reference (any instrument) two cycles after it. Each lookup holds
-        # its address for two cycles, so that P2 gathers the entry PK looked at from the block
-        # RAM's register.
+        # its address for two cycles, so that P2 gathers the entry PK looked at from the
+        # fabric register.
         key_beat = sig(hv & h.key & (h_is["A"] | h_is["F"] | h_is["E"] | h_is["C"]
                                      | h_is["X"] | h_is["D"] | h_is["U"]), "key_beat")
         u_wait, u_second = Signal(), Signal()
         af_start = Signal(name="af_start")
         other_ref = Signal(64)              # the reference not on the head: A/F's, U's new one
+        # ... and its sets, hashed as it is loaded: P0's multiplexer then picks sets, not the
+        # reference before its hash (that path, into the farthest block's address copy, led
+        # 2 x 2048 x 4 at seed 1: 8.10 ns, eleventh session).
+        other_sets = [Signal(set_bits, name=f"other_set{b}") for b in range(BOOK_BANKS)]
+        early_sets = order_sets(self.early_ref, p.sets)
         m.d.sync += [u_wait.eq(key_beat & h_is["U"]), u_second.eq(u_wait),
                      af_start.eq(self.early_af)]
         with m.If(key_beat & h_is["U"]):
             m.d.sync += other_ref.eq(h.new_ref)
+            m.d.sync += [o.eq(s_) for o, s_ in zip(other_sets, order_sets(h.new_ref, p.sets),
+                                                     strict=True)]
         with m.If(self.early_af):
             m.d.sync += other_ref.eq(self.early_ref)
+            m.d.sync += [o.eq(s_) for o, s_ in zip(other_sets, early_sets, strict=True)]
         # The side every stage edits: A/F's from its key head, E/C/X/D/U's from its order (P2).
         # It says which memory `cur` takes, and which way every level's price compares go:
         # besides `s_side`, a copy of it per group of levels (`hdl.copies`), so that no one
@@ -433,9 +441,10 @@ class OrderBook(wiring.Component):
         # D's reference is its last field: its lookup starts a cycle before its key head, on
         # the decoder's `early_d`, and its key joins the pipeline at PA from its head.
         d_key = sig(key_beat & h_is["D"], "d_key")
-        p0_key = sig(Mux(u_second | af_start, other_ref, h.order_ref), "p0_key")
-        p0_sets = [sig(s_, f"p0_set{b}") for b, s_ in enumerate(order_sets(p0_key, p.sets))]
-        early_sets = order_sets(self.early_ref, p.sets)
+        other = sig(u_second | af_start, "p0_other")
+        p0_key = sig(Mux(other, other_ref, h.order_ref), "p0_key")
+        p0_sets = [sig(Mux(other, other_sets[b], s_), f"p0_set{b}")
+                   for b, s_ in enumerate(order_sets(h.order_ref, p.sets))]
         start = sig(key_beat & (h_is["E"] | h_is["C"] | h_is["X"] | h_is["U"]) | u_second
                     | af_start, "start")
         held = [Signal(set_bits, name=f"held_set{b}") for b in range(BOOK_BANKS)]
