@@ -101,6 +101,44 @@ def critical_path_lines(report: dict[str, Any], freq_mhz: float, label: str) -> 
     return lines
 
 
+class FeedBook(wiring.Component):
+    """The feed handler and the order book, wired as `hdl.core.Core` wires them (GMII in,
+    top-of-book updates out): the order book issue's "feed handler + book", routed without the
+    order path."""
+
+    def __init__(self, params: BookParams | None = None):
+        self.params = params or BookParams()
+        # The same ports as the blocks' own (a member keeps its direction).
+        self._feed, self._book = FeedHandler(), OrderBook(self.params)
+        feed, book = self._feed.signature.members, self._book.signature.members
+        super().__init__({
+            "gmii": feed["gmii"], "own_mac": feed["own_mac"], "sub_write": feed["sub_write"],
+            "watch_write": book["watch_write"], "update": book["update"],
+            "counters": feed["counters"], "book_counters": book["counters"],
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.feed = feed = self._feed
+        m.submodules.book = book = self._book
+        wiring.connect(m, wiring.flipped(self.gmii), feed.gmii)
+        wiring.connect(m, wiring.flipped(self.sub_write), feed.sub_write)
+        wiring.connect(m, wiring.flipped(self.watch_write), book.watch_write)
+        wiring.connect(m, feed.message, book.message)
+        wiring.connect(m, feed.head, book.head)
+        wiring.connect(m, feed.verdict, book.verdict)
+        wiring.connect(m, feed.gap, book.gap)
+        m.d.comb += [feed.own_mac.eq(self.own_mac),
+                     book.early_price.eq(feed.early_price), book.early_d.eq(feed.early_d),
+                     book.early_af.eq(feed.early_af), book.early_ref.eq(feed.early_ref),
+                     book.early_stock.eq(feed.early_stock),
+                     self.update.valid.eq(book.update.valid),
+                     self.update.payload.eq(book.update.payload),
+                     self.book_counters.eq(book.counters)]
+        wiring.connect(m, feed.counters, wiring.flipped(self.counters))
+        return m
+
+
 class OrderDecision(wiring.Component):
     """The core's triggers and risk gate alone, wired as `hdl.core.Core` wires them (top-of-book
     updates in, decisions and sent orders out), so their timing can be routed and read on its
@@ -142,6 +180,8 @@ class OrderDecision(wiring.Component):
 @pytest.mark.bench
 @pytest.mark.parametrize("label, make, name, route", [
     ("feed handler", FeedHandler, "feed_handler", True),
+    # The order book issue's figure: its input from the real feed handler (~30 minutes).
+    ("feed handler + order book", FeedBook, "feed_book", True),
     ("order decision (triggers + risk gate)", OrderDecision, "order_decision", True),
     ("order output (queue, builder, TX arbiter and MAC)", OrderOut, "order_out", True),
     # The core is placed only: routing it did not converge in a bench run's time (router1
@@ -149,13 +189,10 @@ class OrderDecision(wiring.Component):
     # 2026-11-22). nextpnr's post-placement estimate is the figure, and tools/depth.py names
     # the long paths, which report.json only has after routing.
     ("core (feed handler, order book, order path)", Core, "core", False),
-    # The book alone, placed (routing it did not converge either: router2 at 21,000 overused
-    # wires after 20 minutes, 2026-11-22): the block that limits the core.
-    ("order book", OrderBook, "book", False),
-    # The book with 4 ways per bank instead of 16 (4,096 entries): a measurement configuration
-    # that routes (~7 minutes), for the routed figure of everything but the table's width.
-    ("order book, 2 x 512 x 4 ways (measurement configuration)",
-     lambda: OrderBook(BookParams(ways=4)), "book_w4", True),
+    # The book alone, routed: its default 2 x 2048 x 4 table routed in 20-27 minutes at the
+    # seeds that converged (2 x 512 x 16 had not after an hour; docs/book-timing.md,
+    # "Eleventh session").
+    ("order book", OrderBook, "book", True),
 ])
 def test_fmax(figure, label, make, name, route):
     design = make()

@@ -231,8 +231,8 @@ class BookParams:
     """Build parameters of the order book, shared by `hdl.book` and `host.model.book`."""
     slots: int = 16           # watched instruments
     # The order table: 2 banks x `sets` x `ways` entries (16,384). 2,048 x 4, not 512 x 16:
-    # 32 ways of block RAM did not route in an hour at 125 MHz, 8 ways of 2,048 do (126.4
-    # MHz, docs/book-timing.md, "Eleventh session"). The price: with 4 ways a set fills
+    # 32 ways of block RAM did not route in an hour, 8 ways of 2,048 route at 123.5-126.4
+    # MHz (two seeds; docs/book-timing.md, "Eleventh session"). The price: with 4 ways a set fills
     # sooner, and 2-left refuses its first realistic order at about 62% of the entries, not
     # 84% (benchmarks/test_book_capacity.py).
     sets: int = 2048          # sets in each of the order table's 2 banks (a power of two)
