@@ -32,7 +32,7 @@ from amaranth.lib.wiring import In, Out
 
 from hdl.beats import beats
 from hdl.book import OrderBook, TopUpdate
-from hdl.core import Core
+from hdl.core import Core, feed_the_book
 from hdl.feed import FeedHandler
 from hdl.formats import BookParams
 from hdl.order_out import OrderOut
@@ -102,9 +102,9 @@ def critical_path_lines(report: dict[str, Any], freq_mhz: float, label: str) -> 
 
 
 class FeedBook(wiring.Component):
-    """The feed handler and the order book, wired as `hdl.core.Core` wires them (GMII in,
-    top-of-book updates out): the order book issue's "feed handler + book", routed without the
-    order path."""
+    """The feed handler and the order book, wired as the core wires them
+    (`hdl.core.feed_the_book`; GMII in, top-of-book updates out): the order book issue's "feed
+    handler + book", routed without the order path."""
 
     def __init__(self, params: BookParams | None = None):
         self.params = params or BookParams()
@@ -124,14 +124,8 @@ class FeedBook(wiring.Component):
         wiring.connect(m, wiring.flipped(self.gmii), feed.gmii)
         wiring.connect(m, wiring.flipped(self.sub_write), feed.sub_write)
         wiring.connect(m, wiring.flipped(self.watch_write), book.watch_write)
-        wiring.connect(m, feed.message, book.message)
-        wiring.connect(m, feed.head, book.head)
-        wiring.connect(m, feed.verdict, book.verdict)
-        wiring.connect(m, feed.gap, book.gap)
+        feed_the_book(m, feed, book)
         m.d.comb += [feed.own_mac.eq(self.own_mac),
-                     book.early_price.eq(feed.early_price), book.early_d.eq(feed.early_d),
-                     book.early_af.eq(feed.early_af), book.early_ref.eq(feed.early_ref),
-                     book.early_stock.eq(feed.early_stock),
                      self.update.valid.eq(book.update.valid),
                      self.update.payload.eq(book.update.payload),
                      self.book_counters.eq(book.counters)]

@@ -453,38 +453,26 @@ class OrderBook(wiring.Component):
                        f"read_set{b}")
             m.d.sync += held[b].eq(addr)
             m.d.comb += [ram.read_addr.eq(addr) for _, ram in places[in_bank[b]]]
-        p1 = {"valid": Signal(name="p1_valid"), "key": Signal(64, name="p1_key"),
-              "any": Signal(name="p1_any"), "new": Signal(name="p1_new"),
-              "set": [Signal(set_bits, name=f"p1_set{b}") for b in range(BOOK_BANKS)]}
-        m.d.sync += [p1["valid"].eq(start), p1["key"].eq(p0_key),
-                     p1["any"].eq(u_second | af_start), p1["new"].eq(u_second)]
-        m.d.sync += [p1["set"][b].eq(p0_sets[b]) for b in range(BOOK_BANKS)]
+        # What a lookup carries down its stages: its key, whether any instrument's order
+        # counts (A/F's duplicate, U's new reference), whether it is U's new one, its sets.
+        lookup = data.StructLayout({"valid": 1, "key": 64, "any": 1, "new": 1,
+                                    "set": data.ArrayLayout(set_bits, BOOK_BANKS)})
+        p1, pa, pb, pk = (Signal(lookup, name=n) for n in ("p1", "pa", "pb", "pk"))
+        m.d.sync += [p1.valid.eq(start), p1.key.eq(p0_key), p1.any.eq(other),
+                     p1.new.eq(u_second), p1.set.eq(Cat(p0_sets))]
 
         # P1. Each block RAM takes the address into its own copy of it (`hdl.ebr`: the wire to
         # the farthest of them had been a cycle's worth on its own).
         # PA. The ways' entries are read into their block RAM's register. The key goes into
-        # each way's copy (D's from its head, the cycle after its P0 ran on `early_d`).
-        pa = {"valid": Signal(name="pa_valid"), "key": Signal(64, name="pa_key"),
-              "any": Signal(name="pa_any"), "new": Signal(name="pa_new"),
-              "set": [Signal(set_bits, name=f"pa_set{b}") for b in range(BOOK_BANKS)]}
-        # (At D's key head `p0_key` is its reference: no U waits then.)
-        m.d.sync += [pa["valid"].eq(p1["valid"] | d_key), pa["key"].eq(Mux(d_key, p0_key,
-                                                                             p1["key"])),
-                     pa["any"].eq(p1["any"] & ~d_key), pa["new"].eq(p1["new"] & ~d_key)]
-        m.d.sync += [pa["set"][b].eq(Mux(d_key, p0_sets[b], p1["set"][b]))
-                     for b in range(BOOK_BANKS)]
+        # each way's copy (D's from its head, the cycle after its P0 ran on `early_d`; then
+        # `p0_key` is its reference: no U waits then).
+        m.d.sync += pa.eq(p1)
+        with m.If(d_key):
+            m.d.sync += [pa.valid.eq(1), pa.key.eq(p0_key), pa.any.eq(0), pa.new.eq(0),
+                         pa.set.eq(Cat(p0_sets))]
         # PB. The entries go from their block RAM's register to one beside it (`hdl.ebr`).
-        pb = {"valid": Signal(name="pb_valid"), "key": Signal(64, name="pb_key"),
-              "any": Signal(name="pb_any"), "new": Signal(name="pb_new"),
-              "set": [Signal(set_bits, name=f"pb_set{b}") for b in range(BOOK_BANKS)]}
-        m.d.sync += [pb[f].eq(pa[f]) for f in ("valid", "key", "any", "new")]
-        m.d.sync += [pb["set"][b].eq(pa["set"][b]) for b in range(BOOK_BANKS)]
-        pk = {"valid": Signal(name="pk_valid"),
-              "any": Signal(name="pk_any"), "new": Signal(name="pk_new"),
-              "set": [Signal(set_bits, name=f"pk_set{b}") for b in range(BOOK_BANKS)]}
-        m.d.sync += [pk["valid"].eq(pb["valid"]), pk["any"].eq(pb["any"]),
-                     pk["new"].eq(pb["new"])]
-        m.d.sync += [pk["set"][b].eq(pb["set"][b]) for b in range(BOOK_BANKS)]
+        # (PK's key is not read: synthesis drops it.)
+        m.d.sync += [pb.eq(pa), pk.eq(pb)]
 
         # PK. Every way's verdict on the key. (Named: a tuple assignment leaves them `$signal`
         # in the reports tools/depth.py reads.)
@@ -503,7 +491,7 @@ class OrderBook(wiring.Component):
             "tag": 64 - set_bits, "any": 1, "slot": range(W), "gen": BOOK_GEN_BITS,
             "top": data.ArrayLayout(data.StructLayout({"valid": 1, "px": 32}), 2)})
         now = Signal(way)
-        m.d.comb += [now.tag.eq(pb["key"][set_bits:]), now.any.eq(pb["any"])]
+        m.d.comb += [now.tag.eq(pb.key[set_bits:]), now.any.eq(pb.any)]
         m.d.sync += [now.slot.eq(slot), now.gen.eq(gen)]
         m.d.sync += [now.top[b].eq(Cat(row[b].top[0].valid, row[b].top[0].px))
                      for b in (BUY, SELL)]
@@ -518,13 +506,13 @@ class OrderBook(wiring.Component):
                 p2_free[i].eq(~live),
                 p2_top[i].eq(top_valid & (top_px == e.px)),
             ]
-        m.d.sync += [p2_valid.eq(pk["valid"]), p2_new.eq(pk["new"]), p2_any.eq(pk["any"])]
-        m.d.sync += [p2_set[b].eq(pk["set"][b]) for b in range(BOOK_BANKS)]
+        m.d.sync += [p2_valid.eq(pk.valid), p2_new.eq(pk.new), p2_any.eq(pk.any)]
+        m.d.sync += [p2_set[b].eq(pk.set[b]) for b in range(BOOK_BANKS)]
         # (The old reference's lookup is two cycles ahead: its sets are kept from its P2.)
         old_set = [Signal(set_bits, name=f"old_set{b}") for b in range(BOOK_BANKS)]
         with m.If(p2_valid & ~p2_new):
             m.d.sync += [old_set[b].eq(p2_set[b]) for b in range(BOOK_BANKS)]
-        m.d.sync += [p2_same[b].eq(pk["set"][b] == old_set[b]) for b in range(BOOK_BANKS)]
+        m.d.sync += [p2_same[b].eq(pk.set[b] == old_set[b]) for b in range(BOOK_BANKS)]
 
         # P2. The hit and the free ways. For U's new reference the old order's place counts as
         # free: it leaves before the new one enters. A reference is stored once, so the hit

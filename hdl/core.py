@@ -38,7 +38,19 @@ from hdl.order_out import ORDER_QUEUE, OrderOut, SentOrder
 from hdl.risk import CardLimits, Decision, HostOp, RiskGate, SlotLimits
 from hdl.trigger import Trigger, TriggerConfig
 
-__all__ = ["Core", "SentOrder", "ORDER_QUEUE"]
+__all__ = ["Core", "SentOrder", "ORDER_QUEUE", "feed_the_book"]
+
+
+def feed_the_book(m: Module, feed: FeedHandler, book: OrderBook) -> None:
+    """The feed handler's decoded messages, heads, early fields, verdicts and gaps into the
+    book (the core's wiring, and `make bench`'s feed handler + book)."""
+    wiring.connect(m, feed.message, book.message)
+    wiring.connect(m, feed.head, book.head)
+    m.d.comb += [book.early_price.eq(feed.early_price), book.early_d.eq(feed.early_d),
+                 book.early_af.eq(feed.early_af), book.early_ref.eq(feed.early_ref),
+                 book.early_stock.eq(feed.early_stock)]
+    wiring.connect(m, feed.verdict, book.verdict)
+    wiring.connect(m, feed.gap, book.gap)
 
 
 class Core(wiring.Component):
@@ -92,13 +104,7 @@ class Core(wiring.Component):
         wiring.connect(m, wiring.flipped(self.sub_write), feed.sub_write)
         wiring.connect(m, wiring.flipped(self.watch_write), book.watch_write)
         m.d.comb += feed.own_mac.eq(self.own_mac)
-        wiring.connect(m, feed.message, book.message)
-        wiring.connect(m, feed.head, book.head)
-        m.d.comb += [book.early_price.eq(feed.early_price), book.early_d.eq(feed.early_d),
-                     book.early_af.eq(feed.early_af), book.early_ref.eq(feed.early_ref),
-                     book.early_stock.eq(feed.early_stock)]
-        wiring.connect(m, feed.verdict, book.verdict)
-        wiring.connect(m, feed.gap, book.gap)
+        feed_the_book(m, feed, book)
         wiring.connect(m, feed.counters, wiring.flipped(self.counters))
         m.d.comb += self.book_counters.eq(book.counters)
 

@@ -87,6 +87,8 @@ class RegisteredRam(wiring.Component):
             wdata = bits(self.write_data, blocks * bits_per)
             rdata = Signal(blocks * bits_per)
             wide = bits_per == EBR_WIDTH
+            # The byte enables: 4 at 36 wide (all of `low` but one pin), 2 at 18, none at 9.
+            enables = {36: 4, 18: 2}.get(bits_per, 0)
             for k, ra in enumerate(copies(m, platform, self.read_addr, blocks,
                                           "read_addr_copy")):
                 # This block's write: its enable, the address and its own data bits.
@@ -94,8 +96,6 @@ class RegisteredRam(wiring.Component):
                                                 *wdata[k * bits_per:(k + 1) * bits_per]),
                                1, f"write{k}_copy")
                 we, di = wq[0], [wq[1 + abits + i] for i in range(bits_per)]
-                # The byte enables: 4 at 36 wide (all of `low` but one pin), 2 at 18, none at 9.
-                enables = {36: 4, 18: 2}.get(bits_per, 0)
                 waddr = ([we] * enables + [Const(0, 1)] * (low - enables)
                          + bits(wq[1:1 + abits], 14 - low))
                 raddr = [Const(0, 1)] * low + bits(ra, 14 - low)

@@ -1,8 +1,8 @@
 """`hdl.ebr.RegisteredRam`: its simulated behaviour against a plain Python memory (four cycles
 from address to data, a write seen by reads addressed from the cycle after it on), and its ECP5
-form: the DP16KD blocks, their output registers on, each block's own copies of the read address and
-the write, and every data and address bit on the pin Yosys' own mapping uses (512 x 36, and
-2,048 x 9 for 2,048-deep tables)."""
+form: the DP16KD blocks, their output registers on, each block's own copies of the read
+address and the write, and every data and address bit on the pin Yosys' own mapping uses
+(512 x 36, 1,024 x 18 and 2,048 x 9)."""
 
 import random
 
@@ -98,7 +98,7 @@ def test_ecp5_form_is_dp16kd_with_output_registers(depth, bits_per, abits) -> No
         assert (p["REGMODE_A"], p["REGMODE_B"]) == ("OUTREG", "OUTREG")
         ports = {name: value for name, (value, _) in inst.ports.items()}
         wc = f"write{k}_copy0"
-        # Data in: DIA then (36 wide) DIB; out: DOA then DOB, or (9 wide) DOB alone.
+        # Data in: DIA then (36 wide) DIB; out: DOA then DOB, or (18 or 9 wide) DOB alone.
         pins_in = [f"DIA{i}" for i in range(min(bits_per, 18))] + [
             f"DIB{i}" for i in range(bits_per - 18)]
         for i, pin in enumerate(pins_in):
