@@ -93,6 +93,7 @@ from hdl.formats import (
     Drop,
 )
 from hdl.itch import ItchHead, ItchMessage, Verdict
+from hdl.logic import or_tree
 from hdl.moldudp64 import GapReport
 
 __all__ = ["WatchWrite", "TopUpdate", "OrderBook", "Level"]
@@ -197,18 +198,9 @@ def _encode(m, onehot, name):
     return index
 
 
-def _or_tree(values):
-    """The OR of `values`, as a balanced tree: a Python fold would be a chain as deep as the
-    list, and nothing promises that synthesis rebalances it."""
-    while len(values) > 1:
-        values = [values[i] | values[i + 1] if i + 1 < len(values) else values[i]
-                  for i in range(0, len(values), 2)]
-    return values[0]
-
-
 def _choose(sel, options, keep):
     """AND-OR of `options` by the one-hot `sel`; `keep` if none is chosen."""
-    return _or_tree([Mux(sel[k], Value.cast(v), 0) for k, v in enumerate(options)]
+    return or_tree([Mux(sel[k], Value.cast(v), 0) for k, v in enumerate(options)]
                     + [Mux(sel.any(), 0, Value.cast(keep))])
 
 
@@ -535,7 +527,7 @@ class OrderBook(wiring.Component):
         gathered = ("slot", "side", "px", "shares")
         entry_sig = Signal(self._entry)
         for name in gathered:
-            m.d.comb += getattr(entry_sig, name).eq(_or_tree(
+            m.d.comb += getattr(entry_sig, name).eq(or_tree(
                 [Mux(p2_hit[i], getattr(entries[i], name), 0) for i in range(n_places)]))
         pk_tag, p2_tag = Signal(64 - set_bits), Signal(64 - set_bits)
         m.d.sync += [pk_tag.eq(now.tag), p2_tag.eq(pk_tag)]
@@ -586,7 +578,7 @@ class OrderBook(wiring.Component):
             sides.append(parts)
         with m.If(p2_valid & p2_new):
             m.d.sync += [n_found.eq(hit.any()), n_full.eq(~hit.any() & ~free.any()),
-                         n_dup_slot.eq(_or_tree([Mux(hit[i], entries[i].slot, 0)
+                         n_dup_slot.eq(or_tree([Mux(hit[i], entries[i].slot, 0)
                                                  for i in range(n_places)]))]
         p3_valid, p3_new, p3_found = Signal(), Signal(), Signal()
         p3_hit, p3_free = Signal(n_places), Signal(n_places)
@@ -642,7 +634,7 @@ class OrderBook(wiring.Component):
 
         def by_kind(types, field):
             """Field `field` of the message's body, of whichever of `types` it is (else 0)."""
-            return _or_tree([Mux(getattr(msg.kind, t), getattr(body, t)[field], 0)
+            return or_tree([Mux(getattr(msg.kind, t), getattr(body, t)[field], 0)
                              for t in types])
 
         m_shares = sig(by_kind("AFECXU", "shares"), "m_shares")
@@ -901,7 +893,7 @@ class OrderBook(wiring.Component):
 
         def gather(onehot, field, name):
             """Field `field` of the level `onehot` points at (0 if none): an AND-OR tree."""
-            return sig(_or_tree([Mux(onehot[i], getattr(scan_in.levels[i], field), 0)
+            return sig(or_tree([Mux(onehot[i], getattr(scan_in.levels[i], field), 0)
                                  for i in range(N)]), name)
 
         def of_rank(r, name):
@@ -1090,10 +1082,10 @@ class OrderBook(wiring.Component):
             m.d.comb += [
                 edited.levels[i].valid.eq(add_new | lv.valid & ~rm_gone),
                 edited.levels[i].px.eq(Mux(add_new, y_px, lv.px)),
-                edited.levels[i].qty.eq(_or_tree([
+                edited.levels[i].qty.eq(or_tree([
                     Mux(keep, lv.qty, 0), Mux(rm_mod, x_qty[i], 0),
                     Mux(add_mod, y_qty[i], 0), Mux(add_new, y_shares, 0)])),
-                edited.levels[i].count.eq(_or_tree([
+                edited.levels[i].count.eq(or_tree([
                     Mux(keep, lv.count, 0), Mux(rm_mod, x_count[i], 0),
                     Mux(add_mod, y_count[i], 0), Mux(add_new, 1, 0)])),
                 edited.rank[i].eq(Mux(e_edit, e_rank[i], cur.rank[i])),
@@ -1189,7 +1181,7 @@ class OrderBook(wiring.Component):
                 with m.If(op_taint):
                     m.d.comb += taint_slot.eq(1)
         emits.append(add1_go & add_changed)
-        m.d.comb += emit.eq(_or_tree(emits))
+        m.d.comb += emit.eq(or_tree(emits))
         # A/F publish in their message's cycle, with its fields; U a stage later, with the held
         # ones.
         add_quote = quote(s_side, add_top_px, add_top_qty)
@@ -1200,5 +1192,5 @@ class OrderBook(wiring.Component):
         for name in data.Layout.cast(TopUpdate).members:
             terms = [Mux(when, Value.cast(fields[name]), 0)
                      for when, fields in sources if name in fields]
-            m.d.sync += getattr(u, name).eq(_or_tree(terms) if terms else 0)
+            m.d.sync += getattr(u, name).eq(or_tree(terms) if terms else 0)
         return m

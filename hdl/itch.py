@@ -11,7 +11,7 @@ and the rest of the packet dropped, because the bytes after it can no longer be 
 Known types without a body table are skipped by their length; every type is counted.
 """
 
-from amaranth import Cat, Module, Mux, Signal
+from amaranth import Cat, Module, Mux, Signal, Value
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -26,6 +26,7 @@ from hdl.formats import (
     N_SUBSCRIPTIONS,
     Drop,
 )
+from hdl.logic import or_tree
 from hdl.mac_rx import MacRx
 
 __all__ = ["KIND", "ItchMessage", "ItchHead", "ItchDecoder", "Verdict", "BODY", "HEAD_KEYS",
@@ -160,12 +161,23 @@ class ItchDecoder(wiring.Component):
         window = Signal(8 * (max(ITCH_LENGTHS[t] for t in ITCH_BODIES) - 1))
         m.d.sync += window.eq(Cat(beat.data, window))
         now = Cat(beat.data, window)
+        # Every choice by type below is an AND-OR by `kind_hot`, a register, not a Switch on
+        # `kind`: decoding the 8-bit type took 3-4 LUT levels, and Yosys made the Switch's
+        # zero default a synchronous reset (LSR) of the message registers. Beside the book those
+        # registers spread over the chip, and that decode and control net led the feed handler
+        # + book (98.1 MHz, 8.25 of its 10.20 ns wire; docs/book-timing.md, "Twelfth session").
+        def by_type(bits: dict[str, tuple[int, int]]) -> Value:
+            """`now[lo:lo + size]` at the message's type's (lo, size) in `bits`, 0 for a type
+            not in it; the types with the same bits share one AND."""
+            groups: dict[tuple[int, int], list[str]] = {}
+            for t, at in bits.items():
+                groups.setdefault(at, []).append(t)
+            return or_tree([Mux(Cat(getattr(kind_hot, t) for t in ts).any(),
+                                now[lo:lo + size], 0) for (lo, size), ts in groups.items()])
+
         header = Signal(8 * (ITCH_HEADER_LEN - 1))
-        with m.Switch(kind):
-            for t in ITCH_BODIES:
-                with m.Case(ord(t)):
-                    body_len = 8 * (ITCH_LENGTHS[t] - ITCH_HEADER_LEN)
-                    m.d.comb += header.eq(now[body_len:body_len + len(header)])
+        m.d.comb += header.eq(by_type({
+            t: (8 * (ITCH_LENGTHS[t] - ITCH_HEADER_LEN), len(header)) for t in ITCH_BODIES}))
         msg = self.message.payload
         hv = data.View(HEADER, header)
         m.d.sync += [
@@ -191,36 +203,41 @@ class ItchDecoder(wiring.Component):
         head = self.head.payload
         m.d.sync += [head.type.eq(kind), head.kind.eq(kind_hot), head.key.eq(pos != LOCATE_AT)]
 
-        def field(kind_, name, at):
-            """Bits of field `name` of `kind_` in `now` when the byte at offset `at` arrives."""
+        def bits_of(kind_, name, at):
+            """(lo, size) in `now` of field `name` of `kind_` when the byte at offset `at`
+            arrives."""
             size = 8 * dict((f, n) for f, n in ITCH_HEADER + ITCH_BODIES[kind_])[name]
             end = field_end(kind_, name) if name != "locate" else LOCATE_AT
-            return now[8 * (at - end):8 * (at - end) + size]
+            return 8 * (at - end), size
+
+        def field(kind_, name, at):
+            lo, size = bits_of(kind_, name, at)
+            return now[lo:lo + size]
 
         # The last byte of F is its attribution's, of A its price's.
-        m.d.comb += self.early_price.eq(Mux(kind == ord("F"),
+        m.d.comb += self.early_price.eq(Mux(kind_hot.F,
                                             field("F", "price", ITCH_LENGTHS["F"] - 1),
                                             field("A", "price", ITCH_LENGTHS["A"] - 1)))
         m.d.comb += [self.early_ref.eq(field("D", "order_ref", REF_AT)),
-                     self.early_d.eq((kind == ord("D")) & (pos == REF_AT)),
+                     self.early_d.eq(kind_hot.D & (pos == REF_AT)),
                      self.early_af.eq((kind_hot.A | kind_hot.F) & (pos == REF_AT)
                                       & self.sink.valid & ~beat.end & (reason == Drop.NONE))]
         # (R/H/A/F's key head comes at their stock's last byte: it is the window's low bytes.)
         assert all(HEAD_AT[t] == field_end(t, "stock") for t in "RHAF")
         m.d.comb += self.early_stock.eq(now[:64])
 
-        with m.Switch(kind):
-            for t, at in HEAD_AT.items():
-                with m.Case(ord(t)):
-                    names = {f for f, _ in ITCH_BODIES[t]}
-                    m.d.sync += [getattr(head, f).eq(field(t, f, at))
-                                 for f in HEAD_KEYS + HEAD_EXTRAS
-                                 if f in names and field_end(t, f) <= at]
-                    m.d.sync += head.locate.eq(Mux(pos == LOCATE_AT,
-                                                   field(t, "locate", LOCATE_AT),
-                                                   field(t, "locate", at)))
-            with m.Default():
-                m.d.sync += head.locate.eq(now[:16])
+        # Each head field loads, while the message is of a type that has it by its key head,
+        # from where that type puts it; it keeps its value through other types.
+        for f in HEAD_KEYS + HEAD_EXTRAS:
+            bits = {t: bits_of(t, f, at) for t, at in HEAD_AT.items()
+                    if f in {g for g, _ in ITCH_BODIES[t]} and field_end(t, f) <= at}
+            with m.If(Cat(getattr(kind_hot, t) for t in bits).any()):
+                m.d.sync += getattr(head, f).eq(by_type(bits))
+        # The locate is the window's low bytes at the first head (and for types without a key
+        # head); at the key head, where the type puts it.
+        first = (pos == LOCATE_AT) | ~Cat(getattr(kind_hot, t) for t in HEAD_AT).any()
+        m.d.sync += head.locate.eq(Mux(first, field("D", "locate", LOCATE_AT), by_type(
+            {t: bits_of(t, "locate", at) for t, at in HEAD_AT.items()})))
         m.d.sync += self.head.valid.eq(
             self.sink.valid & ~beat.end & ~beat.first & (reason == Drop.NONE) & decoded
             & ((pos == LOCATE_AT) | (pos == key_at)))
