@@ -174,8 +174,8 @@ class OrderDecision(wiring.Component):
 @pytest.mark.bench
 @pytest.mark.parametrize("label, make, name, route", [
     ("feed handler", FeedHandler, "feed_handler", True),
-    # The order book issue's figure: its input from the real feed handler. Slow to route:
-    # 5,272 s of nextpnr at seed 2 (98.1 MHz), and seed 1 congested (twelfth session).
+    # The order book issue's figure: its input from the real feed handler (~27 minutes of
+    # nextpnr at seeds 2-3 since 9d8cf15; 88 before it, twelfth session).
     ("feed handler + order book", FeedBook, "feed_book", True),
     ("order decision (triggers + risk gate)", OrderDecision, "order_decision", True),
     ("order output (queue, builder, TX arbiter and MAC)", OrderOut, "order_out", True),
