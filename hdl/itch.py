@@ -130,9 +130,15 @@ class ItchDecoder(wiring.Component):
     # the byte on the sink (the sink's valid is not looked at, so it may be early; the book
     # starts D's table lookup on it and trusts the result only when D's key head follows in
     # the next cycle, which it does exactly when the byte was there).
-    # `early_af` says the byte is there (valid, in a frame not dropped so far): the book looks
-    # an A/F's reference up the cycle after, 17 bytes before an A's last byte (21 for an F;
-    # their key head waits for the stock, 4 bytes before an A's last byte).
+    # `early_af`, from registers too, says an A/F's is due (in a frame not dropped so far): the
+    # book looks an A/F's reference up the cycle after, 17 bytes before an A's last byte (21
+    # for an F; their key head waits for the stock, 4 bytes before an A's last byte). The
+    # sink's valid was in it, and the cut-through valid chain from the MAC ran on into the
+    # book's reference registers it loads: that led the feed handler + book at both seeds
+    # routed (9.49 and 9.92 ns, thirteenth session). A frame cut at that byte leaves `pos`
+    # there until the next message, and the book starts a lookup every cycle meanwhile: its
+    # results wait for the A/F's message, which never comes, and the next message's own
+    # lookups start >= 17 cycles after its type byte stops them.
     early_ref: Out(64)
     early_d: Out(1)
     early_af: Out(1)
@@ -221,7 +227,7 @@ class ItchDecoder(wiring.Component):
         m.d.comb += [self.early_ref.eq(field("D", "order_ref", REF_AT)),
                      self.early_d.eq(kind_hot.D & (pos == REF_AT)),
                      self.early_af.eq((kind_hot.A | kind_hot.F) & (pos == REF_AT)
-                                      & self.sink.valid & ~beat.end & (reason == Drop.NONE))]
+                                      & (reason == Drop.NONE))]
         # (R/H/A/F's key head comes at their stock's last byte: it is the window's low bytes.)
         assert all(HEAD_AT[t] == field_end(t, "stock") for t in "RHAF")
         m.d.comb += self.early_stock.eq(now[:64])

@@ -25,6 +25,7 @@ from hdl.book import WatchWrite
 from hdl.core import Core
 from hdl.core import SentOrder as SentLayout
 from hdl.formats import BOOK_BUY, BOOK_COUNTERS, ETH_PREAMBLE_LEN, BookParams, Drop, Reject
+from hdl.itch import REF_AT
 from hdl.risk import CardLimits, SlotLimits
 from hdl.trigger import Intent, TriggerConfig
 from host.config import CardConfig
@@ -90,12 +91,15 @@ def update_latencies(messages: Sequence[bytes], outcome: BookOutcome) -> dict[st
 
 def book_schedule(messages: Sequence[bytes], watch: Sequence[str | None], *,
                   rng: random.Random | None = None, max_per_frame: int = 16,
-                  bad_fcs: float = 0.0, gaps: float = 0.0) -> Schedule:
+                  bad_fcs: float = 0.0, gaps: float = 0.0, truncate: float = 0.0) -> Schedule:
     """`messages` on one MoldUDP64 feed, subscribed in row 0, in frames of 1..`max_per_frame`
     messages (all `max_per_frame` without `rng`) at the minimum inter-frame gap. With `rng`,
     a fraction `bad_fcs` of the frames get a corrupt FCS (dropped after their messages went
     through: cut-through), and before a fraction `gaps` of them a few sequence numbers are
-    skipped (a gap the card reports)."""
+    skipped (a gap the card reports). A fraction `truncate` of them stop on the wire inside
+    one of their messages (the rest of the frame, and its FCS, never come); half of those cuts
+    fall within a byte of an A or F's reference's last byte, where the book starts that
+    order's lookup (`hdl.itch.REF_AT`)."""
     feed, sched = Feed(), Schedule(watch=list(watch))
     sched.subscriptions[0] = Subscription(feed.group, feed.port, feed.session)
     pos = 0
@@ -108,13 +112,29 @@ def book_schedule(messages: Sequence[bytes], watch: Sequence[str | None], *,
             feed.seq += rng.randint(1, 3)
         frame = feed.frame(messages[pos:pos + n])
         pos += n
-        if rng and rng.random() < bad_fcs:
+        if rng and rng.random() < truncate:
+            sched.add_frame(_cut(rng, frame, messages[pos - n:pos]), fcs=False)
+        elif rng and rng.random() < bad_fcs:
             fcs = bytearray(pack.fcs(frame))
             fcs[0] ^= 0xFF
             sched.add_frame(frame + bytes(fcs), fcs=False)
         else:
             sched.add_frame(frame)
     return sched
+
+
+def _cut(rng: random.Random, frame: bytes, messages: Sequence[bytes]) -> bytes:
+    """`frame` (of `messages`, without FCS) cut inside one of its messages."""
+    starts, at = [], len(frame) - sum(2 + len(m) for m in messages)
+    for m in messages:
+        starts.append(at + 2)               # the message's type byte, after its length
+        at += 2 + len(m)
+    adds = [i for i, m in enumerate(messages) if m[:1] in (b"A", b"F")]
+    if adds and rng.random() < 0.5:
+        # Its last byte delivered at REF_AT - 2, - 1 or REF_AT: the decoder left at REF_AT.
+        return frame[:starts[rng.choice(adds)] + REF_AT + rng.randint(-1, 1)]
+    i = rng.randrange(len(messages))
+    return frame[:starts[i] + rng.randrange(len(messages[i]))]
 
 
 def _check_config(schedule: Schedule, config: CardConfig | None) -> None:

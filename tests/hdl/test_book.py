@@ -80,3 +80,17 @@ def test_market_day_with_bad_frames_and_gaps():
     rtl, model = compare(sched, BookParams())
     assert any(u.uncertain for u in model.updates)
     assert rtl.counters["drops"].get("mac_fcs") and rtl.counters["gaps"]
+
+
+@pytest.mark.slow
+def test_market_day_with_truncated_frames():
+    # Frames that stop on the wire inside a message, half of them around an add's reference,
+    # where its lookup starts from the decoder's registers alone (`early_af`): a cut there
+    # leaves the decoder at that offset until the next message. Nothing of the cut message
+    # reaches the book, and the rest of the day is exactly the model's.
+    rng = random.Random(13)
+    sched = book_schedule(market_stream(13, 30_000), list(MARKET_SYMBOLS), rng=rng,
+                          max_per_frame=24, truncate=0.02)
+    rtl, model = compare(sched, BookParams())
+    # (A cut frame fails its FCS, and the messages it lost are a gap.)
+    assert rtl.counters["drops"]["mac_fcs"] > 20 and rtl.counters["gaps"]
