@@ -200,16 +200,21 @@ class OrderOut(wiring.Component):
             wr.addr.eq(w_ptr), wr.data.eq(self.order.payload), wr.en.eq(write),
         ]
         # Each entry's ring entry compared with the verdict's, registered (as the entry and
-        # `next_frame` will be), so that following a verdict is one level of logic here.
+        # `next_frame` will be), so that following a verdict is one level of logic here. The
+        # gate's order and the entry are compared apart, and `write` (the gate's order valid)
+        # picks between the results last: choosing the `at` to compare first had hung every
+        # entry's compares off that valid (`out.q*_at_k`, second in the placed core's longest
+        # paths, docs/book-timing.md).
         k_next = Mux(verdict.valid, k + 1, k)[:_RING_BITS]
+        g_at_k, g_at_half = g.at == k_next, g.at == (k_next ^ _HALF)
         q_next = []
         for i in range(ORDER_QUEUE):
             at_k, at_half = Signal(name=f"q{i}_at_k"), Signal(name=f"q{i}_at_half")
             q_next.append(follow(q[i], f"q{i}_next", at_k, at_half))
             written = write & (w_ptr == i)
-            at = Mux(written, g.at, q[i].at)
             m.d.sync += [q[i].eq(Mux(written, g_into, q_next[i])),
-                         at_k.eq(at == k_next), at_half.eq(at == (k_next ^ _HALF))]
+                         at_k.eq(Mux(written, g_at_k, q[i].at == k_next)),
+                         at_half.eq(Mux(written, g_at_half, q[i].at == (k_next ^ _HALF)))]
 
         # The candidate: the queue's head, or the gate's order while the queue is empty.
         direct = ~q_valid[0]

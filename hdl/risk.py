@@ -64,6 +64,7 @@ from hdl.formats import (
     HostOpKind,
     Reject,
 )
+from hdl.logic import or_tree
 from hdl.trigger import Intent, Terms, select
 
 __all__ = ["CardLimits", "SlotLimits", "HostOp", "Decision", "RiskGate", "reached"]
@@ -151,24 +152,35 @@ class RiskGate(wiring.Component):
 
         # -- notional_safe: order_qty x (reference_px + collar) <= max_order_notional ----------
         nsafe, nvalid = Signal(W), Signal(W)
+        # `rr` turns round the slots; `rr_lim` and `rr_qty` hold its slot's row. The row is
+        # gathered from registers alone, in two stages: `ahead`, one-hot, names the slot `rr`
+        # will name in two cycles, and picks its row in each group of four slots into a part
+        # (AND-OR); a cycle later the parts are ORed. (A select by `rr`'s next value, a compare
+        # and the load's OR ahead of a 16-way multiplexer by the limits registers, led the
+        # placed core: `gate.rr_lim`, docs/book-timing.md.) A load does not restart `rr`: it
+        # empties the pipeline, and `pv` marks a product only when no load came from the cycle
+        # its row was read on.
         rr = Signal(range(W))
-        # The slot's row is selected in the cycle before `rr` names it (by what `rr` will be),
-        # so the sum starts from registers. Limits change only with a load, which empties the
-        # pipeline: a row read a cycle early is the row of `rr`'s cycle.
-        rr_next = Signal(range(W))
-        m.d.comb += rr_next.eq(Mux(self.load | (rr == W - 1), 0, rr + 1))
-        m.d.sync += rr.eq(rr_next)
-        pv = Signal(3)                                  # the multiplier's stages hold a slot
+        ahead = Signal(W, init=1 << (2 % W))
+        m.d.sync += [rr.eq(Mux(rr == W - 1, 0, rr + 1)), ahead.eq(ahead.rotate_left(1))]
+        pv = Signal(4)                                  # the row's and the multiplier's stages
         p_slot = [Signal(range(W), name=f"ns_slot{k}") for k in range(3)]
         p_qty, p_hi = Signal(RISK_QTY_BITS), Signal(RISK_PRICE_BITS + 1)
         p_prod = [Signal(34, name=f"ns_prod{k}") for k in range(4)]
         p_sum = Signal(RISK_QTY_BITS + RISK_PRICE_BITS + 1)
         rr_lim = Signal(SlotLimits)
         rr_qty = Signal(RISK_QTY_BITS)
-        m.d.sync += [rr_lim.eq(select(m, self.limits, rr_next, "ns_limits")),
-                     rr_qty.eq(select(m, self.order_qty, rr_next, "ns_qty"))]
+        groups = [range(g, min(g + 4, W)) for g in range(0, W, 4)]
+        part_lim = [Signal(SlotLimits, name=f"ns_limits{g}") for g in range(len(groups))]
+        part_qty = [Signal(RISK_QTY_BITS, name=f"ns_qty{g}") for g in range(len(groups))]
+        for group, lim, qty in zip(groups, part_lim, part_qty, strict=True):
+            m.d.sync += [
+                lim.eq(or_tree([Mux(ahead[i], self.limits[i].as_value(), 0) for i in group])),
+                qty.eq(or_tree([Mux(ahead[i], self.order_qty[i], 0) for i in group]))]
+        m.d.sync += [rr_lim.eq(or_tree([v.as_value() for v in part_lim])),
+                     rr_qty.eq(or_tree(part_qty))]
         m.d.sync += [
-            pv.eq(Cat(1, pv[:2])), p_slot[0].eq(rr), p_slot[1].eq(p_slot[0]),
+            pv.eq(Cat(1, pv[:3])), p_slot[0].eq(rr), p_slot[1].eq(p_slot[0]),
             p_slot[2].eq(p_slot[1]),
             p_qty.eq(rr_qty),
             p_hi.eq(rr_lim.reference_px + rr_lim.collar),
@@ -176,7 +188,7 @@ class RiskGate(wiring.Component):
             p_prod[2].eq(p_qty[16:] * p_hi[:16]), p_prod[3].eq(p_qty[16:] * p_hi[16:]),
             p_sum.eq(p_prod[0] + ((p_prod[1] + p_prod[2]) << 16) + (p_prod[3] << 32)),
         ]
-        with m.If(pv[2]):
+        with m.If(pv[3]):
             for i in range(W):
                 with m.If(p_slot[2] == i):
                     m.d.sync += [nsafe[i].eq(p_sum <= card.max_order_notional), nvalid[i].eq(1)]
