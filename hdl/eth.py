@@ -54,9 +54,13 @@ class EthFilter(wiring.Component):
             with m.Else():
                 m.d.sync += passing.eq(1)
 
+        # The header shifts every cycle, not only on a byte: a frame's bytes come on
+        # consecutive cycles, so at each `index` it holds the frame's bytes before it, and the
+        # cut-through valid chain (`hdl.feed`) does not reach its 136 enables.
+        m.d.sync += header.eq(Cat(beat.data, header))
         with m.If(self.sink.valid & ~beat.end):
             with m.If(index != 18):
-                m.d.sync += [index.eq(index + 1), header.eq(Cat(beat.data, header))]
+                m.d.sync += index.eq(index + 1)
             # The destination is complete after byte 5; compare once, off the byte path.
             with m.If(index == 6):
                 dst = header[:48]

@@ -45,7 +45,7 @@ class Ipv4Rx(wiring.Component):
         m = Module()
         beat = self.sink.payload
         count = Signal(range(ETH_MAX_FRAME + 1))    # bytes seen, padding and FCS included
-        header = Signal(8 * 19)                     # the first 19 bytes, then frozen
+        header = Signal(8 * 19)                     # the last 19 bytes: the first 19 at byte 19
         view = data.View(IPV4_HEADER, Cat(beat.data, header))   # valid at byte 19
         ihl = Signal(4)
         hlen = Signal(range(61))
@@ -76,17 +76,22 @@ class Ipv4Rx(wiring.Component):
         with m.Elif(view.protocol != IP_PROTO_UDP):
             m.d.comb += fixed.eq(Drop.IP_PROTO)
 
+        # The header shifts every cycle, and the fields load at byte 19 whether or not a byte
+        # is there (one is, unless the frame was cut there, and then they are not read): a
+        # frame's bytes are consecutive, and the cut-through valid chain (`hdl.feed`) then
+        # reaches no wide enable.
+        m.d.sync += header.eq(Cat(beat.data, header))
+        with m.If(count == 19):
+            m.d.sync += [total.eq(view.total_length), dst.eq(view.dst)]
         with m.If(self.sink.valid & ~beat.end):
             m.d.sync += count.eq(count + 1)
-            with m.If(count < 19):
-                m.d.sync += header.eq(Cat(beat.data, header))
             with m.If(count == 0):
                 m.d.sync += [ihl.eq(beat.data[:4]),
                              hlen.eq(Mux(beat.data[:4] < 5, 20, beat.data[:4] * 4))]
             with m.If(~done):
                 m.d.sync += acc.eq(acc + add)
             with m.If(count == 19):
-                m.d.sync += [total.eq(view.total_length), dst.eq(view.dst), early.eq(fixed)]
+                m.d.sync += early.eq(fixed)
             with m.If(~done & (count == hlen - 1)):
                 m.d.sync += done.eq(1)
                 first = Mux(count == 19, fixed, early)    # no options: the header ends now

@@ -79,32 +79,50 @@ class MoldUdp64Rx(wiring.Component):
         synced = Signal()               # expected != 0, registered off the wide compare
         behind = ahead[64]              # seq > expected
 
+        # The wide registers load without the sink's valid, so that the cut-through valid
+        # chain (MAC -> Ethernet -> IPv4 -> UDP -> here) reaches no wide enable: beside the
+        # book the feed handler's blocks spread over the chip, and that chain into `seq`'s
+        # enable led the feed handler + book at both seeds routed (10.09 and 10.03 ns, 8.7 of
+        # it wire; docs/book-timing.md). The header shifts every cycle (a frame's bytes are
+        # consecutive, so at each `index` it holds the bytes before it); the fields load at
+        # their `index` whether or not a byte is there (one is, unless the frame was cut
+        # there, and then it is never accepted: nothing reads them); a message's sequence
+        # number moves on the cycle after its last byte (`bump`), before the next one's first.
+        m.d.sync += header.eq(Cat(beat.data, header))
+        in_header = state == State.HEADER
+        with m.If(in_header & (index == 17)):
+            m.d.sync += [expected.eq(next_seq[beat.sub]), seq.eq(Cat(beat.data, header[:56]))]
+        with m.If(in_header & (index == 18)):
+            m.d.sync += [ahead.eq(expected - seq), synced.eq(expected != 0)]
+        with m.If(in_header & (index == 19)):
+            count = view.count
+            m.d.sync += [
+                blocks.eq(Mux((count == MOLD_HEARTBEAT) | (count == MOLD_END_OF_SESSION), 0,
+                              count)),
+                msg_seq.eq(seq),
+                new_next.eq(Mux(synced & ~behind, expected, seq)),
+            ]
+        bump, bump_next = Signal(), Signal()
+        m.d.sync += bump.eq(0)
+        with m.If(bump):
+            m.d.sync += msg_seq.eq(msg_seq + 1)
+            with m.If(bump_next):
+                m.d.sync += new_next.eq(msg_seq + 1)
+
         with m.If(self.sink.valid & ~beat.end):
             with m.Switch(state):
                 with m.Case(State.HEADER):
-                    m.d.sync += [index.eq(index + 1), header.eq(Cat(beat.data, header))]
+                    m.d.sync += index.eq(index + 1)
                     # Each wide comparison gets a cycle of its own, off the byte path.
                     with m.If(index == 10):
                         m.d.sync += session_ok.eq(
                             header[:8 * SESSION_LEN] == self.subs[beat.sub].session)
-                    with m.If(index == 17):
-                        m.d.sync += [expected.eq(next_seq[beat.sub]),
-                                     seq.eq(Cat(beat.data, header[:56]))]
-                    with m.If(index == 18):
-                        m.d.sync += [ahead.eq(expected - seq), synced.eq(expected != 0)]
                     with m.If(index == 19):
-                        count = view.count
-                        m.d.sync += [
-                            blocks.eq(Mux((count == MOLD_HEARTBEAT) |
-                                          (count == MOLD_END_OF_SESSION), 0, count)),
-                            msg_seq.eq(seq),
-                            state.eq(State.CHECK),
-                        ]
+                        m.d.sync += state.eq(State.CHECK)
                         with m.If(synced & ~behind):
-                            m.d.sync += [skip.eq(ahead[:16]), fresh.eq(ahead[:16] == 0),
-                                         new_next.eq(expected)]
+                            m.d.sync += [skip.eq(ahead[:16]), fresh.eq(ahead[:16] == 0)]
                         with m.Else():
-                            m.d.sync += [skip.eq(0), fresh.eq(1), new_next.eq(seq)]
+                            m.d.sync += [skip.eq(0), fresh.eq(1)]
                 with m.Case(State.CHECK):   # a byte right after the header: see below
                     pass
                 with m.Case(State.LEN_HI):
@@ -123,10 +141,8 @@ class MoldUdp64Rx(wiring.Component):
                         self.source.payload.last.eq(last),
                     ]
                     with m.If(last):
-                        m.d.sync += [framed.eq(framed + 1), msg_seq.eq(msg_seq + 1)]
-                        with m.If(fresh):
-                            m.d.sync += new_next.eq(msg_seq + 1)
-                        with m.Else():
+                        m.d.sync += [framed.eq(framed + 1), bump.eq(1), bump_next.eq(fresh)]
+                        with m.If(~fresh):
                             m.d.sync += [skip.eq(skip - 1), fresh.eq(skip == 1)]
                         with m.If(framed + 1 == blocks):
                             m.d.sync += state.eq(State.DONE)

@@ -41,9 +41,11 @@ class UdpFilter(wiring.Component):
 
         hits = Cat(s.valid & (s.group == beat.dst_addr) & (s.port == view.dst_port)
                    for s in self.subs)
+        # Shifts every cycle: a frame's bytes are consecutive (as in `hdl.eth`).
+        m.d.sync += header.eq(Cat(beat.data, header))
         with m.If(self.sink.valid & ~beat.end):
             with m.If(index != 8):
-                m.d.sync += [index.eq(index + 1), header.eq(Cat(beat.data, header))]
+                m.d.sync += index.eq(index + 1)
             with m.If(index == 7):
                 with m.If(hits == 0):
                     m.d.sync += reason.eq(Drop.UDP_NO_SUB)
