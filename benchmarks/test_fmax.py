@@ -174,8 +174,8 @@ class OrderDecision(wiring.Component):
 @pytest.mark.bench
 @pytest.mark.parametrize("label, make, name, route", [
     ("feed handler", FeedHandler, "feed_handler", True),
-    # The order book issue's figure: its input from the real feed handler (~27 minutes of
-    # nextpnr at seeds 2-3 since 9d8cf15; 88 before it, twelfth session).
+    # The order book issue's figure: its input from the real feed handler (27-37 minutes of
+    # nextpnr when it finishes; some seeds congest: docs/book-timing.md).
     ("feed handler + order book", FeedBook, "feed_book", True),
     ("order decision (triggers + risk gate)", OrderDecision, "order_decision", True),
     ("order output (queue, builder, TX arbiter and MAC)", OrderOut, "order_out", True),

@@ -112,7 +112,7 @@ def book_schedule(messages: Sequence[bytes], watch: Sequence[str | None], *,
             feed.seq += rng.randint(1, 3)
         frame = feed.frame(messages[pos:pos + n])
         pos += n
-        if rng and rng.random() < truncate:
+        if rng and truncate and rng.random() < truncate:   # (no draw: other days unchanged)
             sched.add_frame(_cut(rng, frame, messages[pos - n:pos]), fcs=False)
         elif rng and rng.random() < bad_fcs:
             fcs = bytearray(pack.fcs(frame))
@@ -131,7 +131,8 @@ def _cut(rng: random.Random, frame: bytes, messages: Sequence[bytes]) -> bytes:
         at += 2 + len(m)
     adds = [i for i, m in enumerate(messages) if m[:1] in (b"A", b"F")]
     if adds and rng.random() < 0.5:
-        # Its last byte delivered at REF_AT - 2, - 1 or REF_AT: the decoder left at REF_AT.
+        # Its last byte delivered at REF_AT - 2, - 1 (the decoder left at REF_AT, where
+        # `early_af` fires) or REF_AT.
         return frame[:starts[rng.choice(adds)] + REF_AT + rng.randint(-1, 1)]
     i = rng.randrange(len(messages))
     return frame[:starts[i] + rng.randrange(len(messages[i]))]
