@@ -18,8 +18,10 @@ queue has room, so a sent order is never lost), on one of two paths:
       S1  qty x price as four 16 x 16 products; the token checks (the slot's limits, position,
           open orders and bucket are a snapshot taken at acceptance)
       S2  the notional, |price - reference_px|, the exposure that way
-      S3  each check as a flag
-      S4  the first reason that applies, with the kill switches as they are now
+      S3  each check as a flag, with the reduce-only switches as they were the cycle before
+      S4  the first reason that applies, with the card's kill switch as it is now and the
+          slot's as it was the cycle before (as the fast path and the order queue read an
+          instrument's kill switch: no frame starts from the cycle after it is set)
   It finds NONE too when only `notional_safe` stood in the way.
 So the fast path changes when a decision is made, never what it is.
 
@@ -380,32 +382,46 @@ class RiskGate(wiring.Component):
             exposure.eq(Mux(buy, pos, -pos) + way + it_pq.qty),
         ]
 
-        # S3
-        flags = Signal(data.StructLayout({
-            "reduce": 1, "qty": 1, "notional": 1, "collar": 1, "position": 1, "token": 2}))
-        m.d.sync += [
-            flags.reduce.eq(exposure > 0),
-            flags.qty.eq((it_pq.qty == 0) | (it_pq.qty > card.max_order_qty)),
-            flags.notional.eq(notional > card.max_order_notional),
-            flags.collar.eq(off > lim.collar),
-            flags.position.eq(exposure > lim.max_position),
-            flags.token.eq(Cat(token)),
+        # The slot's switches, selected by the intent's slot (stable from S1) in every cycle
+        # and registered. Selected in S4 itself, the 16-way selects ran ahead of the order's
+        # valid, which fans out over the whole order queue: they led the placed core
+        # (`reduce_only[5]` -> `gate.flags` -> `decision.valid` -> `out.r_ptr`,
+        # docs/book-timing.md).
+        slot_kill, slot_reduce = Signal(), Signal()
+        m.d.sync += [slot_kill.eq(self.kill.bit_select(it_slot, 1)),
+                     slot_reduce.eq(self.reduce_only.bit_select(it_slot, 1))]
+
+        # S3: each check that can fail as a flag, and `clear`, none of them (nor halted or
+        # uncertain) - both registered from the same values, so that S4's reason and its take
+        # agree; the take then waits on the kill switches alone.
+        fails = data.StructLayout({
+            "reduce": 1, "qty": 1, "notional": 1, "collar": 1, "position": 1, "rate": 2})
+        fail, flags = Signal(fails), Signal(fails)
+        clear = Signal()
+        m.d.comb += [
+            fail.reduce.eq((exposure > 0) & (self.reduce_only_card | slot_reduce)),
+            fail.qty.eq((it_pq.qty == 0) | (it_pq.qty > card.max_order_qty)),
+            fail.notional.eq(notional > card.max_order_notional),
+            fail.collar.eq(off > lim.collar),
+            fail.position.eq(exposure > lim.max_position),
+            fail.rate.eq(~Cat(token)),
         ]
+        m.d.sync += [flags.eq(fail),
+                     clear.eq(~(fail.as_value().any() | it.halted | it.uncertain))]
 
         # S4: the first reason that applies, in Reject order.
-        reduce_only = self.reduce_only_card | self.reduce_only.bit_select(it_slot, 1)
         checks = [
             (Reject.KILL_CARD, self.kill_card),
-            (Reject.KILL_INSTRUMENT, self.kill.bit_select(it_slot, 1)),
+            (Reject.KILL_INSTRUMENT, slot_kill),
             (Reject.HALTED, it.halted),
             (Reject.UNCERTAIN, it.uncertain),
-            (Reject.REDUCE_ONLY, reduce_only & flags.reduce),
+            (Reject.REDUCE_ONLY, flags.reduce),
             (Reject.MAX_QTY, flags.qty),
             (Reject.MAX_NOTIONAL, flags.notional),
             (Reject.COLLAR, flags.collar),
             (Reject.MAX_POSITION, flags.position),
-            (Reject.RATE_CARD, ~flags.token[0]),
-            (Reject.RATE_INSTRUMENT, ~flags.token[1]),
+            (Reject.RATE_CARD, flags.rate[0]),
+            (Reject.RATE_INSTRUMENT, flags.rate[1]),
         ]
         assert [r for r, _ in checks] == list(Reject)[1:], "checks must follow Reject's order"
         exact = Signal(Reject)
@@ -424,7 +440,7 @@ class RiskGate(wiring.Component):
             self.decision.valid.eq(decide),
             self.decision.payload.intent.eq(it),
             self.decision.payload.reason.eq(reason),
-            take.eq(fast | (v[3] & ~Cat(*(failed for _, failed in checks)).any())),
+            take.eq(fast | (v[3] & clear & ~self.kill_card & ~slot_kill)),
             self.order.valid.eq(take),
             self.order.payload.eq(it),
         ]
