@@ -140,7 +140,7 @@ class RiskGate(wiring.Component):
             # The RX cycle of the book's next update, the cycle before it is valid
             # (`OrderBook.next_rx_cycle`): the fast path's token checks run a cycle early on it.
             "next_rx_cycle": In(48),
-            "update": In(beats(TopUpdate)), # what the triggers see (fast path)
+            "update": In(beats(TopUpdate)), # what the triggers see (fast path; host ops wait)
             "counters": Out(data.ArrayLayout(32, len(Reject))),    # indexed by Reject
             "position": Out(data.ArrayLayout(signed(RISK_POSITION_BITS), slots)),
             "open": Out(data.ArrayLayout(data.ArrayLayout(RISK_QTY_BITS, 2), slots)),
@@ -510,8 +510,12 @@ class RiskGate(wiring.Component):
         op = self.host_op.payload
         do_op = self.host_op.valid & self.host_op.ready
         m.d.sync += changed.eq(Cat(wb | do_op | self.load | switched, changed[:2]))
-        # An intent being accepted goes first: its snapshot must not miss a host op.
-        m.d.comb += self.host_op.ready.eq(idle & ~self.intent.valid)
+        # An intent goes first: its snapshot must not miss a host op. So an op waits while an
+        # intent is offered or may be: a held one (not `fresh`), and in any update's cycle,
+        # the only cycle a fresh one comes in. Not on `intent.valid` itself: that is the end of
+        # the triggers' compares, and through `ready` into every row's op it led the placed
+        # core (`trigger.cfg.sell_on` -> `host_op.ready` -> `position`, docs/book-timing.md).
+        m.d.comb += self.host_op.ready.eq(idle & ~self.update.valid & x.fresh)
         # Each row computes what the op would make of it, from its own registers: a value
         # selected by the op's slot and fanned back out to every row was a select tree that
         # ABC9 duplicated into each of the 1,024 open-order bits (29,800 cells in one build).
