@@ -138,11 +138,14 @@ class Core(wiring.Component):
         ]
 
         # Everything after the gate: the order queue, the frames, the TX MAC, the accounting.
-        # `ahead` is the intent the gate accepts now (the gate's `order` is that one, later).
+        # `ahead` is the intent the gate is offered in each cycle it could accept one: the last
+        # is the one it accepted, whose `order` comes later. (Not `intent.valid` too: it is the
+        # end of the triggers' compares, and into the status of the gate's order it was among
+        # the placed core's longest paths, docs/book-timing.md.)
         m.submodules.out = out = OrderOut(W)
         wiring.connect(m, gate.order, out.order)
         m.d.comb += [
-            out.ahead.valid.eq(trigger.intent.valid & gate.intent.ready),
+            out.ahead.valid.eq(gate.intent.ready),
             out.ahead.payload.eq(trigger.intent.payload),
             out.verdict.valid.eq(feed.verdict.valid),
             out.verdict.payload.eq(feed.verdict.payload),

@@ -83,9 +83,10 @@ class _Status(data.Struct):
 class OrderOut(wiring.Component):
     """Ports:
     - `order`: the risk gate's orders; `ready` while the queue has room.
-    - `ahead`: each intent the risk gate accepts, in the cycle it accepts it. The gate offers an
-      order only for the intent it accepted last, and at least one cycle later (`RiskGate`:
-      one intent at a time, decided from registers), so its FCS status is registered by then.
+    - `ahead`: the intent the risk gate is offered, valid in every cycle it could accept one
+      (its `intent.ready`: the last is the one it accepted). The gate offers an order only for
+      the intent it accepted last, and at least one cycle later (`RiskGate`: one intent at a
+      time, decided from registers), so its FCS status is registered by then.
     - `verdict`: the feed handler's frame verdicts; `cycle` its free-running cycle counter.
     - `kill_card`, `fcs_safe`: read in each start's cycle; `kill` (per slot): one cycle later.
     - `order_template`, `symbols` (by slot), `next_user_ref`, `set_user_ref`: the frames'.
