@@ -47,7 +47,10 @@ class MacRx(wiring.Component):
         end, drop = Signal(), Signal(Drop)          # the end beat, registered
 
         m.submodules.fcs = fcs = crc.catalog.CRC32_ETHERNET(data_width=8).create()
-        m.d.comb += fcs.data.eq(rxd)
+        # The byte goes out ungated, as the pins' register: the valid says when it is one, and
+        # a byte gated by it carried the MAC's state through every block's cut-through data
+        # into the book's price compares (docs/book-timing.md, fourteenth session).
+        m.d.comb += [fcs.data.eq(rxd), self.source.payload.data.eq(rxd)]
 
         m.d.sync += end.eq(0)
         with m.If(dv):
@@ -68,11 +71,7 @@ class MacRx(wiring.Component):
                         m.d.sync += room.eq(0)
                     # Beyond the longest legal frame nothing more is passed on.
                     with m.If(room):
-                        m.d.comb += [
-                            self.source.valid.eq(1),
-                            self.source.payload.data.eq(rxd),
-                            fcs.valid.eq(1),
-                        ]
+                        m.d.comb += [self.source.valid.eq(1), fcs.valid.eq(1)]
         with m.Elif(state != State.IDLE):
             m.d.sync += [end.eq(1), state.eq(State.IDLE), phy_error.eq(0)]
             with m.If(phy_error):
