@@ -6,7 +6,11 @@ Every RX block takes one byte per cycle and never pushes back, so every link is 
 end beat on, filling in its own drop reason only if no block before it had one. The end beat
 exists because the MAC learns where a frame ended (and whether its FCS was good) only after the
 last byte has already been passed on: the blocks are cut-through. Data beats pass each block
-combinationally; end beats are registered in each (`forward_end`).
+combinationally; end beats are registered in each (`forward_end`). Each block drives `data`
+whatever its `valid` (the byte is the RX pins' register on a wire), and no block reads `data`
+without `valid`: a byte gated by each block's valid had carried the whole cut-through valid
+chain into every register the decoder loads, and on into the book (docs/book-timing.md,
+fourteenth session).
 
 The TX side is the other way round: the MAC sets the pace (it can start a frame only after the
 inter-frame gap), so its streams have `ready`, and a frame's end is known when its last byte is

@@ -74,10 +74,7 @@ class EthFilter(wiring.Component):
                 with m.If(view.tpid == ETHERTYPE_VLAN):
                     accept(view.ethertype)
             m.d.comb += self.source.valid.eq(passing)
-        # The byte itself is not gated by the valid: it is a wire from the MAC, and the
-        # cut-through valid chain through it had reached the book's price compares (the
-        # routed feed handler + book's critical path, docs/book-timing.md).
-        m.d.comb += self.source.payload.data.eq(beat.data)
+        m.d.comb += self.source.payload.data.eq(beat.data)      # ungated (`hdl.beats`)
         with m.If(forward_end(m, self.sink, self.source, reason)):
             m.d.sync += [index.eq(0), passing.eq(0), reason.eq(Drop.NONE)]
         return m

@@ -102,10 +102,7 @@ class Ipv4Rx(wiring.Component):
             with m.If(inside & (count == total - 1)):
                 m.d.sync += inside.eq(0)
             m.d.comb += self.source.valid.eq(inside)
-        # The byte itself is not gated by the valid: it is a wire from the MAC, and the
-        # cut-through valid chain through it had reached the book's price compares (the
-        # routed feed handler + book's critical path, docs/book-timing.md).
-        m.d.comb += self.source.payload.data.eq(beat.data)
+        m.d.comb += self.source.payload.data.eq(beat.data)      # ungated (`hdl.beats`)
         m.d.comb += [
             self.source.payload.dst_addr.eq(dst),
             self.source.payload.payload_len.eq(total - hlen),

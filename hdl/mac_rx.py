@@ -47,9 +47,7 @@ class MacRx(wiring.Component):
         end, drop = Signal(), Signal(Drop)          # the end beat, registered
 
         m.submodules.fcs = fcs = crc.catalog.CRC32_ETHERNET(data_width=8).create()
-        # The byte goes out ungated, as the pins' register: the valid says when it is one, and
-        # a byte gated by it carried the MAC's state through every block's cut-through data
-        # into the book's price compares (docs/book-timing.md, fourteenth session).
+        # The byte goes out ungated (`hdl.beats`): the valid alone says when it is one.
         m.d.comb += [fcs.data.eq(rxd), self.source.payload.data.eq(rxd)]
 
         m.d.sync += end.eq(0)

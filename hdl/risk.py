@@ -512,7 +512,8 @@ class RiskGate(wiring.Component):
         m.d.sync += changed.eq(Cat(wb | do_op | self.load | switched, changed[:2]))
         # An intent goes first: its snapshot must not miss a host op. So an op waits while an
         # intent is offered or may be: a held one (not `fresh`), and in any update's cycle,
-        # the only cycle a fresh one comes in. Not on `intent.valid` itself: that is the end of
+        # the only cycle a fresh one comes in (`fresh` is the triggers' "nothing held", driven
+        # whether or not an intent is valid). Not on `intent.valid` itself: that is the end of
         # the triggers' compares, and through `ready` into every row's op it led the placed
         # core (`trigger.cfg.sell_on` -> `host_op.ready` -> `position`, docs/book-timing.md).
         m.d.comb += self.host_op.ready.eq(idle & ~self.update.valid & x.fresh)
