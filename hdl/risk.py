@@ -15,9 +15,10 @@ queue has room, so a sent order is never lost), on one of two paths:
   max_order_notional, which, with the collar and qty checks, bounds qty x price without a
   multiplication in the path. Then it decides NONE at once.
 * Exact (`EXACT_LATENCY`) for every other intent, in a pipeline:
-      S1  qty x price as four 16 x 16 products; the token checks (the slot's limits, position,
-          open orders and bucket are a snapshot taken at acceptance)
-      S2  the notional, |price - reference_px|, the exposure that way
+      S1  qty x price as four 16 x 16 products; the card's token check; the slot's row (its
+          limits, position, open orders and bucket, which nothing changes while the gate is
+          busy) selected into the p1 stage
+      S2  the notional, |price - reference_px|, the exposure that way, the slot's token check
       S3  each check as a flag, with the reduce-only switches as they were the cycle before
       S4  the first reason that applies, with the card's kill switch as it is now and the
           slot's as it was the cycle before (as the fast path and the order queue read an
@@ -360,7 +361,9 @@ class RiskGate(wiring.Component):
             prod[2].eq(q[16:] * p[:16]), prod[3].eq(q[16:] * p[16:]),
             token[0].eq(has_token(it.rx_cycle, card_full, card.rate_period, card.rate_cap)),
         ]
-        m.d.comb += token[1].eq(has_token(it.rx_cycle, p1_full, p1_lim.rate_period,
+        # The slot's, in S2 (its row is in p1 from then), registered: read in S3 beside the
+        # other checks it ran through the OR into `clear`, after two adders and a compare.
+        m.d.sync += token[1].eq(has_token(it.rx_cycle, p1_full, p1_lim.rate_period,
                                           p1_lim.rate_cap))
 
         # S2
