@@ -142,7 +142,8 @@ class RiskGate(wiring.Component):
             # (`OrderBook.next_rx_cycle`): the fast path's token checks run a cycle early on it.
             "next_rx_cycle": In(48),
             "update": In(beats(TopUpdate)), # what the triggers see (fast path; host ops wait)
-            "counters": Out(data.ArrayLayout(32, len(Reject))),    # indexed by Reject
+            # Indexed by Reject; a verdict shows two cycles after its decision.
+            "counters": Out(data.ArrayLayout(32, len(Reject))),
             "position": Out(data.ArrayLayout(signed(RISK_POSITION_BITS), slots)),
             "open": Out(data.ArrayLayout(data.ArrayLayout(RISK_QTY_BITS, 2), slots)),
         })
@@ -440,8 +441,13 @@ class RiskGate(wiring.Component):
             self.order.valid.eq(take),
             self.order.payload.eq(it),
         ]
-        with m.If(decide):
-            m.d.sync += self.counters[reason].eq(self.counters[reason] + 1)
+        # Counted a cycle later, from a one-hot register: the reason's priority chain ahead of
+        # a select into eleven 32-bit adders was one of the placed core's longest paths.
+        counted = Signal(len(Reject))
+        m.d.sync += counted.eq(Cat(decide & (reason == r) for r in Reject))
+        for r in Reject:
+            with m.If(counted[r]):
+                m.d.sync += self.counters[r].eq(self.counters[r] + 1)
         # A take is written back the cycle after the decision (`wb`); the gate stays busy
         # through it, so the next intent sees it. A bucket's new full_at, max(rx, full_at) +
         # period, is a compare and an add: both are done before the write-back, from registers,
