@@ -11,8 +11,9 @@ The configuration inputs (triggers, limits, switches, the order template, watchl
 subscriptions) come from the register bank; the outputs (updates, decisions, counters, latency)
 go to it and to the simulation harnesses. `sent` reports an order one cycle after its frame
 started (`SentOrder.tx_cycle` is the start's cycle), the latency counters two, `killed` and
-`fcs_discarded` one cycle after the discard, `bad_frame_orders` three. An instrument's kill
-switch acts one cycle after it is set; the card's in its own cycle.
+`fcs_discarded` one cycle after the discard, `bad_frame_orders` three. OrderOut takes the
+feed's frame verdicts a cycle after the feed gives them. An instrument's kill switch acts one
+cycle after it is set; the card's in its own cycle.
 """
 
 from amaranth import Module, signed
@@ -144,11 +145,15 @@ class Core(wiring.Component):
         # the placed core's longest paths, docs/book-timing.md.)
         m.submodules.out = out = OrderOut(W)
         wiring.connect(m, gate.order, out.order)
+        # The frames' verdicts reach the order queue a cycle late, through a register of their
+        # own: from the feed's decoder across the chip into every queued order's FCS status they
+        # were among the placed core's longest paths (docs/book-timing.md). A frame's verdict
+        # comes after its last message, so an FCS-safe order waits one cycle more for it.
+        m.d.sync += [out.verdict.valid.eq(feed.verdict.valid),
+                     out.verdict.payload.eq(feed.verdict.payload)]
         m.d.comb += [
             out.ahead.valid.eq(gate.intent.ready),
             out.ahead.payload.eq(trigger.intent.payload),
-            out.verdict.valid.eq(feed.verdict.valid),
-            out.verdict.payload.eq(feed.verdict.payload),
             out.cycle.eq(feed.cycle),
             out.kill_card.eq(self.kill_card), out.kill.eq(self.kill),
             out.fcs_safe.eq(self.fcs_safe),
