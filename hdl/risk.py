@@ -15,9 +15,9 @@ queue has room, so a sent order is never lost), on one of two paths:
   max_order_notional, which, with the collar and qty checks, bounds qty x price without a
   multiplication in the path. Then it decides NONE at once.
 * Exact (`EXACT_LATENCY`) for every other intent, in a pipeline:
-      S1  qty x price as four 16 x 16 products; the card's token check; the slot's row (its
-          limits, position, open orders and bucket, which nothing changes while the gate is
-          busy) selected into the p1 stage
+      S1  qty x price as four 16 x 16 products; the card's token check; the slot's limits,
+          position, open orders and bucket selected by the intent's slot and registered
+          (nothing changes them while the gate is busy)
       S2  the notional, |price - reference_px|, the exposure that way, the slot's token check
       S3  each check as a flag, with the reduce-only switches as they were the cycle before
       S4  the first reason that applies, with the card's kill switch as it is now and the
@@ -232,6 +232,18 @@ class RiskGate(wiring.Component):
         p1_full = Signal(_CYCLE)
         p1_oq = Signal(RISK_QTY_BITS)
         p1_flags = Signal(data.StructLayout({"ns": 1, "kill": 1, "reduce": 1}))
+        ns = self.next_slot
+        m.d.sync += [
+            p1_slot.eq(ns),
+            p1_lim.eq(select(m, self.limits, ns, "p1_limits")),
+            p1_pos.eq(select(m, position, ns, "p1_position")),
+            p1_open.eq(select(m, open_, ns, "p1_open")),
+            p1_full.eq(select(m, full, ns, "p1_full")),
+            p1_oq.eq(select(m, self.order_qty, ns, "p1_order_qty")),
+            p1_flags.ns.eq(nvalid.bit_select(ns, 1) & nsafe.bit_select(ns, 1)),
+            p1_flags.kill.eq(self.kill.bit_select(ns, 1)),
+            p1_flags.reduce.eq(self.reduce_only.bit_select(ns, 1)),
+        ]
         p2_slot = Signal(range(W))
         p2_lo = Signal(signed(RISK_PRICE_BITS + 2))     # reference_px - collar
         p2_hi = Signal(RISK_PRICE_BITS + 1)             # reference_px + collar
@@ -243,7 +255,6 @@ class RiskGate(wiring.Component):
         p2_flags = Signal.like(p1_flags)
         p2_full = Signal(_CYCLE)                        # for a fast take's write-back
         p2_period = Signal(RISK_CREDIT_BITS)
-        p2_open = Signal.like(p1_open)                  # likewise
         card_thr = Signal(signed(_CYCLE + 2))
         card_tok = Signal()
         # The order is min(order_qty, touched shares), so a bound on it holds when it holds
@@ -252,7 +263,7 @@ class RiskGate(wiring.Component):
         base = [p1_pos + p1_open[0], -p1_pos + p1_open[1]]     # exposure before the order
         m.d.sync += [
             p2_slot.eq(p1_slot), p2_oq.eq(p1_oq), p2_flags.eq(p1_flags),
-            p2_full.eq(p1_full), p2_period.eq(p1_lim.rate_period), p2_open.eq(p1_open),
+            p2_full.eq(p1_full), p2_period.eq(p1_lim.rate_period),
             p2_lo.eq(p1_lim.reference_px - p1_lim.collar),
             p2_hi.eq(p1_lim.reference_px + p1_lim.collar),
             p2_thr.eq(p1_full + p1_lim.rate_period - p1_lim.rate_cap),
@@ -335,25 +346,21 @@ class RiskGate(wiring.Component):
         with m.If(idle):
             m.d.sync += [it_r.eq(x), it_terms.eq(self.terms)]
 
-        # The p1 stage's slot: the slot ahead while the gate is free; the intent's while it is
-        # busy, which is then the exact path's row (the intent's slot's limits and state, from
-        # S2 on, refreshed each cycle). One set of 16-way selects serves both: a second set by
-        # the intent's slot was 3,700 of the gate's 12,900 logic cells.
-        sel = Mux(idle, self.next_slot, it_slot)
-        m.d.sync += [
-            p1_slot.eq(sel),
-            p1_lim.eq(select(m, self.limits, sel, "p1_limits")),
-            p1_pos.eq(select(m, position, sel, "p1_position")),
-            p1_open.eq(select(m, open_, sel, "p1_open")),
-            p1_full.eq(select(m, full, sel, "p1_full")),
-            p1_oq.eq(select(m, self.order_qty, sel, "p1_order_qty")),
-            p1_flags.ns.eq(nvalid.bit_select(sel, 1) & nsafe.bit_select(sel, 1)),
-            p1_flags.kill.eq(self.kill.bit_select(sel, 1)),
-            p1_flags.reduce.eq(self.reduce_only.bit_select(sel, 1)),
-        ]
+        # The intent's slot: its limits and state, selected from the registered intent (for the
+        # exact path, and for the fast decision's own updates).
+        sel_lim = data.View(SlotLimits, select(m, self.limits, it_slot, "slot_limits"))
+        sel_open = select(m, open_, it_slot, "slot_open")
+        sel_way = Mux(buy, sel_open[0], sel_open[1])
+        sel_full = select(m, full, it_slot, "slot_full")
+        lim = Signal(SlotLimits)
+        pos = Signal(signed(RISK_POSITION_BITS))
+        way = Signal(RISK_QTY_BITS)                     # open orders the intent's way
+        slot_full = Signal(_CYCLE)
+        m.d.sync += [lim.eq(sel_lim), pos.eq(select(m, position, it_slot, "slot_position")),
+                     way.eq(sel_way), slot_full.eq(sel_full)]
 
         # -- the exact path ------------------------------------------------------------------
-        # S1 (p1 loads the intent's slot's row in it: its limits and state from S2 on)
+        # S1 (`lim`, `pos`, `way`, `slot_full` load in it: the intent's slot's, from S2 on)
         prod = [Signal(32, name=f"prod{i}") for i in range(4)]
         q, p = it.qty, it.price
         token = [Signal(name="token_card"), Signal(name="token_slot")]
@@ -362,21 +369,22 @@ class RiskGate(wiring.Component):
             prod[2].eq(q[16:] * p[:16]), prod[3].eq(q[16:] * p[16:]),
             token[0].eq(has_token(it.rx_cycle, card_full, card.rate_period, card.rate_cap)),
         ]
-        # The slot's, in S2 (its row is in p1 from then), registered: read in S3 beside the
-        # other checks it ran through the OR into `clear`, after two adders and a compare.
-        m.d.sync += token[1].eq(has_token(it.rx_cycle, p1_full, p1_lim.rate_period,
-                                          p1_lim.rate_cap))
+        # The slot's, in S2 (`slot_full` and `lim` are its from then), registered: read in S3
+        # beside the other checks it ran through the OR into `clear`, after two adders and a
+        # compare.
+        m.d.sync += token[1].eq(has_token(it.rx_cycle, slot_full, lim.rate_period,
+                                          lim.rate_cap))
 
         # S2
         notional = Signal(RISK_NOTIONAL_BITS)
         off = Signal(RISK_PRICE_BITS + 1)               # |price - reference_px|
         exposure = Signal(signed(RISK_QTY_BITS + 3))
         diff = Signal(signed(RISK_PRICE_BITS + 1))
-        m.d.comb += diff.eq(it_pq.price - p1_lim.reference_px)
+        m.d.comb += diff.eq(it_pq.price - lim.reference_px)
         m.d.sync += [
             notional.eq(prod[0] + ((prod[1] + prod[2]) << 16) + (prod[3] << 32)),
             off.eq(Mux(diff < 0, -diff, diff)),
-            exposure.eq(Mux(buy, base[BOOK_BUY], base[BOOK_SELL]) + it_pq.qty),
+            exposure.eq(Mux(buy, pos, -pos) + way + it_pq.qty),
         ]
 
         # The slot's switches, selected by the intent's slot (stable from S1) in every cycle
@@ -399,8 +407,8 @@ class RiskGate(wiring.Component):
             fail.reduce.eq((exposure > 0) & (self.reduce_only_card | slot_reduce)),
             fail.qty.eq((it_pq.qty == 0) | (it_pq.qty > card.max_order_qty)),
             fail.notional.eq(notional > card.max_order_notional),
-            fail.collar.eq(off > p1_lim.collar),
-            fail.position.eq(exposure > p1_lim.max_position),
+            fail.collar.eq(off > lim.collar),
+            fail.position.eq(exposure > lim.max_position),
             fail.rate.eq(~Cat(token)),
         ]
         m.d.sync += [flags.eq(fail),
@@ -456,7 +464,7 @@ class RiskGate(wiring.Component):
         #   (a load then or in `wb` cancels the write-back).
         # * slot: full_at + period ahead of the decision (`early`), from the snapshot the path
         #   took (fast: the p2 stage's, checked unchanged by `changed` at acceptance; exact:
-        #   p1's, refreshed each cycle while busy); rx + period in the decision cycle.
+        #   `slot_full`, refreshed each cycle while busy); rx + period in the decision cycle.
         #   A load since acceptance (`since`) may have changed the limits and has emptied every
         #   bucket (full_at 0): then the new full_at is rx + period.
         # Limits change only with a load (`hdl.core.Core`), so a period read in any cycle
@@ -475,15 +483,11 @@ class RiskGate(wiring.Component):
             for i in range(W):
                 with m.Case(i):
                     m.d.sync += f_period.eq(self.limits[i].rate_period)
-        # The open orders of the fast slot, both ways, as the p2 stage had them at acceptance
-        # (in the decision cycle p1 is already loading the intent's row).
-        f_open = Signal.like(p2_open)
         m.d.sync += [
             # In the acceptance cycle (a fast intent's rx_cycle is its update's).
             f_early.eq(p2_full + p2_period), f_later.eq(u.rx_cycle > p2_full),
-            f_open.eq(p2_open),
-            # In S3 (the exact intent's row is in p1 from S2 on).
-            e_early.eq(p1_full + p1_lim.rate_period), e_later.eq(it.rx_cycle > p1_full),
+            # In S3 (the exact intent's `slot_full` and `lim` are stable from S2).
+            e_early.eq(slot_full + lim.rate_period), e_later.eq(it.rx_cycle > slot_full),
         ]
         wb_slot, wb_side = Signal(range(W)), Signal()
         wb_way, wb_qty = Signal(RISK_QTY_BITS), Signal(RISK_QTY_BITS)
@@ -493,10 +497,8 @@ class RiskGate(wiring.Component):
         m.d.sync += idle.eq(~(accept | v[:3].any() | (take & ~self.load)))
         m.d.sync += [
             wb.eq(take & ~self.load), wb_slot.eq(it.slot), wb_side.eq(it.side),
-            wb_way.eq(Mux(fast, Mux(buy, f_open[BOOK_BUY], f_open[BOOK_SELL]),
-                          Mux(buy, p1_open[BOOK_BUY], p1_open[BOOK_SELL]))),
-            wb_qty.eq(it.qty),
-            wb_late.eq(it.rx_cycle + Mux(fast, f_period, p1_lim.rate_period)),
+            wb_way.eq(sel_way), wb_qty.eq(it.qty),
+            wb_late.eq(it.rx_cycle + Mux(fast, f_period, lim.rate_period)),
             wb_early.eq(Mux(fast, f_early, e_early)),
             wb_later.eq(since | Mux(fast, f_later, e_later)),
             wbc_late.eq(it.rx_cycle + card.rate_period),
