@@ -754,7 +754,10 @@ class OrderBook(wiring.Component):
         emits: list[Value] = []
         emit = Signal()
         m.d.sync += self.update.valid.eq(emit)
-        m.d.comb += count["updates"].eq(emit)
+        # Counted from the update's own valid, a register, not from `emit`: `emit` into the
+        # counter's event register (as a synchronous reset) across the chip was the routed
+        # critical path of the feed handler + book (8.51 ns, docs/book-timing.md).
+        m.d.comb += count["updates"].eq(self.update.valid)
 
         # The stages that can emit are exclusive: the payload is their AND-OR, not a priority
         # chain, selected by the message type alone; it loads every cycle, and `emit` alone
