@@ -273,16 +273,13 @@ class OrderBook(wiring.Component):
         p = self.params
         W, N, set_bits = p.slots, p.levels, ceil_log2(p.sets)
         n_places = BOOK_BANKS * p.ways
-        # Counted two cycles after the event, through two registers: the conditions come off
-        # the stages' logic, and a 32-bit increment behind them was among the book's longest
-        # paths; with one register, placed by the counters, the wire from the stages to it was
-        # (`counted`, docs/book-timing.md). The host reads them.
+        # Counted the cycle after the event: the conditions come off the stages' logic, and a
+        # 32-bit increment behind them was among the book's longest paths. The host reads them.
         count = {name: Signal(name=f"count_{name}") for name in BOOK_COUNTERS}
-        counted, counted2 = Signal(len(BOOK_COUNTERS)), Signal(len(BOOK_COUNTERS))
-        m.d.sync += [counted.eq(Cat(count[name] for name in BOOK_COUNTERS)),
-                     counted2.eq(counted)]
+        counted = Signal(len(BOOK_COUNTERS))
+        m.d.sync += counted.eq(Cat(count[name] for name in BOOK_COUNTERS))
         for i in range(len(BOOK_COUNTERS)):
-            with m.If(counted2[i]):
+            with m.If(counted[i]):
                 m.d.sync += self.counters[i].eq(self.counters[i] + 1)
 
         def sig(value, name):
