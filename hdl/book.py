@@ -93,7 +93,7 @@ from hdl.formats import (
     Drop,
 )
 from hdl.itch import ItchHead, ItchMessage, Verdict
-from hdl.logic import or_tree
+from hdl.logic import count_later, or_tree
 from hdl.moldudp64 import GapReport
 
 __all__ = ["WatchWrite", "TopUpdate", "OrderBook", "Level"]
@@ -273,14 +273,9 @@ class OrderBook(wiring.Component):
         p = self.params
         W, N, set_bits = p.slots, p.levels, ceil_log2(p.sets)
         n_places = BOOK_BANKS * p.ways
-        # Counted the cycle after the event: the conditions come off the stages' logic, and a
-        # 32-bit increment behind them was among the book's longest paths. The host reads them.
+        # Counted the cycle after the event (the conditions come off the stages' logic).
         count = {name: Signal(name=f"count_{name}") for name in BOOK_COUNTERS}
-        counted = Signal(len(BOOK_COUNTERS))
-        m.d.sync += counted.eq(Cat(count[name] for name in BOOK_COUNTERS))
-        for i in range(len(BOOK_COUNTERS)):
-            with m.If(counted[i]):
-                m.d.sync += self.counters[i].eq(self.counters[i] + 1)
+        count_later(m, [count[name] for name in BOOK_COUNTERS], self.counters)
 
         def sig(value, name):
             """`value` as a Signal: Amaranth re-emits an expression at every use, and most of

@@ -67,7 +67,7 @@ from hdl.formats import (
     HostOpKind,
     Reject,
 )
-from hdl.logic import or_tree
+from hdl.logic import count_later, or_tree
 from hdl.trigger import Intent, Terms, select
 
 __all__ = ["CardLimits", "SlotLimits", "HostOp", "Decision", "RiskGate", "reached"]
@@ -369,9 +369,8 @@ class RiskGate(wiring.Component):
             prod[2].eq(q[16:] * p[:16]), prod[3].eq(q[16:] * p[16:]),
             token[0].eq(has_token(it.rx_cycle, card_full, card.rate_period, card.rate_cap)),
         ]
-        # The slot's, in S2 (`slot_full` and `lim` are its from then), registered: read in S3
-        # beside the other checks it ran through the OR into `clear`, after two adders and a
-        # compare.
+        # The slot's, in S2 (`slot_full` and `lim` are its from then), registered for S3: left
+        # combinational, its two adders and compare ran on into S3's OR (`clear`).
         m.d.sync += token[1].eq(has_token(it.rx_cycle, slot_full, lim.rate_period,
                                           lim.rate_cap))
 
@@ -449,13 +448,9 @@ class RiskGate(wiring.Component):
             self.order.valid.eq(take),
             self.order.payload.eq(it),
         ]
-        # Counted a cycle later, from a one-hot register: the reason's priority chain ahead of
-        # a select into eleven 32-bit adders was one of the placed core's longest paths.
-        counted = Signal(len(Reject))
-        m.d.sync += counted.eq(Cat(decide & (reason == r) for r in Reject))
-        for r in Reject:
-            with m.If(counted[r]):
-                m.d.sync += self.counters[r].eq(self.counters[r] + 1)
+        # Counted a cycle later, one event per reason: the reason's priority chain ahead of a
+        # select into eleven 32-bit adders was one of the placed core's longest paths.
+        count_later(m, [decide & (reason == r) for r in Reject], self.counters)
         # A take is written back the cycle after the decision (`wb`); the gate stays busy
         # through it, so the next intent sees it. A bucket's new full_at, max(rx, full_at) +
         # period, is a compare and an add: both are done before the write-back, from registers,
