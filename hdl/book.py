@@ -333,10 +333,10 @@ class OrderBook(wiring.Component):
                                  sticky[i].eq(ww.enable)]
 
         # -- heads: find the slot, read its row ------------------------------------------------
-        h, hv = self.head.payload, self.head.valid
-        h_is = {t: sig(hv & getattr(h.kind, t), f"head_{t}") for t in "RHAFECXDU"}
-        by_symbol = hv & h.key & (h_is["R"] | h_is["H"] | h_is["A"] | h_is["F"])
-        by_locate = hv & ~h.key & (h_is["E"] | h_is["C"] | h_is["X"] | h_is["D"] | h_is["U"])
+        h = self.head.payload
+        h_is = {t: getattr(h.kind, t) for t in "RHAFECXDU"}       # 0 while not valid
+        by_symbol = h.key & (h_is["R"] | h_is["H"] | h_is["A"] | h_is["F"])
+        by_locate = ~h.key & (h_is["E"] | h_is["C"] | h_is["X"] | h_is["D"] | h_is["U"])
         # A symbol is compared a cycle ahead of its head, on the decoder's `early_stock`, and
         # a locate in its head's cycle, registered (`loc_match`): in the cycle after, each
         # picks its lowest match into `s_match`, and the slot is only encoded from it. (The
@@ -407,8 +407,8 @@ class OrderBook(wiring.Component):
         # U's, then U's new reference (any instrument) two cycles after it. Each lookup holds
         # its address for two cycles, so that P2 gathers the entry PK looked at from the
         # fabric register.
-        key_beat = sig(hv & h.key & (h_is["A"] | h_is["F"] | h_is["E"] | h_is["C"]
-                                     | h_is["X"] | h_is["D"] | h_is["U"]), "key_beat")
+        key_beat = sig(h.key & (h_is["A"] | h_is["F"] | h_is["E"] | h_is["C"]
+                                | h_is["X"] | h_is["D"] | h_is["U"]), "key_beat")
         u_wait, u_second = Signal(), Signal()
         af_start = Signal(name="af_start")
         other_ref = Signal(64)              # the reference not on the head: A/F's, U's new one
@@ -638,7 +638,7 @@ class OrderBook(wiring.Component):
 
         # -- the message arrives ---------------------------------------------------------------
         msg, body = self.message.payload, self.message.payload.body
-        is_ = {t: sig(self.message.valid & getattr(msg.kind, t), f"is_{t}") for t in "SRHAFECXDU"}
+        is_ = {t: getattr(msg.kind, t) for t in "SRHAFECXDU"}          # 0 while not valid
 
         def by_kind(types, field):
             """Field `field` of the message's body, of whichever of `types` it is (else 0)."""

@@ -41,13 +41,16 @@ BODY = data.UnionLayout({
 
 KIND = data.StructLayout({t: 1 for t in ITCH_BODIES})
 """A one-hot of the decoded types, by letter: `msg.kind.A`. Registered beside `type`, so a
-reader tests a type with one bit where an 8-bit compare would head its paths (the book's)."""
+reader tests a type with one bit where an 8-bit compare would head its paths (the book's).
+It is 0 while its stream's `valid` is 0: one register bit says "an A is here", where `valid &
+kind.A` had put the stream's valid, a register far from most of its readers, into every one of
+the book's type tests (they led the routed feed handler + book at every seed)."""
 
 
 class ItchMessage(data.Struct):
     """A decoded ITCH message of one of the types in `ITCH_BODIES`, with where it came from."""
     type: 8                 # ASCII type letter
-    kind: KIND              # the same, one-hot
+    kind: KIND              # the same, one-hot (0 while not valid)
     locate: 16
     tracking: 16
     timestamp: 48           # ns since midnight
@@ -97,7 +100,7 @@ class ItchHead(data.Struct):
     message: the message may still be dropped (truncated frame), so nothing may be changed on a
     head alone."""
     type: 8
-    kind: KIND
+    kind: KIND              # one-hot (0 while not valid)
     locate: 16
     key: 1
     order_ref: 64
@@ -188,7 +191,6 @@ class ItchDecoder(wiring.Component):
         hv = data.View(HEADER, header)
         m.d.sync += [
             msg.type.eq(kind),
-            msg.kind.eq(kind_hot),
             msg.locate.eq(hv.locate),
             msg.tracking.eq(hv.tracking),
             msg.timestamp.eq(hv.timestamp),
@@ -207,7 +209,7 @@ class ItchDecoder(wiring.Component):
         with m.If(self.sink.valid & ~beat.end):
             m.d.sync += pos.eq(Mux(beat.first, 1, pos + 1))
         head = self.head.payload
-        m.d.sync += [head.type.eq(kind), head.kind.eq(kind_hot), head.key.eq(pos != LOCATE_AT)]
+        m.d.sync += [head.type.eq(kind), head.key.eq(pos != LOCATE_AT)]
 
         def bits_of(kind_, name, at):
             """(lo, size) in `now` of field `name` of `kind_` when the byte at offset `at`
@@ -244,9 +246,11 @@ class ItchDecoder(wiring.Component):
         first = (pos == LOCATE_AT) | ~Cat(getattr(kind_hot, t) for t in HEAD_AT).any()
         m.d.sync += head.locate.eq(Mux(first, field("D", "locate", LOCATE_AT), by_type(
             {t: bits_of(t, "locate", at) for t, at in HEAD_AT.items()})))
-        m.d.sync += self.head.valid.eq(
-            self.sink.valid & ~beat.end & ~beat.first & (reason == Drop.NONE) & decoded
-            & ((pos == LOCATE_AT) | (pos == key_at)))
+        head_now = Signal()
+        m.d.comb += head_now.eq(self.sink.valid & ~beat.end & ~beat.first & (reason == Drop.NONE)
+                                & decoded & ((pos == LOCATE_AT) | (pos == key_at)))
+        m.d.sync += [self.head.valid.eq(head_now),
+                     head.kind.eq(Mux(head_now, kind_hot, 0))]
 
         # A message is counted the cycle after its last byte (`counted`): the count comes off
         # the cut-through valid chain, and the counters sit wherever their readers pull them
@@ -254,7 +258,7 @@ class ItchDecoder(wiring.Component):
         count, counted = Signal(), Signal()
         total = Signal(32)
         m.d.sync += [counted.eq(count), msg.index.eq(total), total.eq(total + counted)]
-        m.d.sync += [valid.eq(0), self.verdict.valid.eq(0)]
+        m.d.sync += [valid.eq(0), msg.kind.eq(0), self.verdict.valid.eq(0)]
         with m.If(self.sink.valid & ~beat.end & (reason == Drop.NONE)):
             with m.If(beat.first):
                 m.d.sync += [kind.eq(beat.data), kind_hot.eq(0),
@@ -271,7 +275,7 @@ class ItchDecoder(wiring.Component):
                             with m.Else():
                                 m.d.sync += reason.eq(Drop.ITCH_BAD_LENGTH)
             with m.If(beat.last & ~beat.first):
-                m.d.sync += valid.eq(decoded)
+                m.d.sync += [valid.eq(decoded), msg.kind.eq(kind_hot)]
                 m.d.comb += count.eq(1)
 
         for i in range(len(ITCH_TYPES)):
