@@ -162,13 +162,6 @@ class ItchDecoder(wiring.Component):
         decoded = Signal()          # the type has a body table: emit it
         reason = Signal(Drop)       # latched: the rest of the packet is dropped
         valid = Signal()
-        # A message's first byte (in a frame not dropped so far) is its type: `kind_hot` loads
-        # it and keeps it to the message's end. One expression, so a copy can load the same.
-        kind_next = Signal(KIND)
-        m.d.comb += kind_next.eq(Mux(self.sink.valid & ~beat.end & (reason == Drop.NONE)
-                                     & beat.first,
-                                     Cat(beat.data == ord(t) for t in ITCH_BODIES), kind_hot))
-        m.d.sync += kind_hot.eq(kind_next)
 
         # The bytes of a message arrive on consecutive cycles, so the datapath needs no enable
         # (whose fan-out from the cut-through valid chain would set the clock): a window of
@@ -235,8 +228,12 @@ class ItchDecoder(wiring.Component):
         # `kind_hot`: from them, the F/A select's hop across the chip led the routed feed
         # handler + book at seed 3 (2.26 of 8.63 ns; docs/book-timing.md, "Seventeenth
         # session"). So it selects between copies of both of its own (`hdl.copies`), which
-        # can sit by those compares.
-        (price_is_f,) = copies(m, platform, kind_next.F, 1, "price_is_f")
+        # can sit by those compares. The type's copy is a cycle late, which is exact where
+        # the early price is read: a type loads at its message's first byte, and an A/F's last
+        # byte is 35 or more bytes later. So the copy's input is a register too, and only it
+        # crosses the chip; a copy of `kind_hot`'s load logic carried the MAC's cut-through
+        # valid chain there (seventeenth session).
+        (price_is_f,) = copies(m, platform, kind_hot.F, 1, "price_is_f")
         (price_window,) = copies(m, platform, now[:56], 1, "price_window")
         price_now = Cat(beat.data, price_window)    # `now`'s low bytes: both prices are in them
         m.d.comb += self.early_price.eq(Mux(price_is_f,
@@ -283,12 +280,15 @@ class ItchDecoder(wiring.Component):
         m.d.sync += [valid.eq(0), msg.kind.eq(0), self.verdict.valid.eq(0)]
         with m.If(self.sink.valid & ~beat.end & (reason == Drop.NONE)):
             with m.If(beat.first):
-                m.d.sync += [kind.eq(beat.data), reason.eq(Drop.ITCH_UNKNOWN_TYPE)]
+                m.d.sync += [kind.eq(beat.data), kind_hot.eq(0),
+                             reason.eq(Drop.ITCH_UNKNOWN_TYPE)]
                 with m.Switch(beat.data):
                     for i, t in enumerate(ITCH_TYPES):
                         with m.Case(ord(t)):
                             m.d.sync += [kind_index.eq(i), decoded.eq(t in ITCH_BODIES),
                                          key_at.eq(HEAD_AT.get(t, 0))]
+                            if t in ITCH_BODIES:
+                                m.d.sync += getattr(kind_hot, t).eq(1)
                             with m.If(beat.length == ITCH_LENGTHS[t]):
                                 m.d.sync += reason.eq(Drop.NONE)
                             with m.Else():
