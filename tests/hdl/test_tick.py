@@ -55,10 +55,10 @@ def random_updates(rng: random.Random, n: int, slots: int) -> list[TopUpdate]:
 def run(config: CardConfig, updates: list[TopUpdate], rng: random.Random,
         ops: bool = True, gaps: list[int] | None = None,
         first: tuple[tuple[HostOpKind, int, str, int], ...] = (),
-        reduce_only: int = 0) -> list[tuple]:
+        reduce_only: int = 0, loads: tuple[int, ...] = ()) -> list[tuple]:
     """Drive both (update k followed by gaps[k] idle cycles, random without `gaps`; host ops
-    `first` before the first; `reduce_only` slots); compare decisions, state and counters;
-    return the decisions."""
+    `first` before the first; `reduce_only` slots; a reload of the limits before each update
+    in `loads`); compare decisions, state and counters; return the decisions."""
     dut = TickPath(SLOTS)
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -114,6 +114,15 @@ def run(config: CardConfig, updates: list[TopUpdate], rng: random.Random,
                 slot = rng.randrange(len(config.instruments))
                 model_r.kill[slot] = not model_r.kill[slot]
                 ctx.set(gate.kill, sum(1 << s for s, on in enumerate(model_r.kill) if on))
+            if u.index in loads:
+                # The host's commit of the same limits: every bucket full again, as a new
+                # model's.
+                fresh = RiskModel(config, clock_hz=CLOCK)
+                model_r.card_bucket, model_r.buckets = fresh.card_bucket, fresh.buckets
+                ctx.set(gate.load, 1)
+                await ctx.tick()
+                ctx.set(gate.load, 0)
+                cycle += 1
             u = TopUpdate(u.slot, u.locate, u.bid_px, u.bid_qty, u.ask_px, u.ask_qty,
                           u.uncertain, u.halted, u.state, u.index, cycle, u.clear)
             for intent in model_t.update(u):
@@ -196,6 +205,21 @@ def test_throttle_to_the_cycle(delta: int) -> None:
     got = run(config, updates, random.Random(0), ops=False, gaps=gaps)
     third = Reject.RATE_CARD if delta < 300 else Reject.NONE
     assert [r for *_, r in got] == [Reject.NONE, Reject.NONE, third]
+
+
+def test_a_reload_fills_every_bucket() -> None:
+    """The instrument's bucket: 2 tokens, one per 300 cycles. Fires at 0 and 40 empty it and
+    the one at 80 is refused; a reload of the limits before the fourth fills it again (the
+    gate keeps each slot's bucket in LUT RAM, which a load cannot clear in a cycle)."""
+    inst = Instrument("S0", min_qty=0, order_qty=100, max_position=10_000,
+                      reference_px=1_000_000, collar=10_000, buy_below=1_000_000,
+                      max_orders_per_second=2)
+    config = CardConfig(Limits(100, 10**12, 100), (inst,))
+    updates = [TopUpdate(0, 7, 0, 0, 1_000_000 if i % 2 == 0 else 0, 100 if i % 2 == 0 else 0,
+                         False, False, "T", i, 0) for i in range(7)]
+    got = run(config, updates, random.Random(0), ops=False, gaps=[19] * 7, loads=(5,))
+    assert [r for *_, r in got] == [Reject.NONE, Reject.NONE, Reject.RATE_INSTRUMENT,
+                                    Reject.NONE]
 
 
 def test_reduce_only_allows_exactly_flat() -> None:
