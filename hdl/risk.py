@@ -51,7 +51,7 @@ open orders, a position) is computed once, for the one slot concerned, and loade
 """
 
 from amaranth import Cat, Module, Mux, Signal, signed
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.beats import beats
@@ -105,6 +105,28 @@ _QTY_MAX = (1 << RISK_QTY_BITS) - 1
 
 
 _CYCLE = 49                     # rx_cycle (48 bits) plus a period: full_at never wraps
+
+
+class _Rows:
+    """A number per slot in LUT RAM: one write port, and a read port (a copy of the RAM) for
+    each `read`. Yosys maps it to TRELLIS_DPR16X4 cells (16 rows x 4 bits each). The gate's
+    state per slot (open orders, positions, buckets) was flip-flop rows: each reader was a
+    16-way select of them (~5 LUT4 a bit), and each row computed its own next value beside it
+    (so that no select fed back), 4,500 LUT4 for positions and open orders alone: the gate was
+    the core's largest block. A read port costs ~1.5 LUT4 a bit, and the next value is computed
+    once. Written and read as the rows were: a write shows from the next cycle."""
+
+    def __init__(self, m: Module, name: str, shape, slots: int):
+        self._m = m
+        self._mem = memory.Memory(shape=shape, depth=1 << max(1, (slots - 1).bit_length()),
+                                  init=[])
+        m.submodules[name] = self._mem
+        self.write = self._mem.write_port()
+
+    def read(self, addr):
+        port = self._mem.read_port(domain="comb")
+        self._m.d.comb += port.addr.eq(addr)
+        return port.data
 
 
 def reached(rx, thr):
@@ -202,13 +224,24 @@ class RiskGate(wiring.Component):
 
         # -- token buckets -----------------------------------------------------------------------
         card_full = Signal(_CYCLE)
-        full = Signal(data.ArrayLayout(_CYCLE, W))
+        # Each slot's full_at, in LUT RAM; `full_ok` marks a row written since the last load
+        # (`load` empties every bucket at once: full_at 0, which a RAM cannot write in a cycle).
+        full = _Rows(m, "full", _CYCLE, W)
+        full_ok = Signal(W)
+
+        def full_at(slot):
+            return Mux(full_ok.bit_select(slot, 1), full.read(slot), 0)
+
+        # Positions and open orders (each side), in LUT RAM; `position` and `open` are
+        # flip-flop copies for the host, written with them and never read here.
+        rows_pos = _Rows(m, "positions", signed(RISK_POSITION_BITS), W)
+        rows_open = [_Rows(m, f"open_{side}", RISK_QTY_BITS, W) for side in ("buy", "sell")]
 
         def has_token(c, full_at, period, cap):
             return (period != 0) & (cap >= period) & (c + cap >= full_at + period)
 
         with m.If(self.load):
-            m.d.sync += [card_full.eq(0), full.eq(0)]
+            m.d.sync += [card_full.eq(0), full_ok.eq(0)]
 
         # -- the slot ahead: its limits and state, selected before its intent comes -----------
         # `next_slot` is the slot of the message the book is working on, which is the slot of
@@ -236,9 +269,9 @@ class RiskGate(wiring.Component):
         m.d.sync += [
             p1_slot.eq(ns),
             p1_lim.eq(select(m, self.limits, ns, "p1_limits")),
-            p1_pos.eq(select(m, position, ns, "p1_position")),
-            p1_open.eq(select(m, open_, ns, "p1_open")),
-            p1_full.eq(select(m, full, ns, "p1_full")),
+            p1_pos.eq(rows_pos.read(ns)),
+            p1_open.eq(Cat(rows_open[0].read(ns), rows_open[1].read(ns))),
+            p1_full.eq(full_at(ns)),
             p1_oq.eq(select(m, self.order_qty, ns, "p1_order_qty")),
             p1_flags.ns.eq(nvalid.bit_select(ns, 1) & nsafe.bit_select(ns, 1)),
             p1_flags.kill.eq(self.kill.bit_select(ns, 1)),
@@ -349,14 +382,13 @@ class RiskGate(wiring.Component):
         # The intent's slot: its limits and state, selected from the registered intent (for the
         # exact path, and for the fast decision's own updates).
         sel_lim = data.View(SlotLimits, select(m, self.limits, it_slot, "slot_limits"))
-        sel_open = select(m, open_, it_slot, "slot_open")
-        sel_way = Mux(buy, sel_open[0], sel_open[1])
-        sel_full = select(m, full, it_slot, "slot_full")
+        sel_way = Mux(buy, rows_open[0].read(it_slot), rows_open[1].read(it_slot))
+        sel_full = full_at(it_slot)
         lim = Signal(SlotLimits)
         pos = Signal(signed(RISK_POSITION_BITS))
         way = Signal(RISK_QTY_BITS)                     # open orders the intent's way
         slot_full = Signal(_CYCLE)
-        m.d.sync += [lim.eq(sel_lim), pos.eq(select(m, position, it_slot, "slot_position")),
+        m.d.sync += [lim.eq(sel_lim), pos.eq(rows_pos.read(it_slot)),
                      way.eq(sel_way), slot_full.eq(sel_full)]
 
         # -- the exact path ------------------------------------------------------------------
@@ -505,11 +537,11 @@ class RiskGate(wiring.Component):
 
         slot_full_new = Signal(_CYCLE)
         m.d.comb += slot_full_new.eq(Mux(wb_later, wb_late, wb_early))
+        m.d.comb += [full.write.addr.eq(wb_slot), full.write.data.eq(slot_full_new),
+                     full.write.en.eq(wb & ~self.load)]
         with m.If(wb & ~self.load):
-            m.d.sync += card_full.eq(Mux(wbc_later, wbc_late, wbc_early))
-            for i in range(W):
-                with m.If(wb_slot == i):
-                    m.d.sync += full[i].eq(slot_full_new)
+            m.d.sync += [card_full.eq(Mux(wbc_later, wbc_late, wbc_early)),
+                         full_ok.bit_select(wb_slot, 1).eq(1)]
 
         # Open orders and positions: a sent order opens; the host's ops close or load.
         op = self.host_op.payload
@@ -522,19 +554,32 @@ class RiskGate(wiring.Component):
         # the triggers' compares, and through `ready` into every row's op it led the placed
         # core (`trigger.cfg.sell_on` -> `host_op.ready` -> `position`, docs/book-timing.md).
         m.d.comb += self.host_op.ready.eq(idle & ~self.update.valid & x.fresh)
-        # Each row computes what the op would make of it, from its own registers: a value
-        # selected by the op's slot and fanned back out to every row was a select tree that
-        # ABC9 duplicated into each of the 1,024 open-order bits (29,800 cells in one build).
+        # The op's row is read by the op's slot and its new value computed once (the rows are
+        # LUT RAM, `_Rows`). A slot beyond the table is no slot: its op changes nothing.
+        op_row = op.slot[:max(1, (W - 1).bit_length())]
+        op_here = do_op & (op.slot < W)
+        for side in (BOOK_BUY, BOOK_SELL):
+            w, mine = rows_open[side].write, rows_open[side].read(op_row)
+            m.d.comb += [
+                w.addr.eq(Mux(wb, wb_slot, op_row)),
+                w.data.eq(Mux(wb, Mux(wb_opened[-1], _QTY_MAX, wb_opened[:RISK_QTY_BITS]),
+                              Mux(mine > op.qty, mine - op.qty, 0))),
+                w.en.eq((wb & (wb_side == side))
+                        | (op_here & (op.side == side) & (op.kind != HostOpKind.POSITION))),
+            ]
+        w, mine = rows_pos.write, rows_pos.read(op_row)
+        m.d.comb += [
+            w.addr.eq(op_row),
+            w.data.eq(Mux(op.kind == HostOpKind.POSITION, op.qty,
+                          Mux(op.side == BOOK_BUY, mine + op.qty, mine - op.qty))),
+            w.en.eq(op_here & (op.kind != HostOpKind.RELEASE)),
+        ]
+        # The host's copies, loaded with the rows.
         for i in range(W):
-            for side in (0, 1):
-                mine = open_[i][side]
-                with m.If(wb & (wb_slot == i) & (wb_side == side)):
-                    m.d.sync += mine.eq(Mux(wb_opened[-1], _QTY_MAX, wb_opened[:RISK_QTY_BITS]))
-                with m.If(do_op & (op.slot == i) & (op.side == side)
-                          & (op.kind != HostOpKind.POSITION)):
-                    m.d.sync += mine.eq(Mux(mine > op.qty, mine - op.qty, 0))
-            with m.If(do_op & (op.slot == i) & (op.kind != HostOpKind.RELEASE)):
-                m.d.sync += position[i].eq(
-                    Mux(op.kind == HostOpKind.POSITION, op.qty,
-                        Mux(op.side == BOOK_BUY, position[i] + op.qty, position[i] - op.qty)))
+            for side in (BOOK_BUY, BOOK_SELL):
+                w = rows_open[side].write
+                with m.If(w.en & (w.addr == i)):
+                    m.d.sync += open_[i][side].eq(w.data)
+            with m.If(rows_pos.write.en & (rows_pos.write.addr == i)):
+                m.d.sync += position[i].eq(rows_pos.write.data)
         return m

@@ -209,8 +209,8 @@ def test_throttle_to_the_cycle(delta: int) -> None:
 
 def test_a_reload_fills_every_bucket() -> None:
     """The instrument's bucket: 2 tokens, one per 300 cycles. Fires at 0 and 40 empty it and
-    the one at 80 is refused; a reload of the limits before the fourth fills it again (a
-    bucket kept where a load cannot empty it at once, such as LUT RAM, would fail here)."""
+    the one at 80 is refused; a reload of the limits before the fourth fills it again (the
+    gate keeps each slot's bucket in LUT RAM, which a load cannot clear in a cycle)."""
     inst = Instrument("S0", min_qty=0, order_qty=100, max_position=10_000,
                       reference_px=1_000_000, collar=10_000, buy_below=1_000_000,
                       max_orders_per_second=2)
