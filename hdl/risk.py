@@ -311,8 +311,14 @@ class RiskGate(wiring.Component):
         ]
 
         # -- acceptance and the fast path ----------------------------------------------------
-        v = Signal(4)                                   # an intent in S1..S4 of the exact path
         fast = Signal()                                 # an intent decided by the fast path
+        acc = Signal()                                  # an intent accepted last cycle
+        # An intent in S1..S4 of the exact path. S1 is an accepted intent the fast path did not
+        # decide: from two registers, so that the fast checks' compares reach one register
+        # (`fast`) and not also a second of their own (the exact path's first stage had its
+        # own cone of them, and both were the order decision's critical endpoints).
+        v_later = Signal(3)                             # S2..S4
+        v = Cat(acc & ~fast, v_later)
         wb = Signal()                                   # a sent order's state written back
         # Not busy (no intent in `fast`, `v` or `wb`), as a register of its own, loaded a cycle
         # ahead: `ready` then waits on one gate, not on an OR of the stages.
@@ -350,12 +356,10 @@ class RiskGate(wiring.Component):
         # level or two further on, and the compares behind them are the slowest inputs here.
         fb, fs = self.fire[BOOK_BUY], self.fire[BOOK_SELL]
         ok = [common & side_ok[k] for k in range(2)]
-        fast_next, exact_next = Signal(), Signal()
-        m.d.comb += [
-            fast_next.eq(self.intent.ready & x.fresh & ((fb & ok[0]) | (~fb & fs & ok[1]))),
-            exact_next.eq(self.intent.ready & (~x.fresh | (fb & ~ok[0]) | (~fb & fs & ~ok[1]))),
-        ]
-        m.d.sync += [fast.eq(fast_next), v.eq(Cat(exact_next, v[:3]))]
+        fast_next = Signal()
+        m.d.comb += fast_next.eq(
+            self.intent.ready & x.fresh & ((fb & ok[0]) | (~fb & fs & ok[1])))
+        m.d.sync += [fast.eq(fast_next), acc.eq(accept), v_later.eq(v[:3])]
         # `it` is the intent taken: `it_r` with the price and qty of its side, picked from both
         # sides' (`it_terms`) by the registered side. The offer's side waits on the triggers'
         # compares; both sides' terms do not, so only one bit of `it` is late.
