@@ -13,9 +13,9 @@ It merges only Yosys' internal cell types, so on ECP5 each copied bit is an FD1S
 (simulation) the copies are plain registers.
 """
 
-from amaranth import ClockSignal, Instance, Signal, Value
+from amaranth import Cat, ClockSignal, Instance, Signal, Value
 
-__all__ = ["copies", "is_ecp5"]
+__all__ = ["copies", "window", "is_ecp5"]
 
 
 def is_ecp5(platform) -> bool:
@@ -23,15 +23,33 @@ def is_ecp5(platform) -> bool:
     return str(getattr(platform, "device", "")).startswith("LFE5")
 
 
+def _kept(m, platform, q: Signal, d, name: str) -> None:
+    """q loads d every cycle, in flip-flops of its own on ECP5."""
+    if is_ecp5(platform):
+        for k in range(len(q)):
+            m.submodules[f"{name}_{k}"] = Instance(
+                "FD1S3AX", p_GSR="DISABLED", i_CK=ClockSignal(), i_D=d[k], o_Q=q[k])
+    else:
+        m.d.sync += q.eq(d)
+
+
 def copies(m, platform, value, n: int, name: str) -> list[Signal]:
     """`n` registers that each load `value` every cycle (so they are one cycle behind it)."""
     value = Value.cast(value)
     out = [Signal(len(value), name=f"{name}{i}") for i in range(n)]
     for i, q in enumerate(out):
-        if is_ecp5(platform):
-            for k in range(len(value)):
-                m.submodules[f"{name}{i}_{k}"] = Instance(
-                    "FD1S3AX", p_GSR="DISABLED", i_CK=ClockSignal(), i_D=value[k], o_Q=q[k])
-        else:
-            m.d.sync += q.eq(value)
+        _kept(m, platform, q, value, f"{name}{i}")
+    return out
+
+
+def window(m, platform, byte, n: int, name: str) -> Signal:
+    """The `n` bytes before `byte`, the latest lowest: a shift register that takes `byte` every
+    cycle, in flip-flops of its own. Each block on the receive byte path (Ethernet, IPv4, UDP,
+    MoldUDP64) shifts such a window from the same byte as the ITCH decoder's, whose window is
+    also the message's body: merged by Yosys, they were one chain, placed beside the book that
+    reads the body, and the filters' compares and the cut-through valid chain reached it across
+    the chip (3.2 ns of the routed core's critical path; docs/book-timing.md, "Nineteenth
+    session"). Kept apart, each block's window sits by its own logic."""
+    out = Signal(8 * n, name=name)
+    _kept(m, platform, out, Cat(byte, out)[:8 * n], name)
     return out

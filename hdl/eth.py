@@ -9,6 +9,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.beats import Beat, Subscription, be_layout, beats, forward_end
+from hdl.copies import window
 from hdl.formats import ETHERTYPE_IPV4, ETHERTYPE_VLAN, N_SUBSCRIPTIONS, Drop, multicast_mac
 
 __all__ = ["EthFilter", "ETH_HEADER", "VLAN_HEADER"]
@@ -39,7 +40,11 @@ class EthFilter(wiring.Component):
         m = Module()
         beat = self.sink.payload
         index = Signal(range(19))                   # header byte index, saturating at 18
-        header = Signal(8 * 17)                     # bytes before the current one
+        # The bytes before the current one. The header shifts every cycle, not only on a byte
+        # (`hdl.copies.window`): a frame's bytes come on consecutive cycles, so at each `index`
+        # it holds the frame's bytes before it, and the cut-through valid chain (`hdl.feed`)
+        # does not reach its 136 enables.
+        header = window(m, platform, beat.data, 17, "header")
         view = data.View(VLAN_HEADER, Cat(beat.data, header))  # complete at byte 17
         short = data.View(ETH_HEADER, Cat(beat.data, header)[:8 * 14])  # at byte 13
         dst_ok = Signal()
@@ -54,10 +59,6 @@ class EthFilter(wiring.Component):
             with m.Else():
                 m.d.sync += passing.eq(1)
 
-        # The header shifts every cycle, not only on a byte: a frame's bytes come on
-        # consecutive cycles, so at each `index` it holds the frame's bytes before it, and the
-        # cut-through valid chain (`hdl.feed`) does not reach its 136 enables.
-        m.d.sync += header.eq(Cat(beat.data, header))
         with m.If(self.sink.valid & ~beat.end):
             with m.If(index != 18):
                 m.d.sync += index.eq(index + 1)

@@ -14,6 +14,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.beats import Beat, IpBeat, be_layout, beats, forward_end
+from hdl.copies import window
 from hdl.formats import ETH_MAX_FRAME, FCS_LEN, IP_PROTO_UDP, Drop
 
 __all__ = ["Ipv4Rx", "IPV4_HEADER"]
@@ -45,7 +46,8 @@ class Ipv4Rx(wiring.Component):
         m = Module()
         beat = self.sink.payload
         count = Signal(range(ETH_MAX_FRAME + 1))    # bytes seen, padding and FCS included
-        header = Signal(8 * 19)                     # the last 19 bytes: the first 19 at byte 19
+        # The last 19 bytes (the first 19 at byte 19), shifted every cycle (`hdl.copies.window`)
+        header = window(m, platform, beat.data, 19, "header")
         view = data.View(IPV4_HEADER, Cat(beat.data, header))   # valid at byte 19
         ihl = Signal(4)
         hlen = Signal(range(61))
@@ -76,11 +78,9 @@ class Ipv4Rx(wiring.Component):
         with m.Elif(view.protocol != IP_PROTO_UDP):
             m.d.comb += fixed.eq(Drop.IP_PROTO)
 
-        # The header shifts every cycle, and the fields load at byte 19 whether or not a byte
-        # is there (one is, unless the frame was cut there, and then they are not read): a
-        # frame's bytes are consecutive, and the cut-through valid chain (`hdl.feed`) then
-        # reaches no wide enable.
-        m.d.sync += header.eq(Cat(beat.data, header))
+        # The fields load at byte 19 whether or not a byte is there (one is, unless the frame
+        # was cut there, and then they are not read): a frame's bytes are consecutive, and the
+        # cut-through valid chain (`hdl.feed`) then reaches no wide enable.
         with m.If(count == 19):
             m.d.sync += [total.eq(view.total_length), dst.eq(view.dst)]
         with m.If(self.sink.valid & ~beat.end):

@@ -16,6 +16,7 @@ from amaranth.lib import data, enum, wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.beats import MsgBeat, Subscription, UdpBeat, be_layout, beats, forward_end
+from hdl.copies import window
 from hdl.formats import MOLD_END_OF_SESSION, MOLD_HEARTBEAT, N_SUBSCRIPTIONS, SESSION_LEN, Drop
 
 __all__ = ["MoldUdp64Rx", "MOLD_HEADER", "GapReport"]
@@ -57,7 +58,7 @@ class MoldUdp64Rx(wiring.Component):
 
         state = Signal(State)
         index = Signal(range(21))
-        header = Signal(8 * 19)
+        header = window(m, platform, beat.data, 19, "header")
         view = data.View(MOLD_HEADER, Cat(beat.data, header))      # valid at byte 19
         next_seq = Signal(data.ArrayLayout(64, N_SUBSCRIPTIONS))
         expected = Signal(64)           # next_seq of this frame's row, read at byte 17
@@ -83,12 +84,12 @@ class MoldUdp64Rx(wiring.Component):
         # chain (MAC -> Ethernet -> IPv4 -> UDP -> here) reaches no wide enable: beside the
         # book the feed handler's blocks spread over the chip, and that chain into `seq`'s
         # enable led the feed handler + book at both seeds routed (10.09 and 10.03 ns, 8.7 of
-        # it wire; docs/book-timing.md). The header shifts every cycle (a frame's bytes are
-        # consecutive, so at each `index` it holds the bytes before it); the fields load at
-        # their `index` whether or not a byte is there (one is, unless the frame was cut
-        # there, and then it is never accepted: nothing reads them); a message's sequence
-        # number moves on the cycle after its last byte (`bump`), before the next one's first.
-        m.d.sync += header.eq(Cat(beat.data, header))
+        # it wire; docs/book-timing.md). The header shifts every cycle (`hdl.copies.window`;
+        # a frame's bytes are consecutive, so at each `index` it holds the bytes before it); the
+        # fields load at their `index` whether or not a byte is there (one is, unless the frame
+        # was cut there, and then it is never accepted: nothing reads them); a message's
+        # sequence number moves on the cycle after its last byte (`bump`), before the next
+        # one's first.
         in_header = state == State.HEADER
         with m.If(in_header & (index == 17)):
             m.d.sync += [expected.eq(next_seq[beat.sub]), seq.eq(Cat(beat.data, header[:56]))]

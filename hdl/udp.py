@@ -11,6 +11,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.beats import IpBeat, Subscription, UdpBeat, be_layout, beats, forward_end
+from hdl.copies import window
 from hdl.formats import N_SUBSCRIPTIONS, Drop
 
 __all__ = ["UdpFilter", "UDP_HEADER"]
@@ -33,7 +34,8 @@ class UdpFilter(wiring.Component):
         m = Module()
         beat = self.sink.payload
         index = Signal(range(9))                    # header byte index, saturating at 8
-        header = Signal(8 * 7)
+        # Shifts every cycle (`hdl.copies.window`): a frame's bytes are consecutive (`hdl.eth`).
+        header = window(m, platform, beat.data, 7, "header")
         view = data.View(UDP_HEADER, Cat(beat.data, header))      # valid at byte 7
         sub = Signal(range(N_SUBSCRIPTIONS))
         passing = Signal()
@@ -41,8 +43,6 @@ class UdpFilter(wiring.Component):
 
         hits = Cat(s.valid & (s.group == beat.dst_addr) & (s.port == view.dst_port)
                    for s in self.subs)
-        # Shifts every cycle: a frame's bytes are consecutive (as in `hdl.eth`).
-        m.d.sync += header.eq(Cat(beat.data, header))
         with m.If(self.sink.valid & ~beat.end):
             with m.If(index != 8):
                 m.d.sync += index.eq(index + 1)
