@@ -60,6 +60,13 @@ def _synth_ffs(dut, tmp_path) -> int:
     return cells.get("TRELLIS_FF")
 
 
+def _simulate(dut, bench) -> None:
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+
+
 def test_each_copy_is_its_value_a_cycle_late() -> None:
     dut = _Readers()
     rng = random.Random(5)
@@ -74,10 +81,7 @@ def test_each_copy_is_its_value_a_cycle_late() -> None:
             before = v
             await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    _simulate(dut, bench)
 
 
 def test_synthesis_keeps_every_copy(tmp_path) -> None:
@@ -99,10 +103,7 @@ def test_a_window_is_the_bytes_before() -> None:
             assert [(seen >> (8 * BYTES * i)) & mask for i in range(N)] == [want] * N
             await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    _simulate(dut, bench)
 
 
 def test_synthesis_keeps_every_window(tmp_path) -> None:
