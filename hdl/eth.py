@@ -35,6 +35,9 @@ class EthFilter(wiring.Component):
     subs: In(data.ArrayLayout(Subscription, N_SUBSCRIPTIONS))
     sink: In(beats(Beat))
     source: Out(beats(Beat))
+    # This block passes its sink's data beats on now (`hdl.feed` ANDs every block's): from
+    # registers only, and 0 while its end beat is out (reset by the end that sends it).
+    passing: Out(1)
 
     def elaborate(self, platform):
         m = Module()
@@ -75,7 +78,8 @@ class EthFilter(wiring.Component):
                 with m.If(view.tpid == ETHERTYPE_VLAN):
                     accept(view.ethertype)
             m.d.comb += self.source.valid.eq(passing)
-        m.d.comb += self.source.payload.data.eq(beat.data)      # ungated (`hdl.beats`)
+        m.d.comb += [self.source.payload.data.eq(beat.data),     # ungated (`hdl.beats`)
+                     self.passing.eq(passing)]
         with m.If(forward_end(m, self.sink, self.source, reason)):
             m.d.sync += [index.eq(0), passing.eq(0), reason.eq(Drop.NONE)]
         return m

@@ -41,6 +41,9 @@ IPV4_HEADER = be_layout((
 class Ipv4Rx(wiring.Component):
     sink: In(beats(Beat))
     source: Out(beats(IpBeat))
+    # This block passes its sink's data beats on now (`hdl.feed` ANDs every block's): from
+    # registers only, and 0 while its end beat is out (reset by the end that sends it).
+    passing: Out(1)
 
     def elaborate(self, platform):
         m = Module()
@@ -102,7 +105,8 @@ class Ipv4Rx(wiring.Component):
             with m.If(inside & (count == total - 1)):
                 m.d.sync += inside.eq(0)
             m.d.comb += self.source.valid.eq(inside)
-        m.d.comb += self.source.payload.data.eq(beat.data)      # ungated (`hdl.beats`)
+        m.d.comb += [self.source.payload.data.eq(beat.data),     # ungated (`hdl.beats`)
+                     self.passing.eq(inside)]
         m.d.comb += [
             self.source.payload.dst_addr.eq(dst),
             self.source.payload.payload_len.eq(total - hlen),

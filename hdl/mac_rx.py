@@ -26,6 +26,8 @@ class MacRx(wiring.Component):
 
     gmii: In(GmiiRx)
     source: Out(beats(Beat))
+    # A data beat is on `source` now; from registers only (`hdl.feed` ANDs every block's).
+    passing: Out(1)
 
     def elaborate(self, platform):
         m = Module()
@@ -69,7 +71,7 @@ class MacRx(wiring.Component):
                         m.d.sync += room.eq(0)
                     # Beyond the longest legal frame nothing more is passed on.
                     with m.If(room):
-                        m.d.comb += [self.source.valid.eq(1), fcs.valid.eq(1)]
+                        m.d.comb += [self.passing.eq(1), fcs.valid.eq(1)]
         with m.Elif(state != State.IDLE):
             m.d.sync += [end.eq(1), state.eq(State.IDLE), phy_error.eq(0)]
             with m.If(phy_error):
@@ -84,6 +86,7 @@ class MacRx(wiring.Component):
                 m.d.sync += drop.eq(Drop.MAC_FCS)
             with m.Else():
                 m.d.sync += drop.eq(Drop.NONE)
+        m.d.comb += self.source.valid.eq(self.passing)
         with m.If(end):
             m.d.comb += [self.source.valid.eq(1), self.source.payload.end.eq(1),
                          self.source.payload.drop.eq(drop)]

@@ -42,6 +42,9 @@ class MoldUdp64Rx(wiring.Component):
     sink: In(beats(UdpBeat))
     source: Out(beats(MsgBeat))
     gap: Out(beats(GapReport))
+    # This block passes its sink's data beats on now (`hdl.feed` ANDs every block's): from
+    # registers only, and 0 while its end beat is out (reset by the end that sends it).
+    passing: Out(1)
 
     def elaborate(self, platform):
         m = Module()
@@ -174,6 +177,7 @@ class MoldUdp64Rx(wiring.Component):
                     m.d.sync += state.eq(State.LEN_HI)
 
         m.d.comb += [
+            self.passing.eq((state == State.MESSAGE) & fresh),
             self.source.payload.data.eq(beat.data),
             self.source.payload.length.eq(length),
             self.source.payload.seq.eq(msg_seq),

@@ -29,6 +29,9 @@ class UdpFilter(wiring.Component):
     subs: In(data.ArrayLayout(Subscription, N_SUBSCRIPTIONS))
     sink: In(beats(IpBeat))
     source: Out(beats(UdpBeat))
+    # This block passes its sink's data beats on now (`hdl.feed` ANDs every block's): from
+    # registers only, and 0 while its end beat is out (reset by the end that sends it).
+    passing: Out(1)
 
     def elaborate(self, platform):
         m = Module()
@@ -57,7 +60,8 @@ class UdpFilter(wiring.Component):
                     with m.If(hits[i]):
                         m.d.sync += sub.eq(i)
             m.d.comb += self.source.valid.eq(passing)
-        m.d.comb += [self.source.payload.data.eq(beat.data), self.source.payload.sub.eq(sub)]
+        m.d.comb += [self.source.payload.data.eq(beat.data), self.source.payload.sub.eq(sub),
+                     self.passing.eq(passing)]
         with m.If(forward_end(m, self.sink, self.source, reason)):
             m.d.sync += [index.eq(0), passing.eq(0), reason.eq(Drop.NONE)]
         return m
