@@ -220,31 +220,18 @@ class OrderOut(wiring.Component):
         # The candidate: the queue's head, or the gate's order while the queue is empty.
         direct = ~q_valid[0]
         head = data.View(Intent, Mux(direct, self.order.payload.as_value(), rd.data.as_value()))
+        waiting = q_valid[0] | self.order.valid
         # An instrument's kill switch as it was in the cycle before, for the candidate of now
         # (registered as `g_kill` and `h_kill` below); the card's as it is.
         g_kill, h_kill = Signal(), Signal()
+        killed = waiting & (self.kill_card | Mux(direct, g_kill, h_kill))
         c_good = Mux(direct, g.good, h.good)
         c_known = Mux(direct, g.known, h.known)
-        # What becomes of the candidate if there is one: killed; unsafe (FCS-safe: an order
-        # waits for its frame's verdict, and goes only if the frame was good); started. From
-        # registers, for the gate's order and for the head apart; the gate's `order.valid`
-        # (the fast path's decision, the last input here) is then ANDed in at the last level.
-        # From `waiting = q_valid[0] | order.valid` on, ABC built six levels of logic after
-        # it into the builder's first byte (`start` -> `transfer`), led by routing: the
-        # small-table core's route at seed 2 (10.82 ns; docs/book-timing.md).
-        fates = data.StructLayout({"killed": 1, "unsafe": 1, "start": 1})
-        fate = [Signal(fates, name="fate_direct"), Signal(fates, name="fate_head")]
-        for f, status, kill_slot in zip(fate, (g, h), (g_kill, h_kill), strict=True):
-            m.d.comb += [
-                f.killed.eq(self.kill_card | kill_slot),
-                f.unsafe.eq(~f.killed & self.fcs_safe & status.known & ~status.good),
-                f.start.eq(~f.killed & (~self.fcs_safe | status.good)
-                           & arbiter.order_free & builder.sink.ready),
-            ]
-        killed, unsafe, start = Signal(), Signal(), Signal()
-        for out, name in ((killed, "killed"), (unsafe, "unsafe"), (start, "start")):
-            m.d.comb += out.eq(Mux(q_valid[0], getattr(fate[1], name),
-                                   self.order.valid & getattr(fate[0], name)))
+        # FCS-safe: an order waits for its frame's verdict, and goes only if the frame was good.
+        unsafe = waiting & ~killed & self.fcs_safe & c_known & ~c_good
+        start = Signal()
+        m.d.comb += start.eq(waiting & ~killed & (~self.fcs_safe | c_good)
+                             & arbiter.order_free & builder.sink.ready)
         consume = start | killed | unsafe
         push = write & ~(direct & consume)
         pop = ~direct & consume
