@@ -80,6 +80,12 @@ class _Status(data.Struct):
     slot: 8
 
 
+class _Queued(data.Struct):
+    """A queued order: the intent, and its instrument's symbol when the gate accepted it."""
+    intent: Intent
+    symbol: 64
+
+
 class OrderOut(wiring.Component):
     """Ports:
     - `order`: the risk gate's orders; `ready` while the queue has room.
@@ -89,7 +95,9 @@ class OrderOut(wiring.Component):
       time, decided from registers), so its FCS status is registered by then.
     - `verdict`: the feed handler's frame verdicts; `cycle` its free-running cycle counter.
     - `kill_card`, `fcs_safe`: read in each start's cycle; `kill` (per slot): one cycle later.
-    - `order_template`, `symbols` (by slot), `next_user_ref`, `set_user_ref`: the frames'.
+    - `order_template`, `symbols` (by slot), `next_user_ref`, `set_user_ref`: the frames'. An
+      order's symbol is its slot's in the cycle the gate accepted its intent (`ahead`), carried
+      with it through the queue as its price and qty are.
     - `host_tx`: frames the host injects (sent when no order waits).
     - `gmii_tx`; `sent` (one cycle after the start), `latency` (stats), the counters.
     """
@@ -178,6 +186,12 @@ class OrderOut(wiring.Component):
         g_hot_next = Mux(self.ahead.valid, one_hot(self.ahead.payload.slot), g_hot)
         m.d.sync += g_hot.eq(g_hot_next)
         g_into = follow(g, "g_into")        # the gate's order's status after this cycle
+        # The gate's order's symbol, selected when its intent is accepted, so that a frame's
+        # start reads a register (or the queue's memory), not a 64-bit select of the slot
+        # table by the candidate's slot.
+        g_symbol = Signal(64)
+        with m.If(self.ahead.valid):
+            m.d.sync += g_symbol.eq(select(m, self.symbols, self.ahead.payload.slot, "a_symbol"))
 
         # -- the queue ---------------------------------------------------------------------------
         # The intents in a memory, the statuses in registers beside it (`at`: by address), each
@@ -186,7 +200,7 @@ class OrderOut(wiring.Component):
         # while the queue was empty), so neither write depends on the start. The head's status
         # is kept apart in `h`, loaded from the entry behind it when the head leaves: the start
         # reads registers only. `q_valid` is a thermometer of the occupancy.
-        mem = Memory(shape=Intent, depth=ORDER_QUEUE, init=[])
+        mem = Memory(shape=_Queued, depth=ORDER_QUEUE, init=[])
         m.submodules.mem = mem
         wr, rd = mem.write_port(), mem.read_port(domain="comb")
         w_ptr, r_ptr = Signal(range(ORDER_QUEUE)), Signal(range(ORDER_QUEUE))
@@ -198,7 +212,8 @@ class OrderOut(wiring.Component):
         write = self.order.valid & ~full
         m.d.comb += [
             rd.addr.eq(r_ptr), self.order.ready.eq(~full),
-            wr.addr.eq(w_ptr), wr.data.eq(self.order.payload), wr.en.eq(write),
+            wr.addr.eq(w_ptr), wr.data.intent.eq(self.order.payload),
+            wr.data.symbol.eq(g_symbol), wr.en.eq(write),
         ]
         # Each entry's ring entry compared with the verdict's, registered (as the entry and
         # `next_frame` will be), so that following a verdict is one level of logic here. The
@@ -219,7 +234,9 @@ class OrderOut(wiring.Component):
 
         # The candidate: the queue's head, or the gate's order while the queue is empty.
         direct = ~q_valid[0]
-        head = data.View(Intent, Mux(direct, self.order.payload.as_value(), rd.data.as_value()))
+        head = data.View(Intent, Mux(direct, self.order.payload.as_value(),
+                                     rd.data.intent.as_value()))
+        head_symbol = Mux(direct, g_symbol, rd.data.symbol)
         waiting = q_valid[0] | self.order.valid
         # An instrument's kill switch as it was in the cycle before, for the candidate of now
         # (registered as `g_kill` and `h_kill` below); the card's as it is.
@@ -277,9 +294,7 @@ class OrderOut(wiring.Component):
             builder.sink.payload.side.eq(head.side),
             builder.sink.payload.qty.eq(head.qty),
             builder.sink.payload.price.eq(head.price),
-            # (The slot from registers, not from the queue's memory.)
-            builder.sink.payload.symbol.eq(select(m, self.symbols, Mux(direct, g.slot, h.slot),
-                                                  "order_symbol")),
+            builder.sink.payload.symbol.eq(head_symbol),
         ]
         wiring.connect(m, builder.source, arbiter.orders)
         wiring.connect(m, wiring.flipped(self.host_tx), arbiter.host)
