@@ -189,7 +189,7 @@ def _small_core() -> Core:
     # 2026-11-22). nextpnr's post-placement estimate is the figure, and tools/depth.py names
     # the long paths, which report.json only has after routing.
     ("core (feed handler, order book, order path)", Core, "core", False),
-    # The same core with a 2 x 512 x 4 order table (32 EBR, not 128), routed: 20-28 minutes at
+    # The same core with a 2 x 512 x 4 order table (32 EBR, not 128), routed: 14-38 minutes at
     # seed 1, the core's routed figure while the default one does not route within a session
     # (docs/book-timing.md, "Nineteenth session"). Its other blocks are the default core's.
     ("core with a 2 x 512 x 4 order table", _small_core, "core_small_table", True),
