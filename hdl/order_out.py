@@ -144,6 +144,11 @@ class OrderOut(wiring.Component):
         with m.If(verdict.valid):
             m.d.sync += [known.bit_select(k, 1).eq(1), good.bit_select(k, 1).eq(~v_bad),
                          known.bit_select(k ^ _HALF, 1).eq(0), next_frame.eq(next_frame + 1)]
+        # `next_frame`'s bits above the ring's, and that minus one, kept beside it (below).
+        hi_now = next_frame[_RING_BITS:]
+        hi_before = Signal(len(hi_now), init=-1 % 2 ** len(hi_now))
+        with m.If(verdict.valid & (k == FCS_RING - 1)):
+            m.d.sync += hi_before.eq(hi_now)
 
         def one_hot(slot: Value) -> Value:
             """`slot` as a mask of `self.slots` bits (none set for a slot out of range)."""
@@ -170,9 +175,17 @@ class OrderOut(wiring.Component):
         # intent from the next cycle on.
         a_frame = self.ahead.payload.frame
         a_at = a_frame[:_RING_BITS]
-        a_age = Signal(16)
-        m.d.comb += a_age.eq(next_frame - a_frame)
-        a_stale = a_age > _HALF
+        # Stale: (next_frame - a_frame) mod 2**16 > _HALF. Within _HALF behind, the frame's bits
+        # above the ring's are `next_frame`'s, or one less when its ring bits are above
+        # `next_frame`'s (the low subtract borrows), so the test is a subtract of the ring bits
+        # and two equality compares against registers. As a 16-bit subtract and compare after
+        # the triggers' select of the offered intent it led every seed of the small-table
+        # core's route on d14a2e5 (docs/book-timing.md, "Twenty-first session").
+        low = Signal(_RING_BITS + 1)        # the top bit: the borrow
+        m.d.comb += low.eq(k - a_at)
+        a_hi = a_frame[_RING_BITS:]
+        a_stale = ~((low[:_RING_BITS] <= _HALF)
+                    & Mux(low[_RING_BITS], a_hi == hi_before, a_hi == hi_now))
         a_status = Signal(_Status)
         m.d.comb += [
             a_status.stale.eq(a_stale),
