@@ -51,7 +51,8 @@ class MacRx(wiring.Component):
         # is one flip-flop: as a function of those four registers it took two LUTs at the head
         # of the feed's byte valid, the small-table core's critical path at seed 2 (15516b9).
         # A byte follows the SFD, or a byte of the frame with room after it, and RX_DV stays up.
-        sfd_next = (state != State.DATA) & (state != State.BAD) & (rxd == ETH_SFD)
+        # (Amaranth 0.5's EnumView has no `matches`: it is the Value's.)
+        sfd_next = state.as_value().matches(State.IDLE, State.PREAMBLE) & (rxd == ETH_SFD)
         room_next = (state == State.DATA) & room & (length != ETH_MAX_FRAME - 1)
         m.d.sync += self.passing.eq(self.gmii.rx_dv & dv & (sfd_next | room_next))
 
