@@ -250,21 +250,32 @@ class OrderOut(wiring.Component):
         head = data.View(Intent, Mux(direct, self.order.payload.as_value(),
                                      rd.data.intent.as_value()))
         head_symbol = Mux(direct, g_symbol, rd.data.symbol)
-        waiting = q_valid[0] | self.order.valid
         # An instrument's kill switch as it was in the cycle before, for the candidate of now
         # (registered as `g_kill` and `h_kill` below); the card's as it is.
         g_kill, h_kill = Signal(), Signal()
-        killed = waiting & (self.kill_card | Mux(direct, g_kill, h_kill))
         c_good = Mux(direct, g.good, h.good)
         c_known = Mux(direct, g.known, h.known)
-        # FCS-safe: an order waits for its frame's verdict, and goes only if the frame was good.
-        unsafe = waiting & ~killed & self.fcs_safe & c_known & ~c_good
-        start = Signal()
-        m.d.comb += start.eq(waiting & ~killed & (~self.fcs_safe | c_good)
-                             & arbiter.order_free & builder.sink.ready)
-        consume = start | killed | unsafe
-        push = write & ~(direct & consume)
-        pop = ~direct & consume
+
+        def fate(kill, status):
+            """(start, killed, unsafe) of a candidate that is there. FCS-safe: an order waits
+            for its frame's verdict, and goes only if the frame was good."""
+            killed = self.kill_card | kill
+            unsafe = ~killed & self.fcs_safe & status.known & ~status.good
+            start = (~killed & (~self.fcs_safe | status.good)
+                     & arbiter.order_free & builder.sink.ready)
+            return start, killed, unsafe
+
+        # The head's fate and the gate's order's apart, and the gate's order's `valid` ANDed
+        # last: the head leaves (`pop`) on its own registers alone. As one fate of a candidate
+        # that is there if `q_valid[0] | order.valid`, the gate's order's `valid` reached the
+        # read pointer's and the next head's enables through five LUTs across the chip
+        # (routed small-table core, docs/book-timing.md, "Twenty-second session").
+        h_fate, g_fate = fate(h_kill, h), fate(g_kill, g)
+        start, killed, unsafe = Signal(), Signal(), Signal()
+        m.d.comb += [x.eq(Mux(direct, self.order.valid & gx, hx))
+                     for x, gx, hx in zip((start, killed, unsafe), g_fate, h_fate, strict=True)]
+        push = write & ~(direct & (g_fate[0] | g_fate[1] | g_fate[2]))
+        pop = ~direct & (h_fate[0] | h_fate[1] | h_fate[2])
         with m.If(push):
             m.d.sync += w_ptr.eq(w_ptr + 1)
         with m.If(pop):
