@@ -21,7 +21,6 @@ from amaranth.lib.wiring import In, Out
 
 from hdl.beats import beats
 from hdl.book import TopUpdate
-from hdl.copies import copies
 from hdl.formats import BOOK_BUY, BOOK_SELL, RISK_PRICE_BITS, RISK_QTY_BITS
 
 __all__ = ["TriggerConfig", "Intent", "Terms", "Trigger", "select"]
@@ -87,7 +86,6 @@ class Trigger(wiring.Component):
             # The sides whose condition became true with this update (indexed by side). A
             # fresh offer is buy's intent if fire[BOOK_BUY], else sell's: the gate's fast path
             # decides on these bits rather than on the payload's side and `valid` built from them.
-            # Computed for the gate alone, by compares of its own (see `elaborate`).
             "fire": Out(2),
             "overruns": Out(32),
         })
@@ -97,19 +95,16 @@ class Trigger(wiring.Component):
         W = self.slots
         u, uv = self.update.payload, self.update.valid
 
-        cfg_ahead = select(m, self.config, self.next_slot, "cfg_ahead")
         cfg = Signal(TriggerConfig)
-        m.d.sync += cfg.eq(cfg_ahead)
-
-        def conditions(c):
-            return (c.buy_on & (u.ask_px != 0) & (u.ask_px <= c.buy_below)
-                    & (u.ask_qty >= c.min_qty),
-                    c.sell_on & (u.bid_px != 0) & (u.bid_px >= c.sell_above)
-                    & (u.bid_qty >= c.min_qty))
-
+        m.d.sync += cfg.eq(select(m, self.config, self.next_slot, "cfg_ahead"))
         buy = Signal()
         sell = Signal()
-        m.d.comb += Cat(buy, sell).eq(Cat(*conditions(cfg)))
+        m.d.comb += [
+            buy.eq(cfg.buy_on & (u.ask_px != 0) & (u.ask_px <= cfg.buy_below)
+                   & (u.ask_qty >= cfg.min_qty)),
+            sell.eq(cfg.sell_on & (u.bid_px != 0) & (u.bid_px >= cfg.sell_above)
+                    & (u.bid_qty >= cfg.min_qty)),
+        ]
         # `was` takes an update's conditions a cycle late, from registers (so that the
         # compares load two flip-flops, not a row decoder), and the next update reads the
         # pending one through `last`.
@@ -129,22 +124,8 @@ class Trigger(wiring.Component):
                    for side in (BOOK_BUY, BOOK_SELL)]
         fire = [Signal(name="fire_buy"), Signal(name="fire_sell")]
         m.d.comb += [fire[BOOK_BUY].eq(ours & buy & ~was_now[BOOK_BUY]),
-                     fire[BOOK_SELL].eq(ours & sell & ~was_now[BOOK_SELL])]
-        # The gate's fast path reads the same fire bits from compares of its own, on a copy of
-        # the row's compared fields. With one set of compares, ABC shared their last LUTs
-        # between the registers here (`full`) and the gate's `fast_side`, the placer put them
-        # by the held intents, and the gate was a hop away: compare -> fire -> that LUT ->
-        # `fast_side` led the routed core at every seed (docs/book-timing.md, "Twenty-first
-        # session"). In flip-flops of their own (`hdl.copies`), the copies cannot be merged,
-        # and each set of compares can sit by its readers.
-        compared = data.StructLayout({"buy_on": 1, "buy_below": RISK_PRICE_BITS, "sell_on": 1,
-                                      "sell_above": RISK_PRICE_BITS, "min_qty": RISK_QTY_BITS})
-        ahead = Signal(compared)
-        m.d.comb += [getattr(ahead, f).eq(getattr(cfg_ahead, f)) for f in compared.members]
-        (gate_cfg,) = copies(m, platform, ahead, 1, "gate_cfg")
-        gate_cond = conditions(data.View(compared, gate_cfg))
-        m.d.comb += self.fire.eq(Cat(ours & gate_cond[BOOK_BUY] & ~was_now[BOOK_BUY],
-                                     ours & gate_cond[BOOK_SELL] & ~was_now[BOOK_SELL]))
+                     fire[BOOK_SELL].eq(ours & sell & ~was_now[BOOK_SELL]),
+                     self.fire.eq(Cat(fire))]
         # A fresh intent is offered in its update's own cycle. What is not taken then waits in
         # its side's register; offers go oldest first, buy before sell.
         fresh = [Signal(Intent, name="fresh_buy"), Signal(Intent, name="fresh_sell")]
