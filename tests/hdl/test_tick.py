@@ -253,3 +253,33 @@ def test_both_sides_of_one_update_are_checked_at_its_cycle():
               ops=False, gaps=[19, 577, 20])
     assert [(side, r) for _, side, *_, r in got] == [
         ("B", Reject.NONE), ("S", Reject.NONE), ("B", Reject.NONE), ("S", Reject.RATE_CARD)]
+
+
+@pytest.mark.parametrize("side", "BS")
+@pytest.mark.parametrize("reduce", [False, True])
+@pytest.mark.parametrize("over", [0, 1])
+def test_exposure_bounds_to_the_share(side: str, reduce: bool, over: int) -> None:
+    """Two orders of 100 the same way, the first still open when the second comes: the second's
+    exposure that way (position + open + order) lands exactly on its bound (sent) or one share
+    over it (refused). The bound is max_position, or 0 under reduce-only with the position the
+    other way. The touched level shows 5,000 shares, far over what is left, so the bound on
+    order_qty alone decides (the gate's `oq_ok`, checked ahead of the update)."""
+    buy = side == "B"
+    inst = Instrument("S0", min_qty=0, order_qty=100,
+                      max_position=10_000 if reduce else 500 - over, reference_px=1_000_000,
+                      collar=10_000, buy_below=1_000_000 if buy else None,
+                      sell_above=None if buy else 1_000_000)
+    config = CardConfig(Limits(1000, 10**12, 100), (inst,))
+    # Under reduce-only the position is against the orders (200 - over), else with them (300).
+    toward = "S" if buy == reduce else "B"
+    fill = (HostOpKind.FILL, 0, toward, 200 - over if reduce else 300)
+
+    def update(index: int, on: bool) -> TopUpdate:
+        px, qty = (1_000_000, 5000) if on else (0, 0)
+        bid, ask = ((0, 0), (px, qty)) if buy else ((px, qty), (0, 0))
+        return TopUpdate(0, 7, *bid, *ask, False, False, "T", index, 0)
+
+    got = run(config, [update(i, i % 2 == 0) for i in range(3)], random.Random(0), ops=False,
+              gaps=[20] * 3, first=(fill,), reduce_only=int(reduce))
+    refused = Reject.REDUCE_ONLY if reduce else Reject.MAX_POSITION
+    assert [r for *_, r in got] == [Reject.NONE, refused if over else Reject.NONE]
