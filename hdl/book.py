@@ -32,11 +32,9 @@ its own:
         a cycle before its key head (`early_d`)
     P1  each block RAM's own copy of the address (`hdl.ebr`)
     PA  the entries read into their block RAM's output register
-    PB  ... and into a register beside it in the fabric (`hdl.ebr`); per way, from the
-        output register: live? same reference (and instrument)? its price at the top of its
-        side? each in pieces of 8 bits (against the way's own copies of the key, slot,
-        generation and tops: `hdl.copies`)
-    PK  per way: the AND of each compare's pieces
+    PB  ... and into a register beside it in the fabric (`hdl.ebr`)
+    PK  per way: live? same reference (and instrument)? its price at the top of its side?
+        (each way against its own copies of the key, slot, generation and tops: `hdl.copies`)
     P2  the hit: its entry, from the fabric register  -> found, entry  (U: old place freed)
     P3  2-left placement: the set with more free ways, its lowest free way  -> place
 
@@ -198,14 +196,6 @@ def _encode(m, onehot, name):
         m.d.comb += index.eq(Cat(Cat(onehot[i] for i in range(n) if i >> k & 1).any()
                                  for k in range(len(index))))
     return index
-
-
-_PIECE = 8         # bits per piece of the order table's compares: two LUT levels
-
-
-def _equal_pieces(a, b):
-    """a == b as one bit per piece of `_PIECE` bits."""
-    return [a[k:k + _PIECE] == b[k:k + _PIECE] for k in range(0, len(a), _PIECE)]
 
 
 def _choose(sel, options, keep):
@@ -484,16 +474,8 @@ class OrderBook(wiring.Component):
         # (PK's key is not read: synthesis drops it.)
         m.d.sync += [pb.eq(pa), pk.eq(pb)]
 
-        # PB and PK. Every way's verdict on the key, in two steps. In PB each way compares the
-        # entry in its block RAM's output register (`read_early`) with copies of its own
-        # (`hdl.copies`) of the key and `any`, loaded with PA's, and of the slot, generation and
-        # tops, a cycle behind (they stand still while a lookup needs them: a removal's row is
-        # read long before its key head, a clear is >= 5 cycles before the next head, and an
-        # A/F's `o_top` is never read), each compare in pieces of at most `_PIECE` bits,
-        # registered beside the way; in PK the pieces' AND. (In one step, from the fabric
-        # register, the compare's seven LUT levels and the wire to `p2_hit` led the routed core
-        # at two seeds of three, 10.32 and 9.59 ns on 15e423a; docs/book-timing.md.)
-        # (Named: a tuple assignment leaves them `$signal` in the reports tools/depth.py reads.)
+        # PK. Every way's verdict on the key. (Named: a tuple assignment leaves them `$signal`
+        # in the reports tools/depth.py reads.)
         p2_valid, p2_new, p2_any = Signal(name="p2_valid"), Signal(name="p2_new"), Signal(
             name="p2_any")
         p2_hit, p2_free = Signal(n_places, name="p2_hit"), Signal(n_places, name="p2_free")
@@ -501,34 +483,28 @@ class OrderBook(wiring.Component):
         entries = [data.View(self._entry, ram.read_data) for _, ram in places]
         p2_set = [Signal(set_bits, name=f"p2_set{b}") for b in range(BOOK_BANKS)]
         p2_same = Signal(BOOK_BANKS)        # a U new reference's sets equal to the old one's
+        # Each way compares with copies of its own (`hdl.copies`) of the key and `any`, loaded
+        # with PK's, and of the slot, generation and tops, two cycles behind (they stand still
+        # while a lookup needs them: a removal's row is read long before its key head, a clear
+        # is >= 5 cycles before the next head, and an A/F's `o_top` is never read).
         way = data.StructLayout({
             "tag": 64 - set_bits, "any": 1, "slot": range(W), "gen": BOOK_GEN_BITS,
             "top": data.ArrayLayout(data.StructLayout({"valid": 1, "px": 32}), 2)})
         now = Signal(way)
-        m.d.comb += [now.tag.eq(pa.key[set_bits:]), now.any.eq(pa.any), now.slot.eq(slot),
-                     now.gen.eq(gen)]
-        m.d.comb += [now.top[b].eq(Cat(row[b].top[0].valid, row[b].top[0].px))
+        m.d.comb += [now.tag.eq(pb.key[set_bits:]), now.any.eq(pb.any)]
+        m.d.sync += [now.slot.eq(slot), now.gen.eq(gen)]
+        m.d.sync += [now.top[b].eq(Cat(row[b].top[0].valid, row[b].top[0].px))
                      for b in (BUY, SELL)]
-        for i, ((_, ram), c) in enumerate(zip(places, copies(m, platform, now, n_places, "way"),
-                                              strict=True)):
-            c, e = data.View(way, c), data.View(self._entry, ram.read_early)
+        for i, (e, c) in enumerate(zip(entries, copies(m, platform, now, n_places, "way"),
+                                       strict=True)):
+            c = data.View(way, c)
+            live = sig(e.gen == c.gen, f"live{i}")
             top_valid = Mux(e.side, c.top[SELL].valid, c.top[BUY].valid)
             top_px = Mux(e.side, c.top[SELL].px, c.top[BUY].px)
-            gen_eq, tag_eq = Signal(name=f"gen_eq{i}"), Signal(name=f"tag_eq{i}")
-            slot_eq, top_eq = Signal(name=f"slot_eq{i}"), Signal(name=f"top_eq{i}")
-            any_ = Signal(name=f"any{i}")
-            for whole, a, b in ((gen_eq, e.gen, c.gen), (tag_eq, e.tag, c.tag),
-                                (slot_eq, e.slot, c.slot), (top_eq, e.px, top_px)):
-                pieces = _equal_pieces(a, b)
-                whole_pieces = Signal(len(pieces), name=f"{whole.name}_pieces")
-                m.d.sync += whole_pieces.eq(Cat(pieces))
-                m.d.comb += whole.eq(whole_pieces.all())
-            top_ok = Signal(name=f"top_valid{i}")
-            m.d.sync += [any_.eq(c.any), top_ok.eq(top_valid)]
             m.d.sync += [
-                p2_hit[i].eq(gen_eq & tag_eq & (any_ | slot_eq)),
-                p2_free[i].eq(~gen_eq),
-                p2_top[i].eq(top_ok & top_eq),
+                p2_hit[i].eq(live & (e.tag == c.tag) & (c.any | (e.slot == c.slot))),
+                p2_free[i].eq(~live),
+                p2_top[i].eq(top_valid & (top_px == e.px)),
             ]
         m.d.sync += [p2_valid.eq(pk.valid), p2_new.eq(pk.new), p2_any.eq(pk.any)]
         m.d.sync += [p2_set[b].eq(pk.set[b]) for b in range(BOOK_BANKS)]
@@ -554,7 +530,7 @@ class OrderBook(wiring.Component):
         # The entry is gathered by `p2_hit` (a message's own lookup frees nothing), so the U's
         # freeing stays off its path; U's new reference gathers only the instrument. Only what
         # the key does not say is gathered: the tag is the key's, and a live entry's
-        # generation is the current one (`gen_eq`), so 69 of the entry's 140 bits cross the chip
+        # generation is the current one (`live`), so 69 of the entry's 140 bits cross the chip
         # from each way, not all.
         gathered = ("slot", "side", "px", "shares")
         entry_sig = Signal(self._entry)
@@ -562,7 +538,7 @@ class OrderBook(wiring.Component):
             m.d.comb += getattr(entry_sig, name).eq(or_tree(
                 [Mux(p2_hit[i], getattr(entries[i], name), 0) for i in range(n_places)]))
         pk_tag, p2_tag = Signal(64 - set_bits), Signal(64 - set_bits)
-        m.d.sync += [pk_tag.eq(pb.key[set_bits:]), p2_tag.eq(pk_tag)]
+        m.d.sync += [pk_tag.eq(now.tag), p2_tag.eq(pk_tag)]
         with m.If(p2_valid & ~p2_new):
             m.d.sync += [getattr(o_entry, name).eq(getattr(entry_sig, name)) for name in gathered]
             m.d.sync += [o_entry.tag.eq(p2_tag), o_entry.gen.eq(gen)]

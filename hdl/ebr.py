@@ -30,9 +30,6 @@ RAM rows, and the wire from the farthest of them to the way's compare (3.8-5.0 n
 compare's six LUTs in one cycle (2 x 2048 x 4: 102.9 MHz; ninth session). A register between
 them lets nextpnr cross that wire in a cycle of its own.
 
-`read_early` is the block's output register: the same entry a cycle before `read_data`, for
-logic that starts beside the blocks (the order table's compares begin there, `hdl.book`).
-
 Anywhere else (simulation, Verilator), and on ECP5 for a deeper memory, it is the same
 behaviour in plain Amaranth: the registers around a memory with a synchronous read port.
 """
@@ -60,7 +57,6 @@ class RegisteredRam(wiring.Component):
         super().__init__({
             "read_addr": In(range(depth)),
             "read_data": Out(shape),
-            "read_early": Out(shape),               # `read_data` of the next cycle
             "write_addr": In(range(depth)),
             "write_data": In(shape),
             "write_en": In(1),
@@ -72,7 +68,6 @@ class RegisteredRam(wiring.Component):
         abits = len(self.write_addr)
         rd_out = Signal(width)
         m.d.sync += self.read_data.eq(rd_out)             # the fabric register
-        m.d.comb += self.read_early.eq(rd_out)
         mode = next((d for d in sorted(EBR_MODES) if self._depth <= d), None)
         if is_ecp5(platform) and mode is not None:
             # Bit lists, one per pin. A block of `mode` entries of `bits_per` bits takes its
