@@ -186,32 +186,32 @@ def _small_core() -> Core:
 
 
 @pytest.mark.bench
-@pytest.mark.parametrize("label, make, name, route", [
-    ("feed handler", FeedHandler, "feed_handler", True),
+@pytest.mark.parametrize("label, make, name, route, placer", [
+    ("feed handler", FeedHandler, "feed_handler", True, ()),
     # The order book issue's figure: its input from the real feed handler (27-37 minutes of
     # nextpnr when it finishes; some seeds congest: docs/book-timing.md).
-    ("feed handler + order book", FeedBook, "feed_book", True),
-    ("order decision (triggers + risk gate)", OrderDecision, "order_decision", True),
-    ("order output (queue, builder, TX arbiter and MAC)", OrderOut, "order_out", True),
+    ("feed handler + order book", FeedBook, "feed_book", True, ()),
+    ("order decision (triggers + risk gate)", OrderDecision, "order_decision", True, ()),
+    ("order output (queue, builder, TX arbiter and MAC)", OrderOut, "order_out", True, ()),
     # The core is placed only: routing it did not converge in a bench run's time (router1
     # after 20 minutes; router2 was still at ~21,000 overused wires after 25 minutes,
     # 2026-11-22). nextpnr's post-placement estimate is the figure, and tools/depth.py names
     # the long paths, which report.json only has after routing.
-    ("core (feed handler, order book, order path)", Core, "core", False),
+    ("core (feed handler, order book, order path)", Core, "core", False, CORE_PLACER),
     # The same core with a 2 x 512 x 4 order table (32 EBR, not 128), routed: 14-38 minutes at
     # seed 1, the core's routed figure while the default one does not route within a session
     # (docs/book-timing.md, "Nineteenth session"). Its other blocks are the default core's.
-    ("core with a 2 x 512 x 4 order table", _small_core, "core_small_table", True),
+    ("core with a 2 x 512 x 4 order table", _small_core, "core_small_table", True,
+     CORE_PLACER),
     # The book alone, routed: its default 2 x 2048 x 4 table routed in 20-27 minutes at the
     # seeds that converged (2 x 512 x 16 had not after an hour; docs/book-timing.md,
     # "Eleventh session").
-    ("order book", OrderBook, "book", True),
+    ("order book", OrderBook, "book", True, ()),
 ])
-def test_fmax(figure, label, make, name, route):
+def test_fmax(figure, label, make, name, route, placer):
     design = make()
     start = time.monotonic()
     router = "router1" if route else "placement only"
-    placer = CORE_PLACER if make in (Core, _small_core) else ()
     if placer:
         router += ", placer " + " ".join(placer)
     r = synth_report(design, name, TARGET_MHZ, route=route, nextpnr_args=placer)
